@@ -1,0 +1,39 @@
+"""edgecart.runtime — verify a release bundle and run it on-device. Needs numpy and one engine; never torch."""
+
+from __future__ import annotations
+
+from .bundle import Bundle, open_bundle, sha256_file, verify
+from .errors import (
+    ArtifactNotFoundError,
+    BackendUnavailableError,
+    BundleError,
+    EdgecartError,
+    InputSpecError,
+    IntegrityError,
+    ManifestError,
+    MissingFileError,
+    ParityError,
+    UnknownNameError,
+    UnlistedFileError,
+    UnsafePathError,
+)
+from .manifest import (
+    SCHEMA_VERSION,
+    Artifact,
+    FileEntry,
+    Golden,
+    ImagePreprocessing,
+    Manifest,
+    Parity,
+    SequencePreprocessing,
+    TensorSpec,
+)
+from .session import Session, available_backends, load, select
+
+__all__ = [
+    "SCHEMA_VERSION", "Artifact", "ArtifactNotFoundError", "BackendUnavailableError", "Bundle", "BundleError",
+    "EdgecartError", "FileEntry", "Golden", "ImagePreprocessing", "InputSpecError", "IntegrityError", "Manifest",
+    "ManifestError", "MissingFileError", "Parity", "ParityError", "SequencePreprocessing", "Session", "TensorSpec",
+    "UnknownNameError", "UnlistedFileError", "UnsafePathError", "available_backends", "load", "open_bundle", "select",
+    "sha256_file", "verify",
+]

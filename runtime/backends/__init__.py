@@ -1,0 +1,121 @@
+"""Inference engines, one module each, registered by name.
+
+A backend module imports its engine only inside ``open``; when the engine is missing it raises
+:class:`~edgecart.runtime.errors.BackendUnavailableError` naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
+
+import numpy as np
+
+from ..errors import BackendUnavailableError
+from ..manifest import Artifact, TensorSpec
+from ..registry import Registry
+
+
+class Engine(Protocol):
+    """An opened artifact. ``run`` takes arrays in the manifest's input order, already of ``input_dtypes``,
+    and returns float (dequantised) or integer arrays in the manifest's output order."""
+
+    input_dtypes: list[np.dtype]
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """Everything a backend needs to open one artifact."""
+
+    model_path: Path
+    artifact: Artifact
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    threads: int | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A registered backend: the format it runs, the module it needs, and its opener."""
+
+    name: str
+    format: str
+    module: str
+    extra: str
+    opener: Callable[[OpenRequest], Engine]
+
+    def available(self) -> bool:
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    def unavailable_error(self, cause: BaseException | None = None) -> BackendUnavailableError:
+        why = f" ({cause})" if cause else ""
+        return BackendUnavailableError(
+            f"backend {self.name!r} needs the Python module {self.module!r}, which is not importable{why}; "
+            f"install it with: pip install 'edgecart[{self.extra}]'"
+        )
+
+    def open(self, request: OpenRequest) -> Engine:
+        return self.opener(request)
+
+
+BACKENDS: Registry[Backend] = Registry("backend")
+#: Preferred order when ``backend="auto"``: engines that need only numpy first.
+AUTO_ORDER = ("onnxruntime", "litert", "executorch")
+
+
+def register(backend: Backend) -> Backend:
+    return BACKENDS.register(backend.name, backend)
+
+
+def backend_for_format(fmt: str) -> Backend:
+    for name in BACKENDS:
+        if BACKENDS[name].format == fmt:
+            return BACKENDS[name]
+    known = ", ".join(sorted({BACKENDS[n].format for n in BACKENDS}))
+    from ..errors import UnknownNameError
+
+    raise UnknownNameError(f"no backend runs format {fmt!r}; formats with a backend: {known}")
+
+
+E = TypeVar("E")
+
+
+class PerThread(Generic[E]):
+    """One engine object per thread, made on first use in that thread, for engines that are not thread-safe."""
+
+    def __init__(self, factory: Callable[[], E]) -> None:
+        self._factory = factory
+        self._local = threading.local()
+        self.first = factory()  # made eagerly in the opening thread so load errors surface at load time
+        self._local.obj = self.first
+
+    def get(self) -> E:
+        obj = getattr(self._local, "obj", None)
+        if obj is None:
+            obj = self._local.obj = self._factory()
+        return obj
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
+    info = np.iinfo(dtype)
+    q = np.round(x.astype(np.float32) / np.float32(scale)) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return ((q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
+
+
+from . import executorch as _executorch  # noqa: E402,F401  (registers itself; imports no engine)
+from . import litert as _litert  # noqa: E402,F401
+from . import onnxruntime as _onnxruntime  # noqa: E402,F401

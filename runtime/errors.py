@@ -1,0 +1,54 @@
+"""Typed errors of the edgecart runtime. Each message says what went wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class EdgecartError(Exception):
+    """Base class of every error edgecart raises on purpose."""
+
+
+class BundleError(EdgecartError):
+    """A bundle cannot be used as it is."""
+
+
+class ManifestError(BundleError):
+    """manifest.json is missing, unreadable, of an unknown schema version, or malformed."""
+
+
+class MissingFileError(BundleError):
+    """A file the manifest lists is not in the bundle."""
+
+
+class IntegrityError(BundleError):
+    """A file's size or sha256 differs from what the manifest records (corrupt or tampered)."""
+
+
+class UnlistedFileError(BundleError):
+    """The bundle holds a file the manifest does not list."""
+
+
+class UnsafePathError(BundleError):
+    """A path in the manifest escapes the bundle directory or is not a plain relative path."""
+
+
+class ArtifactNotFoundError(BundleError):
+    """No artifact in the bundle matches the requested name, format or precision."""
+
+
+class ParityError(BundleError):
+    """An exported artifact does not reproduce the reference model within the stated tolerance."""
+
+
+class InputSpecError(EdgecartError, ValueError):
+    """Inputs passed to a session do not match the bundle's declared I/O spec."""
+
+
+class BackendUnavailableError(EdgecartError, ImportError):
+    """The engine a backend needs is not installed."""
+
+
+class UnknownNameError(EdgecartError, KeyError):
+    """A name looked up in a registry (backend, exporter format, ...) is not known."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0]) if self.args else ""

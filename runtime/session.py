@@ -1,0 +1,181 @@
+"""``load`` a bundle and ``run`` one of its artifacts with inputs checked against the manifest's I/O spec."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .backends import AUTO_ORDER, BACKENDS, Backend, OpenRequest
+from .bundle import Bundle, open_bundle
+from .errors import ArtifactNotFoundError, BackendUnavailableError, InputSpecError
+from .manifest import Artifact, Manifest, TensorSpec
+
+Inputs = np.ndarray | Mapping[str, np.ndarray] | Sequence[np.ndarray]
+#: Without an explicit ``precision`` the first match in this order is opened: int8 artifacts in a bundle have
+#: passed the exporter's quality gate and are what a device should run.
+PRECISION_ORDER = ("int8", "fp16", "fp32")
+
+
+class Session:
+    """One artifact of a verified bundle, opened on one backend. ``run`` is safe to call from several threads."""
+
+    def __init__(self, bundle: Bundle, artifact: Artifact, backend: Backend, threads: int | None,
+                 check_finite: bool = True, options: Mapping[str, str] | None = None) -> None:
+        self.bundle = bundle
+        self.artifact = artifact
+        self.backend = backend
+        self.threads = threads
+        self.check_finite = check_finite
+        m = bundle.manifest
+        request = OpenRequest(bundle.path(artifact.path), artifact, m.inputs, m.outputs, threads,
+                              tuple(sorted((options or {}).items())))
+        self.engine = backend.open(request)
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.bundle.manifest
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self.manifest.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self.manifest.outputs
+
+    def prepare(self, inputs: Inputs) -> list[np.ndarray]:
+        """Check ``inputs`` against the spec and convert them to what the engine takes."""
+        arrays = _as_list(inputs, self.inputs)
+        return [
+            _check_one(x, spec, dtype, self.check_finite)
+            for x, spec, dtype in zip(arrays, self.inputs, self.engine.input_dtypes, strict=True)
+        ]
+
+    def run(self, inputs: Inputs) -> dict[str, np.ndarray]:
+        """Run the model. Returns ``{output name: array}``; quantised outputs come back as float32."""
+        outs = self.engine.run(self.prepare(inputs))
+        result = {}
+        for spec, y in zip(self.outputs, outs, strict=True):
+            y = np.asarray(y)
+            if y.dtype != np.dtype(spec.dtype) and spec.dtype.startswith("float"):
+                y = y.astype(spec.dtype)
+            result[spec.name] = y.reshape(spec.shape) if y.size == int(np.prod(spec.shape)) else y
+        return result
+
+    def __repr__(self) -> str:
+        return (f"Session(bundle={self.manifest.name!r}, artifact={self.artifact.name!r}, "
+                f"backend={self.backend.name!r}, threads={self.threads})")
+
+
+def load(path: str | os.PathLike[str] | Bundle, backend: str = "auto", *, artifact: str | None = None,
+         precision: str | None = None, threads: int | None = None, check_finite: bool = True,
+         strict: bool = True, options: Mapping[str, str] | None = None) -> Session:
+    """Verify a bundle and open one of its artifacts.
+
+    ``backend``: ``"auto"`` or a registered backend name (``onnxruntime``, ``litert``, ``executorch``).
+    ``artifact`` picks an artifact by name; otherwise ``precision`` (or int8, then fp32) and the backend decide.
+    """
+    bundle = path if isinstance(path, Bundle) else open_bundle(Path(path), strict=strict)
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    art, be = select(bundle.manifest, backend, artifact, precision)
+    return Session(bundle, art, be, threads, check_finite=check_finite, options=options)
+
+
+def select(manifest: Manifest, backend: str = "auto", artifact: str | None = None,
+           precision: str | None = None) -> tuple[Artifact, Backend]:
+    """Choose the artifact and backend ``load`` would open."""
+    arts = list(manifest.artifacts)
+    if artifact is not None:
+        arts = [manifest.artifact(artifact)]
+    if precision is not None:
+        arts = [a for a in arts if a.precision == precision]
+    else:
+        arts.sort(key=lambda a: PRECISION_ORDER.index(a.precision))
+    if backend == "auto":
+        order = [BACKENDS[n] for n in AUTO_ORDER if n in BACKENDS]
+        formats = {a.format for a in arts}
+        candidates = [b for b in order if b.format in formats]
+        usable = [b for b in candidates if b.available()]
+        if not usable:
+            if candidates:
+                raise candidates[0].unavailable_error()
+            raise _not_found(manifest, artifact, precision, None)
+        for b in usable:
+            for a in arts:
+                if a.format == b.format:
+                    return a, b
+    be = BACKENDS[backend]
+    for a in arts:
+        if a.format == be.format:
+            if not be.available():
+                raise be.unavailable_error()
+            return a, be
+    raise _not_found(manifest, artifact, precision, be)
+
+
+def _not_found(m: Manifest, artifact: str | None, precision: str | None, be: Backend | None) -> ArtifactNotFoundError:
+    want = []
+    if artifact:
+        want.append(f"name {artifact!r}")
+    if precision:
+        want.append(f"precision {precision!r}")
+    if be:
+        want.append(f"format {be.format!r} (backend {be.name!r})")
+    have = ", ".join(f"{a.name} [{a.format}, {a.precision}]" for a in m.artifacts) or "(none)"
+    return ArtifactNotFoundError(f"bundle {m.name!r} has no artifact with {' and '.join(want) or 'a runnable format'}; "
+                                 f"it has: {have}")
+
+
+def _as_list(inputs: Inputs, specs: tuple[TensorSpec, ...]) -> list[np.ndarray]:
+    names = [s.name for s in specs]
+    if isinstance(inputs, np.ndarray):
+        if len(specs) != 1:
+            raise InputSpecError(f"the model takes {len(specs)} inputs {names}; pass a dict name -> array")
+        return [inputs]
+    if isinstance(inputs, Mapping):
+        missing = [n for n in names if n not in inputs]
+        extra = sorted(set(inputs) - set(names))
+        if missing or extra:
+            raise InputSpecError(f"inputs must be exactly {names}; missing {missing}, unexpected {extra}")
+        return [np.asarray(inputs[n]) for n in names]
+    if isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)):
+        if len(inputs) != len(specs):
+            raise InputSpecError(f"expected {len(specs)} inputs {names}, got {len(inputs)}")
+        return [np.asarray(x) for x in inputs]
+    raise InputSpecError(f"inputs must be an array, a dict name -> array, or a list of arrays; got "
+                         f"{type(inputs).__name__}")
+
+
+def _check_one(x: np.ndarray, spec: TensorSpec, engine_dtype: np.dtype, check_finite: bool) -> np.ndarray:
+    want = np.dtype(spec.dtype)
+    if tuple(x.shape) != spec.shape:
+        raise InputSpecError(f"input {spec.name!r}: shape {tuple(x.shape)}, the model takes {spec.shape}"
+                             + (f" ({spec.layout})" if spec.layout else ""))
+    if np.issubdtype(want, np.floating):
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise InputSpecError(f"input {spec.name!r}: dtype {x.dtype}, expected {want} (numbers)")
+        x = x.astype(want, copy=False)
+        if check_finite and not np.isfinite(x).all():
+            raise InputSpecError(f"input {spec.name!r} holds NaN or Inf; clean the input (or load with "
+                                 "check_finite=False)")
+    elif np.issubdtype(want, np.integer):
+        if not np.issubdtype(x.dtype, np.integer):
+            raise InputSpecError(f"input {spec.name!r}: dtype {x.dtype}, expected integers ({want})")
+        info = np.iinfo(engine_dtype if np.issubdtype(engine_dtype, np.integer) else want)
+        if x.size and (x.min() < info.min or x.max() > info.max):
+            raise InputSpecError(f"input {spec.name!r}: values outside the {info.dtype} range")
+    elif x.dtype != want:
+        raise InputSpecError(f"input {spec.name!r}: dtype {x.dtype}, expected {want}")
+    return np.ascontiguousarray(x, dtype=engine_dtype)
+
+
+def available_backends() -> list[str]:
+    """Names of the registered backends whose engine is importable here."""
+    return [n for n in BACKENDS if BACKENDS[n].available()]
+
+
+__all__ = ["Session", "load", "select", "available_backends", "BackendUnavailableError"]

