@@ -11,4 +11,5 @@ from .export import DEFAULT_FORMATS, IOSpec, ParityTolerance, export, export_art
 from .gate import QualityGate, evaluate_artifact, export_int8_gated
 
 __all__ = ["DEFAULT_FORMATS", "EXPORTERS", "BundleWriter", "ExportRequest", "ExportedFiles", "Exporter", "IOSpec",
-           "ParityTolerance", "QualityGate", "evaluate_artifact", "export", "export_int8_gated", "export_artifact", "golden_from_model", "pack", "toolchain_versions"]
+           "ParityTolerance", "QualityGate", "evaluate_artifact", "export", "export_artifact", "export_int8_gated",
+           "golden_from_model", "pack", "toolchain_versions"]

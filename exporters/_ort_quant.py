@@ -12,7 +12,13 @@ from .base import ExportRequest
 
 
 def quantize_static_qdq(float_path: Path, out_path: Path, request: ExportRequest, recipe: str) -> dict[str, Any]:
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     per_channel = "per-channel" in recipe

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from edgecart.runtime.bundle import Bundle, sha256_file
 from edgecart.runtime.errors import BundleError
 from edgecart.runtime.manifest import (

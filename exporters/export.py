@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from edgecart.runtime.backends import backend_for_format
 from edgecart.runtime.errors import ParityError
 from edgecart.runtime.golden import compare
 from edgecart.runtime.manifest import Artifact, Manifest, Parity, Preprocessing, TensorSpec
 from edgecart.runtime.session import Session
 
+from ._quiet import quiet_fds
 from .base import EXPORTERS, ExportRequest
 from .bundle import BundleWriter
 
@@ -56,6 +55,9 @@ class ParityTolerance:
         return self.fp32_max_abs, self.fp32_min_cosine
 
 
+DEFAULT_TOLERANCE = ParityTolerance()
+
+
 def golden_from_model(model: Any, samples: Sequence[tuple[Any, ...]], io: IOSpec) -> tuple[dict, dict]:
     """Run the eager model on each sample; return stacked numpy inputs and outputs keyed by tensor name."""
     import torch
@@ -86,7 +88,7 @@ def measure_parity(writer: BundleWriter, artifact: Artifact, golden_in: dict[str
 def export_artifact(writer: BundleWriter, model: Any, example_inputs: tuple[Any, ...], fmt: str, *,
                     precision: str = "fp32", recipe: str | None = None, calibration: Sequence[tuple[Any, ...]] = (),
                     name: str | None = None, golden: tuple[dict, dict] | None = None,
-                    tolerance: ParityTolerance = ParityTolerance(), check: bool = True) -> Artifact:
+                    tolerance: ParityTolerance = DEFAULT_TOLERANCE, check: bool = True) -> Artifact:
     """Export one artifact into ``writer``, measure its parity, and refuse it (ParityError) when out of tolerance."""
     exporter = EXPORTERS[fmt]
     io = IOSpec(writer.meta["inputs"], writer.meta["outputs"])
@@ -96,7 +98,8 @@ def export_artifact(writer: BundleWriter, model: Any, example_inputs: tuple[Any,
         rel = f"models/{writer.meta['name']}.{precision}.{recipe}{exporter.suffix}"
     request = ExportRequest(model, tuple(example_inputs), tuple(s.name for s in io.inputs),
                             tuple(s.name for s in io.outputs), precision, recipe, tuple(calibration))
-    files = exporter.write(request, writer.file_path(rel))
+    with quiet_fds():
+        files = exporter.write(request, writer.file_path(rel))
     writer.add_file(rel, "model")
     sides = []
     for side in files.side_files:
@@ -123,7 +126,7 @@ def export_artifact(writer: BundleWriter, model: Any, example_inputs: tuple[Any,
 def export(model: Any, example_inputs: tuple[Any, ...], formats: Sequence[str] = DEFAULT_FORMATS, *,
            out: str | os.PathLike[str], io_spec: IOSpec | None = None, preprocessing: Preprocessing | None = None,
            name: str = "model", version: str = "0.1.0", task: str = "generic",
-           golden_inputs: Sequence[tuple[Any, ...]] | None = None, tolerance: ParityTolerance = ParityTolerance(),
+           golden_inputs: Sequence[tuple[Any, ...]] | None = None, tolerance: ParityTolerance = DEFAULT_TOLERANCE,
            overwrite: bool = False, archive: bool = False,
            progress: Callable[[str], None] | None = None) -> Manifest:
     """Export ``model`` (fp32) to every format in ``formats`` as one bundle at ``out``.

@@ -14,7 +14,7 @@ from edgecart.runtime.session import Session
 
 from .base import EXPORTERS
 from .bundle import BundleWriter
-from .export import ParityTolerance, export_artifact
+from .export import DEFAULT_TOLERANCE, ParityTolerance, export_artifact
 
 Evaluate = Callable[[Session], dict[str, float]]
 
@@ -42,7 +42,7 @@ def evaluate_artifact(writer: BundleWriter, artifact: Artifact, evaluate: Evalua
 def export_int8_gated(writer: BundleWriter, model: Any, example_inputs: tuple[Any, ...], fmt: str, *,
                       calibration: Sequence[tuple[Any, ...]], golden: tuple[dict, dict], evaluate: Evaluate,
                       reference: dict[str, float], gate: QualityGate, recipes: Sequence[str] | None = None,
-                      tolerance: ParityTolerance = ParityTolerance(),
+                      tolerance: ParityTolerance = DEFAULT_TOLERANCE,
                       progress: Callable[[str], None] | None = None) -> Artifact | None:
     """Export ``model`` to int8 ``fmt`` with the first recipe that passes ``gate``; None when none does.
 

@@ -335,7 +335,8 @@ class Manifest:
         try:
             data = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"manifest.json is not valid JSON ({exc}); the bundle is corrupt, re-export it") from None
+            raise ManifestError(f"manifest.json is not valid JSON ({exc}); the bundle is corrupt, re-export it") \
+                from None
         return cls.from_dict(data)
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from edgecart.exporters.export import IOSpec
 from edgecart.runtime.manifest import TensorSpec
+from torch import nn
 
 
 class TinyCNN(nn.Module):

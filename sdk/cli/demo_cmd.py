@@ -1,0 +1,45 @@
+"""``edgecart demo``: the main job on the bundled real data."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+TASKS = ("smoke", "image-search", "recommendations")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run the main job on the bundled real data (bundles under --out)")
+    p.add_argument("--task", choices=(*TASKS, "all"), default="all",
+                   help="which pipeline to run (default: all = smoke, image-search, recommendations)")
+    p.add_argument("--out", default="out", help="where bundles go (default: ./out)")
+    p.add_argument("--cache", default=None, help="cache for trained teachers and embeddings (default: OUT/cache)")
+    p.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    cache = Path(args.cache) if args.cache else out / "cache"
+    tasks = TASKS if args.task == "all" else (args.task,)
+    for task in tasks:
+        t0 = time.perf_counter()
+        print(f"== {task} ==", flush=True)
+        if task == "smoke":
+            from edgecart.demo import smoke
+
+            rows = smoke(out)
+            print(f"{'artifact':<28} {'backend':<12} {'bytes':>8} {'max|Δ| golden':>14} {'cosine':>9} {'ms/run':>8}")
+            for r in rows:
+                print(f"{r.artifact:<28} {r.backend:<12} {r.bytes:>8} {r.max_abs_diff:>14.2e} {r.cosine:>9.6f} "
+                      f"{r.ms_per_run:>8.3f}")
+        elif task == "image-search":
+            from edgecart.vision.pipeline import run_demo
+
+            print(run_demo(out / "image_search", cache=cache))
+        else:
+            from edgecart.recs.pipeline import run_demo as run_recs
+
+            print(run_recs(out / "recommendations", cache=cache))
+        print(f"== {task}: done in {time.perf_counter() - t0:.0f} s ==", flush=True)
+    return 0
