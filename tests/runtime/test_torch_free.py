@@ -43,7 +43,8 @@ def test_runs_in_a_venv_with_only_numpy_and_onnxruntime(tiny_bundle, tmp_path):
     py = venv / "bin" / "python"
     wheels = tmp_path / "wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    src = tmp_path / "src"  # build from a copy so setuptools' build/ and egg-info land in tmp, not the checkout
+    src = tmp_path / "src"
+    src.mkdir()  # build from a copy so setuptools' build/ and egg-info land in tmp, not the checkout
     for name in ("pyproject.toml", "README.md", "sdk", "exporters", "runtime", "benchmarks"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, src / name)
     build = subprocess.run([*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src)],
