@@ -33,6 +33,9 @@ class Session:
         request = OpenRequest(bundle.path(artifact.path), artifact, m.inputs, m.outputs, threads,
                               tuple(sorted((options or {}).items())))
         self.engine = backend.open(request)
+        self._in_plans = [(spec, np.dtype(spec.dtype), np.dtype(dt))
+                          for spec, dt in zip(m.inputs, self.engine.input_dtypes, strict=True)]
+        self._out_plans = [(spec, np.dtype(spec.dtype), int(np.prod(spec.shape))) for spec in m.outputs]
 
     @property
     def manifest(self) -> Manifest:
@@ -49,20 +52,26 @@ class Session:
     def prepare(self, inputs: Inputs) -> list[np.ndarray]:
         """Check ``inputs`` against the spec and convert them to what the engine takes."""
         arrays = _as_list(inputs, self.inputs)
-        return [
-            _check_one(x, spec, dtype, self.check_finite)
-            for x, spec, dtype in zip(arrays, self.inputs, self.engine.input_dtypes, strict=True)
-        ]
+        feeds = []
+        for x, plan in zip(arrays, self._in_plans, strict=True):
+            spec, want, engine_dtype = plan
+            if x.dtype == engine_dtype and x.shape == spec.shape and x.flags.c_contiguous:
+                if self.check_finite and want.kind == "f" and not np.isfinite(x).all():
+                    raise InputSpecError(f"input {spec.name!r} holds NaN or Inf; clean the input (or load with "
+                                         "check_finite=False)")
+                feeds.append(x)  # fast path: nothing to convert
+            else:
+                feeds.append(_check_one(x, spec, engine_dtype, self.check_finite))
+        return feeds
 
     def run(self, inputs: Inputs) -> dict[str, np.ndarray]:
         """Run the model. Returns ``{output name: array}``; quantised outputs come back as float32."""
         outs = self.engine.run(self.prepare(inputs))
         result = {}
-        for spec, y in zip(self.outputs, outs, strict=True):
-            y = np.asarray(y)
-            if y.dtype != np.dtype(spec.dtype) and spec.dtype.startswith("float"):
-                y = y.astype(spec.dtype)
-            result[spec.name] = y.reshape(spec.shape) if y.size == int(np.prod(spec.shape)) else y
+        for (spec, want, size), y in zip(self._out_plans, outs, strict=True):
+            if y.dtype != want and want.kind == "f":
+                y = y.astype(want)
+            result[spec.name] = y.reshape(spec.shape) if y.shape != spec.shape and y.size == size else y
         return result
 
     def __repr__(self) -> str:
