@@ -1,1 +1,16 @@
-"""Benchmark harness."""
+"""Benchmark harness: local CPU, CUDA, SSH and adb targets; side-by-side runtime comparison; runtime overhead.
+
+Public faces: :func:`bench`, :func:`compare`, :func:`overhead`, :class:`BenchConfig`, :class:`BenchReport`,
+:func:`write_report`, :func:`read_report`. Heavy imports (matplotlib, tqdm, engines) happen only when used.
+"""
+
+from __future__ import annotations
+
+from .harness import BenchConfig, bench, compare, overhead, parse_target, plan
+from .report import REPORT_SCHEMA_VERSION, BenchReport, read_report, to_markdown, validate_report, write_report
+from .result import BenchResult
+from .stats import BootstrapConfig, LatencyStats, bootstrap_ci, percentile, summarize
+
+__all__ = ["REPORT_SCHEMA_VERSION", "BenchConfig", "BenchReport", "BenchResult", "BootstrapConfig", "LatencyStats",
+           "bench", "bootstrap_ci", "compare", "overhead", "parse_target", "percentile", "plan", "read_report",
+           "summarize", "to_markdown", "validate_report", "write_report"]

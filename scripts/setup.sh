@@ -11,9 +11,21 @@ VENV="${VENV:-.venv}"
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing Debian package dataset-fashion-mnist"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
   else
     echo "setup: Fashion-MNIST missing; run: sudo apt-get install dataset-fashion-mnist (or set EDGECART_DATA)" >&2
+  fi
+fi
+
+# OpenSSH server + client: the benchmark harness's SSH target is tested against an sshd on 127.0.0.1.
+if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian packages openssh-server openssh-client (for the SSH benchmark tests)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null
+  else
+    echo "setup: sshd missing; the SSH benchmark tests will skip (sudo apt-get install openssh-server)" >&2
   fi
 fi
 

@@ -1,0 +1,121 @@
+"""Side by side: ExecuTorch, ONNX Runtime and LiteRT on the same golden inputs and threads, measured in interleaved
+rounds (each runtime in its own loaded worker process; every round runs a block on each, in a rotated order) so that
+drift — thermal, frequency, neighbours — hits all of them alike. Reports ratios to the fastest with bootstrap CIs."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from .report import BenchReport, write_report
+from .result import BenchResult, failed, from_raw
+from .stats import ratio_ci
+from .targets_local import Job, WorkerClient
+
+
+def pick_jobs(manifest: Any, config: Any, threads: int | None) -> list[Job]:
+    """One artifact per backend: the first matching ``config.artifacts``/``config.precision`` (fp32 preferred)."""
+    from edgecart.runtime.backends import backend_for_format
+
+    chosen: dict[str, Any] = {}
+    order = {"fp32": 0, "fp16": 1, "int8": 2}
+    for art in sorted(manifest.artifacts, key=lambda a: order.get(a.precision, 9)):
+        if config.artifacts is not None and art.name not in config.artifacts:
+            continue
+        if config.precision is not None and art.precision != config.precision:
+            continue
+        be = backend_for_format(art.format)
+        if config.backends is not None and be.name not in config.backends:
+            continue
+        chosen.setdefault(be.name, art)
+    if not chosen:
+        raise ValueError("nothing to compare: no artifact matches the backends/artifacts/precision asked for")
+    return [Job(a.name, b, threads) for b, a in chosen.items()]
+
+
+def interleave(clients: list[WorkerClient], level: str, rounds: int, per_round: int, seconds_per_round: float,
+               bar: Any = None) -> tuple[dict[int, list[float]], list[list[str]]]:
+    """Run ``rounds`` rounds; in round r the clients go in order rotated by r. Returns samples per client index and
+    the schedule actually run (backend names per round)."""
+    samples: dict[int, list[float]] = {i: [] for i in range(len(clients))}
+    schedule: list[list[str]] = []
+    live = [i for i, c in enumerate(clients) if c.error is None]
+    for r in range(rounds):
+        k = r % len(live) if live else 0
+        schedule.append([])
+        for i in live[k:] + live[:k]:
+            c = clients[i]
+            if c.error is not None:
+                continue
+            try:
+                samples[i].extend(c.run(level, per_round, seconds_per_round))
+                schedule[-1].append(c.job.backend)
+            except RuntimeError:
+                pass
+        if bar is not None:
+            bar.update(1)
+    return samples, schedule
+
+
+def ratios(results: list[BenchResult], config: Any) -> dict[str, Any]:
+    ok = [r for r in results if r.ok and r.samples_ms]
+    if not ok:
+        return {"fastest": None, "rows": []}
+    fastest = min(ok, key=lambda r: r.p50_ms or math.inf)
+    rows = []
+    for r in ok:
+        ratio, lo, hi = ratio_ci(r.samples_ms, fastest.samples_ms, 50.0, config.bootstrap)  # type: ignore[arg-type]
+        rows.append({"label": r.label, "backend": r.backend, "artifact": r.artifact, "p50_ms": r.p50_ms,
+                     "ratio": ratio, "ratio_ci": [lo, hi]})
+    rows.sort(key=lambda row: row["ratio"])
+    return {"fastest": fastest.label, "rows": rows}
+
+
+def compare(bundle: Path, config: Any, *, out: str | os.PathLike[str] | None = None, progress: bool = True,
+            command: str | None = None) -> BenchReport:
+    from edgecart.runtime import open_bundle
+    from tqdm.auto import tqdm
+
+    manifest = open_bundle(bundle).manifest
+    results: list[BenchResult] = []
+    comparison = []
+    per_round = max(1, math.ceil(config.iterations / config.rounds))
+    seconds_per_round = config.seconds / config.rounds
+    for threads in config.threads:
+        jobs = pick_jobs(manifest, config, threads)
+        clients = []
+        for job in jobs:  # started one after another so loads do not compete
+            clients.append(WorkerClient(bundle, job, warmup=config.warmup, mode=config.mode, cpus=config.cpus,
+                                        python=config.python))
+        try:
+            with tqdm(total=config.rounds, desc=f"compare t={threads}", unit="round", disable=not progress,
+                      leave=False) as bar:
+                samples, schedule = interleave(clients, config.mode, config.rounds, per_round, seconds_per_round, bar)
+            block = []
+            for i, c in enumerate(clients):
+                if c.error is not None or not samples[i]:
+                    block.append(failed("local", c.job.backend, c.error or "no samples", artifact=c.job.artifact,
+                                        threads=threads))
+                    continue
+                done = c.finish()
+                raw = {**c.info, "status": "ok", "samples_s": samples[i], "peak_rss_kb": done.get("peak_rss_kb")}
+                block.append(from_raw(raw, "local", "local", config.bootstrap, keep_samples=True))
+        finally:
+            for c in clients:
+                c.close()
+        comparison.append({"threads": threads, "rounds": config.rounds, "per_round": per_round,
+                           "order": "round-robin, rotated each round", "level": config.mode, "schedule": schedule,
+                           **ratios(block, config)})
+        results.extend(block)
+    if not config.keep_samples:
+        results = [BenchResult.from_dict({**r.to_dict(), "samples_ms": None}) for r in results]
+    report = BenchReport.create("compare", manifest, config.to_dict(), results, target="local", command=command,
+                                comparison=comparison)
+    if out is not None:
+        write_report(report, Path(out))
+    return report
+
+
+__all__ = ["compare", "interleave", "pick_jobs", "ratios"]

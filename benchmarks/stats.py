@@ -1,0 +1,147 @@
+"""Latency statistics: percentiles with percentile-bootstrap confidence intervals (numpy, fixed seed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Percentiles every result reports, keyed by the name used in JSON and tables.
+PERCENTILES: dict[str, float] = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99.9": 99.9}
+DEFAULT_RESAMPLES = 2000
+DEFAULT_CONFIDENCE = 0.95
+_CHUNK_ELEMENTS = 4_000_000  # resampled indices held in memory at once
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    """How confidence intervals are computed: ``resamples`` draws, two-sided ``confidence``, RNG ``seed``."""
+
+    resamples: int = DEFAULT_RESAMPLES
+    confidence: float = DEFAULT_CONFIDENCE
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.resamples < 100:
+            raise ValueError(f"bootstrap resamples must be >= 100 for a usable interval, got {self.resamples}")
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence must lie in [0.5, 1), got {self.confidence}")
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Summary of per-call latencies, all in milliseconds; ``ci`` maps a percentile name to ``[low, high]``.
+
+    ``reliable`` lists the percentiles estimated from enough samples (at least 10 samples beyond the percentile:
+    p99.9 needs >= 10,000 calls); the others are reported but flagged.
+    """
+
+    n: int
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    percentiles_ms: dict[str, float]
+    ci_ms: dict[str, list[float]]
+    confidence: float
+    throughput_per_s: float
+    reliable: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> LatencyStats:
+        return LatencyStats(**d)
+
+
+DEFAULT_BOOTSTRAP = BootstrapConfig()
+
+
+def percentile(samples: Sequence[float] | np.ndarray, q: float) -> float:
+    """The ``q``-th percentile (0..100) with linear interpolation between order statistics."""
+    x = np.asarray(samples, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("no samples")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile must lie in [0, 100], got {q}")
+    return float(np.percentile(x, q))
+
+
+def bootstrap_ci(samples: Sequence[float] | np.ndarray, q: float, config: BootstrapConfig = DEFAULT_BOOTSTRAP
+                 ) -> tuple[float, float]:
+    """Percentile-bootstrap interval for the ``q``-th percentile: resample with replacement ``config.resamples``
+    times, take the percentile of each resample, report the central ``config.confidence`` range."""
+    x = np.asarray(samples, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("no samples")
+    if x.size == 1:
+        return float(x[0]), float(x[0])
+    rng = np.random.default_rng(config.seed)
+    per_chunk = max(1, _CHUNK_ELEMENTS // x.size)
+    stats = []
+    left = config.resamples
+    while left > 0:
+        k = min(per_chunk, left)
+        idx = rng.integers(0, x.size, size=(k, x.size))
+        stats.append(np.percentile(x[idx], q, axis=1))
+        left -= k
+    est = np.concatenate(stats)
+    alpha = (1.0 - config.confidence) / 2.0
+    lo, hi = np.quantile(est, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def ratio_ci(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, q: float = 50.0,
+             config: BootstrapConfig = DEFAULT_BOOTSTRAP) -> tuple[float, float, float]:
+    """``percentile(a) / percentile(b)`` with a bootstrap interval (independent resamples of a and b)."""
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if xa.size == 0 or xb.size == 0:
+        raise ValueError("no samples")
+    rng = np.random.default_rng(config.seed)
+    ra = np.empty(config.resamples)
+    rb = np.empty(config.resamples)
+    for out, x in ((ra, xa), (rb, xb)):
+        per_chunk = max(1, _CHUNK_ELEMENTS // x.size)
+        done = 0
+        while done < config.resamples:
+            k = min(per_chunk, config.resamples - done)
+            out[done:done + k] = np.percentile(x[rng.integers(0, x.size, size=(k, x.size))], q, axis=1)
+            done += k
+    est = ra / rb
+    alpha = (1.0 - config.confidence) / 2.0
+    lo, hi = np.quantile(est, [alpha, 1.0 - alpha])
+    return float(np.percentile(xa, q) / np.percentile(xb, q)), float(lo), float(hi)
+
+
+def reliable_percentiles(n: int) -> list[str]:
+    """Percentiles with at least 10 samples in the tail beyond them."""
+    return [name for name, q in PERCENTILES.items() if n * (100.0 - q) / 100.0 >= 10.0 - 1e-9]
+
+
+def summarize(samples_s: Sequence[float] | np.ndarray, config: BootstrapConfig = DEFAULT_BOOTSTRAP) -> LatencyStats:
+    """Summarise per-call latencies given in **seconds**; the result is in milliseconds.
+
+    Throughput is calls per second of busy time (``n / sum(samples)``), i.e. one stream, back to back.
+    """
+    x = np.asarray(samples_s, dtype=np.float64) * 1e3
+    if x.size == 0:
+        raise ValueError("no latency samples to summarise")
+    if not np.all(np.isfinite(x)) or np.any(x < 0):
+        raise ValueError("latency samples must be finite and non-negative")
+    pct = {name: float(np.percentile(x, q)) for name, q in PERCENTILES.items()}
+    ci = {name: list(bootstrap_ci(x, q, config)) for name, q in PERCENTILES.items()}
+    total_s = float(x.sum()) / 1e3
+    return LatencyStats(
+        n=int(x.size), mean_ms=float(x.mean()), std_ms=float(x.std(ddof=1)) if x.size > 1 else 0.0,
+        min_ms=float(x.min()), max_ms=float(x.max()), percentiles_ms=pct, ci_ms=ci, confidence=config.confidence,
+        throughput_per_s=float(x.size / max(total_s, 1e-12)),
+        reliable=reliable_percentiles(int(x.size)),
+    )
+
+
+__all__ = ["DEFAULT_BOOTSTRAP", "PERCENTILES", "BootstrapConfig", "LatencyStats", "bootstrap_ci", "percentile",
+           "ratio_ci",
+           "reliable_percentiles", "summarize"]

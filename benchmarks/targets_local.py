@@ -1,0 +1,127 @@
+"""Local CPU target: each (artifact, backend, threads) in its own ``python -m edgecart.benchmarks.worker`` process,
+optionally pinned to cores; plus a client for workers in serve mode (interleaved comparisons, overhead)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .result import BenchResult, failed, from_raw
+from .stats import DEFAULT_BOOTSTRAP, BootstrapConfig
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measurement: which artifact, on which backend, with how many threads (None = the engine's default)."""
+
+    artifact: str
+    backend: str
+    threads: int | None
+
+
+def worker_args(bundle: Path, job: Job, *, warmup: int, mode: str, cpus: Sequence[int] | None,
+                options: dict[str, str] | None = None) -> list[str]:
+    args = ["--bundle", str(bundle), "--backend", job.backend, "--artifact", job.artifact, "--warmup", str(warmup),
+            "--mode", mode]
+    if job.threads is not None:
+        args += ["--threads", str(job.threads)]
+    if cpus:
+        args += ["--cpus", ",".join(str(c) for c in cpus)]
+    for k, v in (options or {}).items():
+        args += ["--option", f"{k}={v}"]
+    return args
+
+
+def run_job(bundle: Path, job: Job, *, iterations: int, seconds: float, warmup: int, mode: str = "session",
+            cpus: Sequence[int] | None = None, timeout_s: float = 900.0, python: str = sys.executable,
+            bootstrap: BootstrapConfig = DEFAULT_BOOTSTRAP, keep_samples: bool = True, target: str = "local",
+            options: dict[str, str] | None = None, provider: str | None = None) -> BenchResult:
+    """Run one job in a fresh worker process and summarise it. A crash or timeout becomes a ``failed`` result."""
+    with tempfile.TemporaryDirectory(prefix="edgecart-bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [python, "-m", "edgecart.benchmarks.worker",
+               *worker_args(bundle, job, warmup=warmup, mode=mode, cpus=cpus, options=options),
+               "--iterations", str(iterations), "--seconds", str(seconds), "--out", str(out)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return failed(target, job.backend, f"worker timed out after {timeout_s:.0f} s", artifact=job.artifact,
+                          threads=job.threads, provider=provider)
+        if not out.is_file():
+            tail = (proc.stderr or "").strip().splitlines()[-5:]
+            return failed(target, job.backend, f"worker exited with {proc.returncode}: {' | '.join(tail)}",
+                          artifact=job.artifact, threads=job.threads, provider=provider)
+        raw = json.loads(out.read_text())
+    raw.setdefault("artifact", job.artifact)
+    return from_raw(raw, target, "local", bootstrap, keep_samples, provider=provider)
+
+
+class WorkerClient:
+    """A worker in ``--serve`` mode: loaded once, then told to run blocks of calls at chosen levels."""
+
+    def __init__(self, bundle: Path, job: Job, *, warmup: int, mode: str = "session",
+                 levels: Sequence[str] = (), cpus: Sequence[int] | None = None, python: str = sys.executable) -> None:
+        self.job = job
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        cmd = [python, "-m", "edgecart.benchmarks.worker",
+               *worker_args(bundle, job, warmup=warmup, mode=mode, cpus=cpus), "--serve"]
+        if levels:
+            cmd += ["--levels", *levels]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                     text=True, bufsize=1)
+        self.info = self._read()
+        self.error: str | None = None
+        if self.info.get("event") != "ready":
+            self.error = self.info.get("reason") or "worker did not start"
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            self._stderr.seek(0)
+            tail = " | ".join(self._stderr.read().strip().splitlines()[-5:])
+            return {"event": "error", "reason": f"worker exited with {self.proc.returncode}: {tail}"}
+        return json.loads(line)
+
+    def _send(self, obj: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(obj) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        reply = self._read()
+        if reply.get("event") == "error":
+            self.error = reply.get("reason") or reply.get("message")
+        return reply
+
+    def run(self, level: str, iterations: int, seconds: float = 0.0) -> list[float]:
+        reply = self._send({"cmd": "run", "level": level, "iterations": iterations, "seconds": seconds})
+        if reply.get("event") != "samples":
+            raise RuntimeError(f"{self.job}: {self.error}")
+        return list(reply["samples_s"])
+
+    def finish(self) -> dict[str, Any]:
+        reply = self._send({"cmd": "finish"}) if self.error is None else {}
+        self.close()
+        return reply
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # type: ignore[union-attr]
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self._stderr.close()
+
+
+__all__ = ["Job", "WorkerClient", "run_job", "worker_args"]

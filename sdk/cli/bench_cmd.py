@@ -1,0 +1,108 @@
+"""``edgecart bench``: benchmark a bundle on a target; ``--compare`` runs the three runtimes side by side
+(interleaved), ``--overhead`` measures edgecart.runtime against the bare engine."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmark a bundle: latency percentiles with CIs, load, memory, size, quality",
+                       description=__doc__)
+    p.add_argument("bundle")
+    p.add_argument("--backends", type=_names, default=None, help="e.g. onnxruntime,litert,executorch (default: all)")
+    p.add_argument("--threads", type=_ints, default=(1,), help="comma-separated thread counts (default 1)")
+    p.add_argument("--target", default="local", help="local | cuda | ssh://[user@]host[:port] | adb:SERIAL")
+    p.add_argument("--iterations", type=int, default=100, help="timed calls per job (at least)")
+    p.add_argument("--seconds", type=float, default=0.0, help="timed seconds per job (at least)")
+    p.add_argument("--warmup", type=int, default=10, help="warm-up calls (>= 10)")
+    p.add_argument("--precision", default=None, help="only artifacts of this precision (fp32, int8)")
+    p.add_argument("--artifacts", type=_names, default=None, help="only these artifact names")
+    p.add_argument("--pin", type=_ints, default=None, help="pin each worker to these cores, e.g. 0 or 0,1")
+    p.add_argument("--mode", choices=("session", "engine", "raw"), default="session",
+                   help="what is timed: Session.run (default), the engine call, or the raw library call")
+    p.add_argument("--out", default=None, help="directory for JSON, Markdown and PNG plots")
+    p.add_argument("--no-samples", action="store_true", help="leave raw per-call samples out of the JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--compare", action="store_true",
+                   help="ExecuTorch vs ONNX Runtime vs LiteRT, same inputs and threads, interleaved rounds")
+    g.add_argument("--overhead", action="store_true", help="edgecart.runtime Session.run vs the bare engine call")
+    p.add_argument("--rounds", type=int, default=10, help="interleaving rounds for --compare/--overhead")
+    s = p.add_argument_group("ssh target")
+    s.add_argument("--identity", default=None, help="private key file for ssh/scp")
+    s.add_argument("--port", type=int, default=None, help="ssh port (or put it in the target: ssh://h:2222)")
+    s.add_argument("--remote-python", default="python3", help="Python on the remote host (needs numpy + a backend)")
+    s.add_argument("--ssh-option", action="append", default=[], help="extra ssh -o option, e.g. "
+                   "StrictHostKeyChecking=accept-new")
+    a = p.add_argument_group("adb target")
+    a.add_argument("--adb-tool", action="append", default=[], metavar="BACKEND=PATH",
+                   help="native tool to push and run: executorch=executor_runner, litert=benchmark_model, "
+                        "onnxruntime=onnxruntime_perf_test (repeatable)")
+    a.add_argument("--adb", default="adb", help="adb executable")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from edgecart.benchmarks.harness import BenchConfig, bench, compare, overhead, parse_target
+    from edgecart.benchmarks.report import to_markdown
+
+    config = BenchConfig(backends=args.backends, threads=args.threads, iterations=args.iterations,
+                         seconds=args.seconds, warmup=args.warmup, artifacts=args.artifacts, precision=args.precision,
+                         cpus=args.pin, mode=args.mode, rounds=args.rounds, keep_samples=not args.no_samples)
+    command = shlex.join(["edgecart", *sys.argv[1:]]) if Path(sys.argv[0]).name == "edgecart" else (
+        shlex.join(["python", "-m", "edgecart.cli.bench_cmd", *sys.argv[1:]]) if sys.argv[0].endswith("bench_cmd.py")
+        else None)
+    common = dict(out=args.out, progress=not args.quiet, command=command)
+    if args.compare or args.overhead:
+        if args.target != "local":
+            print("edgecart: error: --compare and --overhead run on the local target", file=sys.stderr)
+            return 2
+        report = (compare if args.compare else overhead)(args.bundle, config, **common)
+    else:
+        kind, _ = parse_target(args.target)
+        opts: dict = {}
+        if kind == "ssh":
+            opts = {"identity": args.identity, "python": args.remote_python, "ssh_options": tuple(args.ssh_option)}
+            if args.port:
+                opts["port"] = args.port
+        elif kind == "adb":
+            tools = dict(t.split("=", 1) for t in args.adb_tool)
+            opts = {"tools": tools, "adb": args.adb}
+        report = bench(args.bundle, config, args.target, target_options=opts, **common)
+    print(to_markdown(report))
+    if args.out:
+        print(f"wrote JSON, Markdown and plots to {args.out}")
+    return 0 if any(r.status != "failed" for r in report.results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (``python -m edgecart.cli.bench_cmd BUNDLE ...``), same options as ``edgecart bench``."""
+    parser = argparse.ArgumentParser(prog="edgecart")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
+    from edgecart.runtime.errors import EdgecartError
+
+    try:
+        return int(args.func(args))
+    except (EdgecartError, ValueError) as exc:
+        print(f"edgecart: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
