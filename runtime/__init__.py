@@ -28,12 +28,13 @@ from .manifest import (
     SequencePreprocessing,
     TensorSpec,
 )
+from .recommender import Recommendation, Recommender
 from .session import Session, available_backends, load, select
 
 __all__ = [
     "SCHEMA_VERSION", "Artifact", "ArtifactNotFoundError", "BackendUnavailableError", "Bundle", "BundleError",
     "EdgecartError", "FileEntry", "Golden", "ImagePreprocessing", "InputSpecError", "IntegrityError", "Manifest",
-    "ManifestError", "MissingFileError", "Parity", "ParityError", "SequencePreprocessing", "Session", "TensorSpec",
-    "UnknownNameError", "UnlistedFileError", "UnsafePathError", "available_backends", "load", "open_bundle", "select",
-    "sha256_file", "verify",
+    "ManifestError", "MissingFileError", "Parity", "ParityError", "Recommendation", "Recommender",
+    "SequencePreprocessing", "Session", "TensorSpec", "UnknownNameError", "UnlistedFileError", "UnsafePathError",
+    "available_backends", "load", "open_bundle", "select", "sha256_file", "verify",
 ]

@@ -1,0 +1,127 @@
+"""Frozen, validated configurations of the recommendations pipeline, with JSON round trips through an allowlist."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMATS = ("executorch", "onnx", "tflite")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Adam on full-softmax cross-entropy over all items at every position of each training window."""
+
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError("lr must be > 0 and weight_decay >= 0")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Ranking distillation: the teacher's top ``top_k`` items at each position are soft positives weighted by the
+    teacher's softmax over them (temperature ``temperature``); the loss is ``(1 - alpha) * CE(ground truth) +
+    alpha * CE(soft positives)``, both over the student's full softmax."""
+
+    top_k: int = 20
+    temperature: float = 1.0
+    alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError("top_k must be >= 1")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError("alpha must lie in [0, 1]")
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    dim: int
+    layers: int
+    heads: int
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        if min(self.dim, self.layers, self.heads) < 1 or self.dim % self.heads:
+            raise ValueError(f"model size {self}: dim, layers, heads >= 1 and dim divisible by heads")
+
+
+@dataclass(frozen=True)
+class RecsConfig:
+    """Everything one data set's run needs: sizes, training, distillation, export and the int8 gate."""
+
+    max_len: int = 50
+    teacher: ModelSize = field(default_factory=lambda: ModelSize(64, 2, 2, 0.2))
+    student: ModelSize = field(default_factory=lambda: ModelSize(16, 1, 1, 0.1))
+    teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
+    student_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    min_item_count: int = 5
+    max_student_ratio: float = 0.25
+    formats: tuple[str, ...] = FORMATS
+    int8: bool = True
+    gate_metric: str = "ndcg@10"
+    gate_max_drop: float = 0.01
+    gate_users: int = 1000
+    calibration_samples: int = 64
+    golden_samples: int = 4
+    cooc_window: int = 3
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "formats", tuple(self.formats))
+        if self.max_len < 1 or self.min_item_count < 1:
+            raise ValueError("max_len and min_item_count must be >= 1")
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad or not self.formats:
+            raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {self.formats}")
+        if not 0 < self.max_student_ratio <= 1:
+            raise ValueError("max_student_ratio must lie in (0, 1]")
+        if self.gate_max_drop < 0 or self.gate_users < 1 or self.calibration_samples < 1 or self.golden_samples < 1:
+            raise ValueError("gate_max_drop >= 0; gate_users, calibration_samples, golden_samples >= 1")
+        if self.gate_metric not in ("ndcg@10", "recall@10"):
+            raise ValueError("gate_metric must be 'ndcg@10' or 'recall@10'")
+        if self.cooc_window < 1:
+            raise ValueError("cooc_window must be >= 1")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError("threads must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RecsConfig:
+        nested = {"teacher": ModelSize, "student": ModelSize, "teacher_train": TrainConfig,
+                  "student_train": TrainConfig, "distill": DistillConfig}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown RecsConfig keys {unknown}; known: {sorted(known)}")
+        kw = dict(data)
+        for k, t in nested.items():
+            if k in kw and isinstance(kw[k], dict):
+                sub = {f.name for f in dataclasses.fields(t)}
+                if set(kw[k]) - sub:
+                    raise ValueError(f"unknown {k} keys {sorted(set(kw[k]) - sub)}")
+                kw[k] = t(**kw[k])
+        if "formats" in kw:
+            kw["formats"] = tuple(kw["formats"])
+        return cls(**kw)
+
+
+#: Small and quick, for tests and smoke runs: short histories, tiny models, a couple of epochs, few gate users.
+FAST = RecsConfig(max_len=10, teacher=ModelSize(16, 1, 2, 0.1), student=ModelSize(4, 1, 1, 0.0),
+                  teacher_train=TrainConfig(epochs=3, batch_size=64, lr=3e-3),
+                  student_train=TrainConfig(epochs=3, batch_size=64, lr=3e-3),
+                  distill=DistillConfig(top_k=5), gate_users=48, calibration_samples=8, golden_samples=2)

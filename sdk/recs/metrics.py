@@ -1,0 +1,57 @@
+"""Full-ranking next-item metrics: Recall@K and NDCG@K with one held-out target per user.
+
+Protocol (documented in the manifest of every recommendations bundle):
+* every item of the catalogue is ranked (no sampled negatives); the padding index 0 never counts;
+* items the user has already interacted with are NOT excluded (as in SASRec's reference full-ranking code); on
+  Instacart a repeat purchase is a legitimate next item, and the same rule is kept on MovieLens for one protocol;
+* ties are split evenly: the target's rank is the number of items scored higher plus half the number of other items
+  scored equal (the expected rank under random tie-breaking), so coarse (quantised) scores gain nothing from ties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+PROTOCOL = ("leave-last-out (last item = test, second-to-last = validation); full ranking over all items, padding "
+            "excluded; seen items not excluded; ties split evenly (expected rank)")
+
+
+def target_ranks(scores: np.ndarray, targets: np.ndarray,
+                 exclude: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """0-based rank of each user's target among all items. ``scores``: [U, num_items + 1] (column 0 = padding).
+
+    ``exclude``: optional per-user indices scored out before ranking (a target among them ranks last).
+    """
+    s = np.array(scores, dtype=np.float64, copy=True)
+    targets = np.asarray(targets, np.int64)
+    if s.ndim != 2 or s.shape[0] != targets.shape[0]:
+        raise ValueError(f"scores {s.shape} and targets {targets.shape} disagree on the number of users")
+    if targets.size and (targets.min() < 1 or targets.max() >= s.shape[1]):
+        raise ValueError("targets must be item indices in 1..num_items")
+    s[:, 0] = -np.inf
+    if exclude is not None:
+        for u, seen in enumerate(exclude):
+            s[u, np.asarray(seen, np.int64)] = -np.inf
+    t = s[np.arange(len(targets)), targets][:, None]
+    greater = (s > t).sum(axis=1)
+    ties = (s == t).sum(axis=1) - 1
+    return greater + ties / 2.0
+
+
+def rank_metrics(ranks: np.ndarray, k: int = 10) -> dict[str, float]:
+    """Recall@k (= hit rate with one target) and NDCG@k from 0-based ranks."""
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    r = np.asarray(ranks, np.float64)
+    if r.size == 0:
+        raise ValueError("no users to evaluate")
+    hit = r < k
+    ndcg = np.where(hit, 1.0 / np.log2(r + 2.0), 0.0)
+    return {f"recall@{k}": float(hit.mean()), f"ndcg@{k}": float(ndcg.mean()), "users": int(r.size)}
+
+
+def evaluate_scores(scores: np.ndarray, targets: np.ndarray, k: int = 10,
+                    exclude: Sequence[np.ndarray] | None = None) -> dict[str, float]:
+    return rank_metrics(target_ranks(scores, targets, exclude), k)
