@@ -29,12 +29,14 @@ from .manifest import (
     TensorSpec,
 )
 from .recommender import Recommendation, Recommender
+from .search import Catalog, ImageSearch, SearchResult
 from .session import Session, available_backends, load, select
 
 __all__ = [
     "SCHEMA_VERSION", "Artifact", "ArtifactNotFoundError", "BackendUnavailableError", "Bundle", "BundleError",
-    "EdgecartError", "FileEntry", "Golden", "ImagePreprocessing", "InputSpecError", "IntegrityError", "Manifest",
-    "ManifestError", "MissingFileError", "Parity", "ParityError", "Recommendation", "Recommender",
-    "SequencePreprocessing", "Session", "TensorSpec", "UnknownNameError", "UnlistedFileError", "UnsafePathError",
-    "available_backends", "load", "open_bundle", "select", "sha256_file", "verify",
+    "Catalog", "EdgecartError", "FileEntry", "Golden", "ImagePreprocessing", "ImageSearch", "InputSpecError",
+    "IntegrityError", "Manifest", "ManifestError", "MissingFileError", "Parity", "ParityError", "Recommendation",
+    "Recommender", "SearchResult", "SequencePreprocessing", "Session", "TensorSpec", "UnknownNameError",
+    "UnlistedFileError", "UnsafePathError", "available_backends", "load", "open_bundle", "select", "sha256_file",
+    "verify",
 ]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from edgecart.runtime.errors import EdgecartError
 
 #: Modules under edgecart.cli that contribute commands, in the order they appear in --help.
-COMMAND_MODULES = ("bundle_cmds", "recommend_cmd", "bench_cmd", "demo_cmd")
+COMMAND_MODULES = ("bundle_cmds", "search_cmd", "recommend_cmd", "bench_cmd", "demo_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

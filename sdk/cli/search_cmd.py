@@ -1,0 +1,38 @@
+"""``edgecart search IMAGE --bundle DIR``: search a bundle's catalog with a picture, on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="find the catalog items most similar to a picture (image_search bundles)")
+    p.add_argument("image", help="a JPEG or PNG file")
+    p.add_argument("--bundle", required=True, help="bundle folder or .tar.gz")
+    p.add_argument("--k", type=int, default=10, help="how many items to return (default: 10)")
+    p.add_argument("--backend", default="auto", help="auto, onnxruntime, litert or executorch (default: auto)")
+    p.add_argument("--artifact", default=None, help="artifact name (default: int8 first, then fp32)")
+    p.add_argument("--catalog", choices=("int8", "fp32"), default=None, help="catalog embeddings to scan")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=_search)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from edgecart.runtime.search import ImageSearch
+
+    if args.k < 1:
+        raise SystemExit("edgecart search: --k must be >= 1")
+    s = ImageSearch(args.bundle, args.backend, args.threads, artifact=args.artifact, catalog_precision=args.catalog)
+    r = s.search(args.image, k=args.k)
+    if args.json:
+        print(json.dumps({"artifact": s.session.artifact.name, "backend": s.session.backend.name,
+                          "results": list(r.metadata)}, indent=2))
+        return 0
+    print(f"{s.session.artifact.name} on {s.session.backend.name}; catalog {len(s.catalog)} items "
+          f"({s.catalog.precision}, embedded by {s.catalog.embedded_by or 'unknown'})")
+    print(f"{'rank':>4}  {'score':>7}  {'category':<16} id")
+    for i, m in enumerate(r.metadata, 1):
+        print(f"{i:>4}  {m['score']:7.4f}  {m['category']:<16} {m['id']}")
+    return 0

@@ -1,0 +1,106 @@
+"""Search bundles: the embedding model in every format (fp32, and int8 behind a quality gate), the catalog, golden
+inputs, preprocessing and quality — everything a device needs to search the catalog with a photo."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from edgecart.data.fashion_mnist import ImageSet
+from edgecart.exporters import BundleWriter, QualityGate, evaluate_artifact, export_artifact, export_int8_gated
+from edgecart.exporters.export import golden_from_model
+from edgecart.runtime.manifest import ImagePreprocessing
+from edgecart.runtime.preprocess import normalise, to_model_uint8
+from edgecart.runtime.search import Catalog, quantize_rows, read_catalog
+from torch import nn
+
+from .config import ExportConfig
+from .evaluate import gate_evaluator
+
+Progress = Callable[[str], None]
+
+
+def write_catalog(writer: BundleWriter, gallery: ImageSet, emb: np.ndarray, *, embedded_by: str,
+                  model: dict[str, Any], fp32: bool = True) -> dict[str, Any]:
+    """Add the catalog files (item ids and categories, int8 rows with per-vector scales, optional fp32 rows) and set
+    ``writer.catalog`` to describe them."""
+    items = {"ids": list(gallery.ids), "categories": [int(c) for c in gallery.labels]}
+    writer.add_file("catalog/items.json", "catalog", json.dumps(items, separators=(",", ":")).encode())
+    q, scales = quantize_rows(emb)
+    writer.add_file("catalog/embeddings.int8.npy", "catalog", q)
+    writer.add_file("catalog/scales.f32.npy", "catalog", scales)
+    variants: dict[str, Any] = {"int8": {"path": "catalog/embeddings.int8.npy", "dtype": "int8", "scale": "per-vector",
+                                         "scale_path": "catalog/scales.f32.npy",
+                                         "note": "row ~= int8 row * scale; symmetric, max|row| -> 127"}}
+    if fp32:
+        writer.add_file("catalog/embeddings.fp32.npy", "catalog", np.ascontiguousarray(emb, np.float32))
+        variants["fp32"] = {"path": "catalog/embeddings.fp32.npy", "dtype": "float32"}
+    writer.catalog = {
+        "kind": "image_embeddings", "items": len(gallery), "dim": int(emb.shape[1]), "metric": "cosine",
+        "normalized": True, "embedded_by": embedded_by, "model": model, "items_file": "catalog/items.json",
+        "categories": list(gallery.classes), "embeddings": variants, "default": "int8",
+        "search": "exact: score every row, keep the top k (ties to the lower index)",
+    }
+    return writer.catalog
+
+
+def plain_inputs(images: np.ndarray, pre: ImagePreprocessing) -> torch.Tensor:
+    """Model inputs with plain (row-major) strides: exporters read the memory layout of the example inputs, and
+    a (1, 1, H, W) channels-last tensor would otherwise be taken for NHWC."""
+    return torch.from_numpy(np.ascontiguousarray(normalise(to_model_uint8(images, pre), pre)))
+
+
+def _golden(model: nn.Module, images: np.ndarray, pre: ImagePreprocessing) -> tuple[dict, dict]:
+    samples = [(plain_inputs(images[i:i + 1], pre),) for i in range(len(images))]
+    return golden_from_model(model.eval(), samples, model.io_spec)
+
+
+def export_search_bundle(out: Path, model: nn.Module, *, name: str, version: str, pre: ImagePreprocessing,
+                         gallery: ImageSet, catalog_emb: np.ndarray, catalog_by: str, catalog_model: dict[str, Any],
+                         golden_images: np.ndarray, cfg: ExportConfig, quality: dict[str, Any],
+                         int8: bool = False, calibration_images: np.ndarray | None = None,
+                         query_images: np.ndarray | None = None, query_labels: np.ndarray | None = None,
+                         reference: dict[str, float] | None = None,
+                         progress: Progress | None = None) -> tuple[Path, dict[str, Any]]:
+    """Write one search bundle at ``out``: ``model`` in ``cfg.formats`` (fp32; int8 gated when ``int8``), the catalog,
+    golden data. Each fp32 artifact is scored on the queries through the runtime when queries are given.
+
+    Returns the committed path and the gate's record per format (recipe chosen or why none passed).
+    """
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    io = model.io_spec
+    example = (plain_inputs(golden_images[:1], pre),)
+    gates: dict[str, Any] = {}
+    with BundleWriter(out, name=name, version=version, task="image_search", inputs=io.inputs, outputs=io.outputs,
+                      preprocessing=pre, overwrite=True) as w:
+        write_catalog(w, gallery, catalog_emb, embedded_by=catalog_by, model=catalog_model, fp32=cfg.catalog_fp32)
+        golden = _golden(model, golden_images, pre)
+        w.set_golden(*golden)
+        evaluate = None
+        if query_images is not None and query_labels is not None:
+            catalog: Catalog = read_catalog(w.stage())
+            q_inputs = normalise(to_model_uint8(query_images, pre), pre)
+            evaluate = gate_evaluator(q_inputs, query_labels, catalog)
+        for fmt in cfg.formats:
+            if progress:
+                progress(f"{name}: fp32 {fmt}")
+            art = export_artifact(w, model, example, fmt, golden=golden)
+            if evaluate is not None:
+                w.update_artifact(art.name, quality=evaluate_artifact(w, art, evaluate))
+        if int8:
+            if evaluate is None or reference is None or calibration_images is None:
+                raise ValueError("int8 export needs queries, labels, reference metrics and calibration images")
+            calib = [(plain_inputs(calibration_images[i:i + 1], pre),)
+                     for i in range(len(calibration_images))]
+            gate = QualityGate(cfg.gate_metric, cfg.gate_max_drop)
+            for fmt in cfg.formats:
+                art = export_int8_gated(w, model, example, fmt, calibration=calib, golden=golden, evaluate=evaluate,
+                                        reference=reference, gate=gate, progress=progress)
+                gates[fmt] = (art.quantization or {}).get("gate") if art else w.quality.get("int8_rejected", {})[fmt]
+        w.quality.update(quality)
+        path = w.commit()
+    return path, gates

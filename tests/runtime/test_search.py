@@ -1,0 +1,197 @@
+"""On-device search: preprocessing as the manifest says, exact top-k over int8/fp32 catalogs, typed input errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from edgecart.runtime import BundleError, ImagePreprocessing, InputSpecError
+from edgecart.runtime.preprocess import ImageInputError, preprocess, resize_batch, resize_matrix, to_model_uint8
+from edgecart.runtime.search import ImageSearch, quantize_rows, read_catalog, top_k
+
+from ..conftest import BACKEND_OF, FORMATS, _tiny_model
+
+PRE = ImagePreprocessing((28, 28), "grayscale", mean=(0.5,), std=(0.5,))
+
+
+def _gallery(n: int = 30):
+    from edgecart.data.fashion_mnist import ImageSet
+
+    rng = np.random.default_rng(7)
+    labels = np.arange(n) % 3
+    # three visibly different families of pictures: bright top half, bright left half, noise
+    images = rng.integers(0, 60, (n, 28, 28), dtype=np.uint8)
+    images[labels == 0, :14] += 150
+    images[labels == 1, :, :14] += 150
+    return ImageSet(images, labels.astype(np.int64), ("top", "left", "noise"), tuple(f"item-{i}" for i in range(n)))
+
+
+@pytest.fixture(scope="module")
+def search_bundle(tmp_path_factory):
+    """A search bundle of the tiny CNN in every format, its catalog embedded by the same model."""
+    from edgecart.vision.config import ExportConfig
+    from edgecart.vision.export import export_search_bundle
+    from edgecart.vision.train import embed
+
+    tiny_model = _tiny_model(seed=3)
+    gallery = _gallery()
+    emb = embed(tiny_model, gallery.images, PRE)
+    out = tmp_path_factory.mktemp("search") / "tiny-search"
+    path, _ = export_search_bundle(out, tiny_model, name="tiny-search", version="0.0.1", pre=PRE, gallery=gallery,
+                                   catalog_emb=emb, catalog_by="student", catalog_model={"model": "tiny"},
+                                   golden_images=gallery.images[:2], cfg=ExportConfig(golden=2), quality={})
+    return path, gallery, emb
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_catalog_picture_finds_itself_first(search_bundle, fmt):
+    path, gallery, _ = search_bundle
+    s = ImageSearch(path, BACKEND_OF[fmt], catalog_precision="fp32")
+    assert s.session.artifact.format == fmt
+    for i in (0, 4, 17):
+        r = s.search(gallery.images[i], k=5)
+        assert r.ids[0] == f"item-{i}" and abs(float(r.scores[0]) - 1.0) < 1e-4
+        assert len(r) == 5 and list(r.scores) == sorted(r.scores, reverse=True)
+        assert r.categories[0] == gallery.classes[gallery.labels[i]]
+        assert r.metadata[0] == {"id": f"item-{i}", "category": r.categories[0],
+                                 "category_index": int(gallery.labels[i]), "score": float(r.scores[0])}
+
+
+def test_path_pil_and_array_inputs_agree(search_bundle, tmp_path):
+    from PIL import Image
+
+    path, gallery, _ = search_bundle
+    s = ImageSearch(path, "onnxruntime")
+    img = gallery.images[5]
+    png = tmp_path / "q.png"
+    Image.fromarray(img).save(png)
+    rgb = np.repeat(img[..., None], 3, axis=-1)
+    results = [s.search(x, k=10) for x in (img, img[..., None], str(png), png, Image.open(png), rgb)]
+    for r in results[1:]:
+        assert r.ids == results[0].ids
+        np.testing.assert_allclose(r.scores, results[0].scores, atol=1e-6)
+    # a bigger colour photo is resized and converted the same way whatever form it comes in
+    big = np.random.default_rng(0).integers(0, 256, (70, 50, 3), dtype=np.uint8)
+    jpg = tmp_path / "big.png"
+    Image.fromarray(big).save(jpg)
+    assert s.search(big).ids == s.search(jpg).ids == s.search(Image.fromarray(big)).ids
+
+
+def test_int8_catalog_ranks_like_fp32(search_bundle):
+    path, _, emb = search_bundle
+    s8 = ImageSearch(path, "onnxruntime", catalog_precision="int8")
+    s32 = ImageSearch(path, "onnxruntime", catalog_precision="fp32")
+    assert s8.catalog.embeddings.dtype == np.int8 and s8.catalog.scales.shape == (len(emb),)
+    q = emb[:10]
+    np.testing.assert_allclose(s8.catalog.scores(q), s32.catalog.scores(q), atol=0.02)  # 1/127 per coordinate
+    # int8 may reorder only near-ties: what it picks scores (in fp32) within the quantisation error of the best 10
+    exact = s32.catalog.scores(q)
+    tenth = np.sort(exact, axis=1)[:, -10]
+    picked = np.take_along_axis(exact, s8.catalog.top_k(q, 10)[0], axis=1)
+    assert (picked.min(axis=1) >= tenth - 0.04).all()
+
+
+def test_top_k_is_exact_with_ties_to_the_lower_index():
+    rng = np.random.default_rng(0)
+    scores = rng.standard_normal((50, 200)).astype(np.float32)
+    scores[:, 10:20] = 5.0  # a block of ties at the top
+    idx, vals = top_k(scores, 12)
+    want = np.stack([np.lexsort((np.arange(200), -row))[:12] for row in scores])
+    np.testing.assert_array_equal(idx, want)
+    np.testing.assert_array_equal(vals, np.take_along_axis(scores, want, 1))
+    tie_cut = np.zeros((1, 30), np.float32)  # 30 equal scores, k=5: the first five indices
+    assert top_k(tie_cut, 5)[0].tolist() == [[0, 1, 2, 3, 4]]
+    assert top_k(scores[:1, :3], 10)[0].shape == (1, 3)  # k larger than the catalog
+
+
+def test_quantize_rows_round_trip():
+    e = np.random.default_rng(1).standard_normal((20, 16)).astype(np.float32)
+    q, s = quantize_rows(e)
+    assert q.dtype == np.int8 and np.abs(q).max() == 127
+    np.testing.assert_allclose(q * s[:, None], e, atol=float(s.max()) / 2 + 1e-7)
+
+
+def test_bad_inputs_raise_typed_errors(search_bundle, tmp_path):
+    path, gallery, _ = search_bundle
+    s = ImageSearch(path, "onnxruntime")
+    cases = [
+        (gallery.images[0].astype(np.float32), "uint8"),
+        (np.zeros((28, 28, 4), np.uint8), "RGBA"),
+        (np.zeros((2, 28, 28, 3), np.uint8), "HxW"),
+        (np.zeros((0, 5), np.uint8), "no pixels"),
+        (tmp_path / "missing.png", "no such image"),
+        ([1, 2, 3], "file path, a PIL image or a uint8 array"),
+    ]
+    (tmp_path / "fake.jpg").write_bytes(b"no jpeg here")
+    cases.append((tmp_path / "fake.jpg", "not a readable image"))
+    for bad, msg in cases:
+        with pytest.raises(ImageInputError, match=msg):
+            s.search(bad)
+    for k in (0, -3):
+        with pytest.raises(InputSpecError, match="k must be"):
+            s.search(gallery.images[0], k=k)
+    with pytest.raises(InputSpecError, match="integer"):
+        s.search(gallery.images[0], k=2.5)
+    with pytest.raises(BundleError, match="no 'fp16' embeddings"):
+        ImageSearch(path, "onnxruntime", catalog_precision="fp16")
+
+
+def test_bundle_without_catalog_or_of_other_task_is_refused(tiny_bundle):
+    from edgecart.runtime import open_bundle
+
+    with pytest.raises(BundleError, match="not image_search"):
+        ImageSearch(tiny_bundle)
+    with pytest.raises(BundleError, match="no image catalog"):
+        read_catalog(open_bundle(tiny_bundle))
+
+
+def test_manifest_describes_the_catalog(search_bundle):
+    path, gallery, _ = search_bundle
+    m = json.loads((path / "manifest.json").read_text())
+    c = m["catalog"]
+    assert m["task"] == "image_search" and m["preprocessing"]["size"] == [28, 28]
+    assert c["items"] == len(gallery) and c["dim"] == 16 and c["metric"] == "cosine" and c["embedded_by"] == "student"
+    assert c["embeddings"]["int8"]["scale"] == "per-vector" and c["default"] == "int8"
+    roles = {f["path"]: f["role"] for f in m["files"]}
+    assert roles[c["items_file"]] == roles[c["embeddings"]["int8"]["path"]] == "catalog"
+    assert {g for g in roles if roles[g] == "golden"}
+
+
+def test_resize_matches_pil_bilinear():
+    """The runtime's resize is PIL's BILINEAR (triangle filter, antialiased when shrinking) on float pictures."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for shape, size in (((28, 28), (64, 64)), ((97, 61), (28, 28)), ((30, 40), (30, 17))):
+        a = rng.uniform(0, 255, shape).astype(np.float32)
+        ours = resize_batch(a[None], size)[0]
+        pil = np.asarray(Image.fromarray(a, mode="F").resize(size[::-1], Image.Resampling.BILINEAR))
+        np.testing.assert_allclose(ours, pil, atol=1e-3)
+    m = resize_matrix(10, 4)
+    np.testing.assert_allclose(m.sum(axis=1), 1.0, rtol=1e-6)
+    same = rng.integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    assert to_model_uint8(same, PRE) is same  # nothing to do at the model's size
+
+
+def test_preprocess_normalises_and_lays_out():
+    img = np.full((28, 28), 255, np.uint8)
+    x = preprocess(img, PRE)
+    assert x.shape == (1, 1, 28, 28) and x.dtype == np.float32 and np.allclose(x, 1.0)
+    assert x.strides == (28 * 28 * 4, 28 * 28 * 4, 28 * 4, 4)  # plain strides, also on size-1 axes
+    rgb = ImagePreprocessing((8, 8), "rgb", layout="NHWC")
+    y = preprocess(np.zeros((8, 8, 3), np.uint8), rgb)
+    assert y.shape == (1, 8, 8, 3) and np.allclose(y, -1.0)
+    gray = preprocess(np.dstack([np.full((28, 28), v, np.uint8) for v in (200, 100, 50)]), PRE)
+    assert np.allclose(gray, round(0.299 * 200 + 0.587 * 100 + 0.114 * 50) / 127.5 - 1)  # ITU-R 601-2 luma
+
+
+def test_search_module_imports_no_torch():
+    probe = ("import sys; import edgecart.runtime.search, edgecart.runtime.preprocess; "
+             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'PIL') or m.startswith('edgecart.vision')];"
+             " print(bad)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"  # PIL too is imported only when a file or PIL image comes in

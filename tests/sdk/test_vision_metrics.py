@@ -1,0 +1,109 @@
+"""Retrieval metrics on hand-made cases, losses, configs and the cache."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from edgecart.vision.cache import VisionCache
+from edgecart.vision.config import SearchPipelineConfig, StudentConfig, TeacherConfig, fast_config
+from edgecart.vision.evaluate import same_top10
+from edgecart.vision.metrics import average_precision_at_k, recall_at_k, retrieval, retrieval_from_ranks
+
+
+def test_recall_at_k_counts_queries_with_any_hit():
+    rel = np.array([[0, 0, 1], [1, 0, 0], [0, 0, 0]], bool)
+    assert recall_at_k(rel, 1) == pytest.approx(1 / 3)
+    assert recall_at_k(rel, 3) == pytest.approx(2 / 3)
+
+
+def test_average_precision_by_hand():
+    # hits at ranks 1 and 3 of 3, 2 relevant items in the catalog: (1/1 + 2/3) / min(3, 2)
+    rel = np.array([[1, 0, 1]], bool)
+    assert average_precision_at_k(rel, 3, np.array([2]))[0] == pytest.approx((1 + 2 / 3) / 2)
+    # 10 relevant items, a single hit at rank 2: (1/2) / min(3, 10)
+    assert average_precision_at_k(np.array([[0, 1, 0]], bool), 3, np.array([10]))[0] == pytest.approx(0.5 / 3)
+    assert average_precision_at_k(np.array([[0, 0, 0]], bool), 3, np.array([0]))[0] == 0.0
+    perfect = np.ones((1, 10), bool)
+    assert average_precision_at_k(perfect, 10, np.array([50]))[0] == pytest.approx(1.0)
+
+
+def test_retrieval_end_to_end_on_hand_made_embeddings():
+    # gallery: two categories on two axes; query 0 (cat 0) points at axis 0, query 1 (cat 1) wrongly at axis 0 too
+    gallery = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32)
+    g_labels = np.array([0, 0, 1, 1])
+    queries = np.array([[1, 0], [1, 0.05]], np.float32)
+    r = retrieval(queries, np.array([0, 1]), gallery, g_labels)
+    assert r.recall_at_1 == 0.5 and r.recall_at_10 == 1.0  # k=10 covers the whole 4-item gallery
+    # query 0: hits at 1, 2 -> AP 1; query 1: hits at ranks 3, 4 -> (1/3 + 2/4) / 2
+    assert r.map_at_10 == pytest.approx((1 + (1 / 3 + 2 / 4) / 2) / 2)
+    ranked = np.array([[0] * 10, [1] * 10])
+    assert retrieval_from_ranks(ranked, np.array([0, 0]), np.array([0] * 20)).recall_at_10 == 0.5
+
+
+def test_int8_gallery_scales_are_applied():
+    from edgecart.runtime.search import quantize_rows
+
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((100, 8)).astype(np.float32)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    labels = np.arange(100) % 4
+    q8, s = quantize_rows(g)
+    a = retrieval(g[:20], labels[:20], g, labels)
+    b = retrieval(g[:20], labels[:20], q8, labels, s)
+    assert a.recall_at_1 == b.recall_at_1 == 1.0  # every query finds itself through the int8 rows
+
+
+def test_same_top10():
+    a = np.arange(20).reshape(2, 10)
+    b = a.copy()
+    b[0] = b[0][::-1]
+    c = a.copy()
+    c[1, 0] = 99
+    assert same_top10([a, b]) == 1.0 and same_top10([a, b], ordered=True) == 0.5
+    assert same_top10([a, b, c]) == 0.5
+
+
+def test_relational_loss_is_zero_for_equal_geometry():
+    import torch
+    from edgecart.vision.train import relational_loss
+
+    t = torch.nn.functional.normalize(torch.randn(16, 8), dim=1)
+    rot = torch.linalg.qr(torch.randn(8, 8))[0]  # a rotation keeps every pairwise cosine
+    assert relational_loss(t @ rot, t).item() < 1e-10
+    assert relational_loss(torch.nn.functional.normalize(torch.randn(16, 8), dim=1), t).item() > 1e-3
+
+
+def test_configs_validate_round_trip_and_key_the_cache():
+    with pytest.raises(ValueError, match="size must be >= 32"):
+        TeacherConfig(size=16)
+    with pytest.raises(ValueError, match="loss weights"):
+        StudentConfig(w_cosine=-1)
+    with pytest.raises(ValueError, match="label_fraction"):
+        SearchPipelineConfig(label_fraction=1.5)
+    cfg = fast_config()
+    again = SearchPipelineConfig.from_dict(cfg.to_dict())
+    assert again == cfg and again.teacher_key() == cfg.teacher_key()
+    with pytest.raises(ValueError, match="unknown teacher config keys"):
+        SearchPipelineConfig.from_dict({"teacher": {"sise": 3}})
+    other = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, epochs=2.0))
+    assert other.teacher_key() != cfg.teacher_key()
+    students_only = dataclasses.replace(cfg, student=dataclasses.replace(cfg.student, epochs=9.0))
+    assert students_only.teacher_key() == cfg.teacher_key()  # retraining students keeps the cached teacher
+
+
+def test_cache_round_trip_and_damaged_entries(tmp_path):
+    import torch
+
+    c = VisionCache(tmp_path)
+    assert c.load_teacher("k") is None and c.load_embeddings("k") is None
+    c.save_teacher("k", {"w": torch.ones(2)}, {"train_s": 1.5})
+    state, info = c.load_teacher("k")
+    assert torch.equal(state["w"], torch.ones(2)) and info["train_s"] == 1.5
+    c.save_embeddings("k", {"train": np.ones((3, 2), np.float32)}, {"n": 3})
+    arrays, _ = c.load_embeddings("k")
+    assert arrays["train"].shape == (3, 2)
+    (tmp_path / "vision" / "teacher-k.pt").write_bytes(b"garbage")
+    assert c.load_teacher("k") is None  # rebuilt, not crashed on
+    assert not VisionCache(None).enabled and VisionCache(None).load_teacher("k") is None
