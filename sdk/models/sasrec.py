@@ -122,13 +122,15 @@ def num_params(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def teacher_config(num_items: int, max_len: int = 50, dim: int = 64, layers: int = 2, heads: int = 2,
+def teacher_config(num_items: int, max_len: int = 50, dim: int = 128, layers: int = 2, heads: int = 2,
                    dropout: float = 0.2) -> SASRecConfig:
-    """The default teacher: 2 blocks, 2 heads, 64-d (the SASRec paper's ML-1M setting uses 2 blocks, 50-d)."""
+    """The default teacher: 2 blocks, 2 heads, 128-d (the SASRec paper's ML-1M setting uses 2 blocks, 50-d; on the
+    Instacart sample 128-d measured clearly better than 64-d, on MovieLens-100K about the same)."""
     return SASRecConfig(num_items, max_len, dim, heads, layers, 2, dropout)
 
 
-def student_config(num_items: int, max_len: int = 50, dim: int = 16, layers: int = 1, heads: int = 1,
+def student_config(num_items: int, max_len: int = 50, dim: int = 32, layers: int = 1, heads: int = 1,
                    dropout: float = 0.1) -> SASRecConfig:
-    """The default student: 1 block, 1 head, 16-d — about 1/4 of the default teacher or less."""
+    """The default student: 1 block, 1 head, 32-d — 1/4 of the default teacher or less (the item table, which
+    dominates both, shrinks 4x; the student has one block of 32-d against the teacher's two of 128-d)."""
     return SASRecConfig(num_items, max_len, dim, heads, layers, 2, dropout)

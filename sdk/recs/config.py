@@ -62,8 +62,8 @@ class RecsConfig:
     """Everything one data set's run needs: sizes, training, distillation, export and the int8 gate."""
 
     max_len: int = 50
-    teacher: ModelSize = field(default_factory=lambda: ModelSize(64, 2, 2, 0.2))
-    student: ModelSize = field(default_factory=lambda: ModelSize(16, 1, 1, 0.1))
+    teacher: ModelSize = field(default_factory=lambda: ModelSize(128, 2, 2, 0.2))
+    student: ModelSize = field(default_factory=lambda: ModelSize(32, 1, 1, 0.1))
     teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
     student_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
     distill: DistillConfig = field(default_factory=DistillConfig)

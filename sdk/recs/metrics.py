@@ -55,3 +55,30 @@ def rank_metrics(ranks: np.ndarray, k: int = 10) -> dict[str, float]:
 def evaluate_scores(scores: np.ndarray, targets: np.ndarray, k: int = 10,
                     exclude: Sequence[np.ndarray] | None = None) -> dict[str, float]:
     return rank_metrics(target_ranks(scores, targets, exclude), k)
+
+
+def user_ndcg(ranks: np.ndarray, k: int = 10) -> np.ndarray:
+    """Per-user NDCG@k (0 outside the top k) from 0-based ranks — the terms whose mean is NDCG@k."""
+    r = np.asarray(ranks, np.float64)
+    return np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, samples: int = 2000, level: float = 0.95,
+                     seed: int = 0) -> dict[str, float]:
+    """Paired bootstrap over users of ``mean(a) - mean(b)`` and ``mean(a) / mean(b)`` (same users, resampled
+    together). Returns the observed difference and ratio with their percentile intervals at ``level``."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"paired_bootstrap needs two equal-length 1-d arrays, got {a.shape} and {b.shape}")
+    if samples < 1 or not 0 < level < 1:
+        raise ValueError("samples >= 1 and 0 < level < 1")
+    idx = np.random.default_rng(seed).integers(0, a.size, size=(samples, a.size))
+    ma, mb = a[idx].mean(axis=1), b[idx].mean(axis=1)
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    ratio = np.divide(ma, mb, out=np.full_like(ma, np.nan), where=mb > 0)
+    mean_b = float(b.mean())
+    return {"diff": float(a.mean() - mean_b), "diff_lo": float(np.percentile(ma - mb, lo)),
+            "diff_hi": float(np.percentile(ma - mb, hi)),
+            "ratio": float(a.mean() / mean_b) if mean_b > 0 else float("nan"),
+            "ratio_lo": float(np.nanpercentile(ratio, lo)), "ratio_hi": float(np.nanpercentile(ratio, hi)),
+            "level": level, "samples": samples, "users": int(a.size)}

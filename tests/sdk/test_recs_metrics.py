@@ -115,3 +115,22 @@ def test_teacher_soft_targets_are_top_k_distributions():
     assert (soft.index >= 1).all()  # padding is never a soft positive
     assert np.allclose(soft.weight.sum(-1), 1.0, atol=1e-5)
     assert (np.diff(soft.weight, axis=-1) <= 1e-7).all()  # best first
+
+
+def test_user_ndcg_matches_the_mean_and_paired_bootstrap_brackets_the_difference():
+    from edgecart.recs.metrics import paired_bootstrap, user_ndcg
+
+    ranks = np.array([0.0, 1.0, 9.0, 10.0])
+    assert user_ndcg(ranks).mean() == pytest.approx(rank_metrics(ranks)["ndcg@10"])
+    assert user_ndcg(ranks)[3] == 0.0
+    rng = np.random.default_rng(1)
+    b = rng.random(400)
+    a = b + 0.1 + 0.01 * rng.standard_normal(400)  # a beats b by 0.1 on every user, up to small noise
+    c = paired_bootstrap(a, b, samples=500)
+    assert c["diff"] == pytest.approx(a.mean() - b.mean())
+    assert 0.09 < c["diff_lo"] <= c["diff"] <= c["diff_hi"] < 0.11
+    assert c["ratio_lo"] <= c["ratio"] <= c["ratio_hi"] and c["users"] == 400
+    same = paired_bootstrap(b, b[::-1].copy(), samples=500)  # unrelated pairing, equal means: interval holds 0
+    assert same["diff_lo"] < 0 < same["diff_hi"]
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_bootstrap(a, b[:3])
