@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -36,6 +38,11 @@ class Session:
         self._in_plans = [(spec, np.dtype(spec.dtype), np.dtype(dt))
                           for spec, dt in zip(m.inputs, self.engine.input_dtypes, strict=True)]
         self._out_plans = [(spec, np.dtype(spec.dtype), int(np.prod(spec.shape))) for spec in m.outputs]
+        # one input: (name, shape, engine dtype, check finiteness) for run()'s fast path
+        self._fast = None
+        if len(self._in_plans) == 1:
+            spec, want, engine_dtype = self._in_plans[0]
+            self._fast = (spec.name, spec.shape, engine_dtype, check_finite and want.kind == "f")
 
     @property
     def manifest(self) -> Manifest:
@@ -56,17 +63,23 @@ class Session:
         for x, plan in zip(arrays, self._in_plans, strict=True):
             spec, want, engine_dtype = plan
             if x.dtype == engine_dtype and x.shape == spec.shape and x.flags.c_contiguous:
-                if self.check_finite and want.kind == "f" and not np.isfinite(x).all():
-                    raise InputSpecError(f"input {spec.name!r} holds NaN or Inf; clean the input (or load with "
-                                         "check_finite=False)")
-                feeds.append(x)  # fast path: nothing to convert
+                if self.check_finite and want.kind == "f" and not _all_finite(x):
+                    raise _not_finite(spec.name)
+                feeds.append(x)  # nothing to convert
             else:
                 feeds.append(_check_one(x, spec, engine_dtype, self.check_finite))
         return feeds
 
     def run(self, inputs: Inputs) -> dict[str, np.ndarray]:
         """Run the model. Returns ``{output name: array}``; quantised outputs come back as float32."""
-        outs = self.engine.run(self.prepare(inputs))
+        fast, feeds = self._fast, None
+        if fast is not None:  # one input already in the engine's dtype and shape: check it and hand it over
+            x = inputs.get(fast[0]) if type(inputs) is dict and len(inputs) == 1 else inputs
+            if type(x) is np.ndarray and x.dtype == fast[2] and x.shape == fast[1] and x.flags.c_contiguous:
+                if fast[3] and not _all_finite(x):
+                    raise _not_finite(fast[0])
+                feeds = [x]
+        outs = self.engine.run(feeds if feeds is not None else self.prepare(inputs))
         result = {}
         for (spec, want, size), y in zip(self._out_plans, outs, strict=True):
             if y.dtype != want and want.kind == "f":
@@ -139,6 +152,23 @@ def _not_found(m: Manifest, artifact: str | None, precision: str | None, be: Bac
                                  f"it has: {have}")
 
 
+# _all_finite's quick sum of squares overflows (to Inf, and then the exact check decides) for elements beyond
+# ~1e19; numpy's warning about it is noise. Only warnings raised from this module with that message are hidden.
+warnings.filterwarnings("ignore", message="overflow encountered in dot", category=RuntimeWarning,
+                        module=__name__.replace(".", r"\."))
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    """No NaN or Inf in ``x``. The sum of squares (one BLAS dot) is NaN or Inf whenever an element is; only when it
+    is (or overflows, for elements beyond ~1e19) is every element looked at."""
+    v = x.ravel()
+    return math.isfinite(v.dot(v)) or bool(np.isfinite(x).all())
+
+
+def _not_finite(name: str) -> InputSpecError:
+    return InputSpecError(f"input {name!r} holds NaN or Inf; clean the input (or load with check_finite=False)")
+
+
 def _as_list(inputs: Inputs, specs: tuple[TensorSpec, ...]) -> list[np.ndarray]:
     names = [s.name for s in specs]
     if isinstance(inputs, np.ndarray):
@@ -168,9 +198,8 @@ def _check_one(x: np.ndarray, spec: TensorSpec, engine_dtype: np.dtype, check_fi
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise InputSpecError(f"input {spec.name!r}: dtype {x.dtype}, expected {want} (numbers)")
         x = x.astype(want, copy=False)
-        if check_finite and not np.isfinite(x).all():
-            raise InputSpecError(f"input {spec.name!r} holds NaN or Inf; clean the input (or load with "
-                                 "check_finite=False)")
+        if check_finite and not _all_finite(x):
+            raise _not_finite(spec.name)
     elif np.issubdtype(want, np.integer):
         if not np.issubdtype(x.dtype, np.integer):
             raise InputSpecError(f"input {spec.name!r}: dtype {x.dtype}, expected integers ({want})")

@@ -52,6 +52,22 @@ def test_nan_and_inf_refused_by_default(tiny_bundle):
     assert out["embedding"].shape == (1, 16)
 
 
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("form", ["array", "dict", "list", "float64"])
+def test_non_finite_refused_on_every_input_path(session, value, form):
+    x = np.zeros((1, 1, 28, 28), np.float32)
+    x[0, 0, 27, 27] = value
+    feeds = {"array": x, "dict": {"image": x}, "list": [x], "float64": x.astype(np.float64)}[form]
+    with pytest.raises(InputSpecError, match="NaN or Inf"):
+        session.run(feeds)
+
+
+def test_huge_finite_inputs_are_not_mistaken_for_inf(session):
+    """The quick check (a sum of squares) overflows for values near float32's limit; the exact check decides."""
+    x = np.full((1, 1, 28, 28), 3e38, np.float32)
+    assert session.run({"image": x})["embedding"].shape == (1, 16)  # accepted: no InputSpecError
+
+
 def test_float64_and_dict_and_list_inputs_accepted(session):
     x = np.random.default_rng(3).standard_normal((1, 1, 28, 28))
     a = session.run(x)["embedding"]
