@@ -13,8 +13,11 @@ from .base import EXPORTERS, ExportedFiles, ExportRequest
 class OnnxExporter:
     format = "onnx"
     suffix = ".onnx"
+    #: In order. ``-weights-only-ops`` quantizes only Conv/MatMul/Gemm and keeps the rest (embedding gathers, adds,
+    #: normalisation, attention softmax) in float: the fallback for sequence models, where ONNX Runtime's
+    #: per-channel QDQ of a position-embedding initializer does not run and per-tensor loses too much.
     int8_recipes = ("ort-static-qdq-per-channel-minmax", "ort-static-qdq-per-channel-percentile",
-                    "ort-static-qdq-per-tensor-minmax")
+                    "ort-static-qdq-per-channel-minmax-weights-only-ops", "ort-static-qdq-per-tensor-minmax")
 
     def write(self, request: ExportRequest, path: Path) -> ExportedFiles:
         import onnx
