@@ -16,6 +16,7 @@ from edgecart.exporters import BundleWriter, QualityGate, export_artifact, expor
 from edgecart.exporters.gate import evaluate_artifact
 from edgecart.models.sasrec import SASRec
 from edgecart.runtime.manifest import Artifact, SequencePreprocessing
+from edgecart.runtime.search import quantize_rows
 from edgecart.runtime.session import Session
 
 from .config import RecsConfig
@@ -57,15 +58,6 @@ def session_evaluator(histories: tuple[np.ndarray, ...] | list[np.ndarray], targ
         return evaluate_scores(session_scores(session, histories), targets, k)
 
     return evaluate
-
-
-def quantize_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-row int8: ``table ≈ q * scale[:, None]``. Returns (int8 [R, D], float32 scale [R])."""
-    t = np.asarray(table, np.float32)
-    amax = np.abs(t).max(axis=1)
-    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
-    q = np.clip(np.round(t / scale[:, None]), -127, 127).astype(np.int8)
-    return q, scale
 
 
 def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfig, out: Path, *,

@@ -272,6 +272,27 @@ def run_demo(out: Path, cache: Path | None = None, progress: Progress = print,
         data = _load(name, configs[name].min_item_count)
         results.append(run_dataset(data, configs[name], Path(out) / name, cache, progress))
     summary = RecsSummary(tuple(results), time.perf_counter() - t0)
+    write_summary(summary, Path(out))
     if progress:
         progress(summary.table())
     return summary
+
+
+def write_summary(summary: RecsSummary, out: Path) -> None:
+    """``out/summary.md`` (the table) and ``out/summary.json`` (every figure, without per-user arrays)."""
+    def plain(obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj):
+            return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.name != "user_ndcg"}
+        if isinstance(obj, (list, tuple)):
+            return [plain(v) for v in obj]
+        if isinstance(obj, dict):
+            return {str(k): plain(v) for k, v in obj.items()}
+        if isinstance(obj, (np.floating, np.integer)):
+            return obj.item()
+        return str(obj) if isinstance(obj, Path) else obj
+
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"seconds": summary.seconds, "results": plain(summary.results),
+           "comparisons": {r.dataset: compare_models(r.models) for r in summary.results}}
+    (out / "summary.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / "summary.md").write_text(summary.table() + "\n")

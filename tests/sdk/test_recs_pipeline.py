@@ -112,3 +112,17 @@ def test_recommend_command(result, capsys):
     args = parser.parse_args(["recommend", "--bundle", str(res.bundle), "--history", ""])
     assert args.func(args) == 0
     assert "popularity" in capsys.readouterr().out
+
+
+def test_summary_is_written_with_paired_comparisons(result, tmp_path):
+    from edgecart.recs.pipeline import RecsSummary, write_summary
+
+    res, _, _ = result
+    write_summary(RecsSummary((res,), 1.0), tmp_path)
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    assert doc["results"][0]["dataset"] == res.dataset
+    assert [m["model"] for m in doc["results"][0]["models"]] == [m.model for m in res.models]
+    assert "user_ndcg" not in doc["results"][0]["models"][0]
+    pair = doc["comparisons"][res.dataset]["student, distilled vs student, no distillation"]
+    assert pair["diff_lo"] <= pair["diff"] <= pair["diff_hi"] and pair["users"] == len(res.models[0].user_ndcg)
+    assert "| teacher (SASRec) |" in (tmp_path / "summary.md").read_text()
