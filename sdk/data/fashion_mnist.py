@@ -87,6 +87,15 @@ def fashion_mnist_dir(root: str | os.PathLike[str] | None = None) -> Path:
                               "(or point EDGECART_DATA at a folder holding the four IDX .gz files)")
 
 
+def fashion_mnist_available(root: str | os.PathLike[str] | None = None) -> bool:
+    """Whether :func:`fashion_mnist_dir` finds the four files."""
+    try:
+        fashion_mnist_dir(root)
+    except DatasetMissingError:
+        return False
+    return True
+
+
 def load_fashion_mnist(root: str | os.PathLike[str] | None = None) -> tuple[ImageSet, ImageSet]:
     """The 60,000 training and 10,000 test images (uint8 28x28, white product on black) with labels."""
     d = fashion_mnist_dir(root)

@@ -9,6 +9,7 @@ import pytest
 from edgecart.data.fashion_mnist import (
     CLASSES,
     INSTALL_HINT,
+    fashion_mnist_available,
     fashion_mnist_dir,
     load_fashion_mnist,
     read_idx,
@@ -18,16 +19,7 @@ from edgecart.data.image_folder import ImageFolderError, load_image_folder
 from edgecart.data.sequences import DatasetMissingError
 from edgecart.runtime import ImagePreprocessing
 
-
-def _have_fmnist() -> bool:
-    try:
-        fashion_mnist_dir()
-        return True
-    except DatasetMissingError:
-        return False
-
-
-needs_fmnist = pytest.mark.skipif(not _have_fmnist(), reason=f"Fashion-MNIST not installed: {INSTALL_HINT}")
+needs_fmnist = pytest.mark.skipif(not fashion_mnist_available(), reason=f"Fashion-MNIST not installed: {INSTALL_HINT}")
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from edgecart.data.fashion_mnist import INSTALL_HINT, fashion_mnist_dir
-from edgecart.data.sequences import DatasetMissingError
+from edgecart.data.fashion_mnist import INSTALL_HINT, fashion_mnist_available
 from edgecart.models.vision import LiteTeacher, MobileStudent, embedding_params, lite0_weights_path
-
-
-def _have_fmnist() -> bool:
-    try:
-        fashion_mnist_dir()
-        return True
-    except DatasetMissingError:
-        return False
 
 
 def test_lite0_loads_the_imagenet_weights_with_a_gray_stem():
@@ -51,7 +42,7 @@ def test_student_is_a_tenth_of_the_teacher_and_unit_norm():
     assert s.io_spec.outputs[0].shape == (1, 128)
 
 
-@pytest.mark.skipif(not _have_fmnist(), reason=f"Fashion-MNIST not installed: {INSTALL_HINT}")
+@pytest.mark.skipif(not fashion_mnist_available(), reason=f"Fashion-MNIST not installed: {INSTALL_HINT}")
 def test_fast_pipeline_end_to_end(tmp_path):
     from edgecart.runtime import open_bundle
     from edgecart.runtime.search import ImageSearch
