@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .harness import matching
 from .report import BenchReport, write_report
 from .result import BenchResult, failed, from_raw
 from .stats import ratio_ci
@@ -17,18 +18,9 @@ from .targets_local import Job, WorkerClient
 
 def pick_jobs(manifest: Any, config: Any, threads: int | None) -> list[Job]:
     """One artifact per backend: the first matching ``config.artifacts``/``config.precision`` (fp32 preferred)."""
-    from edgecart.runtime.backends import backend_for_format
-
     chosen: dict[str, Any] = {}
     order = {"fp32": 0, "fp16": 1, "int8": 2}
-    for art in sorted(manifest.artifacts, key=lambda a: order.get(a.precision, 9)):
-        if config.artifacts is not None and art.name not in config.artifacts:
-            continue
-        if config.precision is not None and art.precision != config.precision:
-            continue
-        be = backend_for_format(art.format)
-        if config.backends is not None and be.name not in config.backends:
-            continue
+    for art, be in matching(sorted(manifest.artifacts, key=lambda a: order.get(a.precision, 9)), config):
         chosen.setdefault(be.name, art)
     if not chosen:
         raise ValueError("nothing to compare: no artifact matches the backends/artifacts/precision asked for")

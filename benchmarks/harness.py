@@ -87,20 +87,25 @@ class BenchConfig:
         return d
 
 
-def plan(manifest: Any, config: BenchConfig) -> list[Job]:
-    """The (artifact, backend, threads) jobs ``config`` asks for, in a stable order."""
+def matching(artifacts: Any, config: Any) -> list[tuple[Any, Any]]:
+    """(artifact, backend) pairs among ``artifacts`` that ``config.artifacts/precision/backends`` select, in order."""
     from edgecart.runtime.backends import backend_for_format
 
-    jobs = []
-    for art in manifest.artifacts:
+    pairs = []
+    for art in artifacts:
         if config.artifacts is not None and art.name not in config.artifacts:
             continue
         if config.precision is not None and art.precision != config.precision:
             continue
         be = backend_for_format(art.format)
-        if config.backends is not None and be.name not in config.backends:
-            continue
-        jobs.extend(Job(art.name, be.name, t) for t in config.threads)
+        if config.backends is None or be.name in config.backends:
+            pairs.append((art, be))
+    return pairs
+
+
+def plan(manifest: Any, config: BenchConfig) -> list[Job]:
+    """The (artifact, backend, threads) jobs ``config`` asks for, in a stable order."""
+    jobs = [Job(art.name, be.name, t) for art, be in matching(manifest.artifacts, config) for t in config.threads]
     if not jobs:
         have = ", ".join(f"{a.name} [{a.format}, {a.precision}]" for a in manifest.artifacts)
         raise ValueError(f"nothing to benchmark: no artifact matches backends={config.backends}, "

@@ -143,13 +143,37 @@ def _f(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
+def _reason(r: Any) -> str:
+    """The reason without a leading repeat of the status ("skipped: skipped: ..." reads badly)."""
+    reason = str(r.reason or "")
+    prefix = f"{r.status}: "
+    return reason[len(prefix):] if reason.startswith(prefix) else reason
+
+
+#: Counts that sit beside quality figures in a manifest and are not quality.
+_NOT_QUALITY = frozenset({"users", "params", "queries", "samples"})
+
+
+def quality_items(q: dict[str, Any]) -> list[tuple[str, float]]:
+    """Numeric quality figures of an artifact: top-level ones first, then one level of nesting as ``group.metric``
+    (e.g. ``test.ndcg@10``), each group sorted by name."""
+    def numbers(d: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
+        return [(prefix + k, float(v)) for k, v in sorted(d.items())
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _NOT_QUALITY]
+
+    items = numbers(q)
+    for k, v in sorted(q.items()):
+        if isinstance(v, dict):
+            items += numbers(v, f"{k}.")
+    return items
+
+
 def quality_text(q: dict[str, Any], limit: int = 2) -> str:
-    items = [(k, v) for k, v in sorted(q.items()) if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return ", ".join(f"{k}={v:.4g}" for k, v in items[:limit]) or "–"
+    return ", ".join(f"{k}={v:.4g}" for k, v in quality_items(q)[:limit]) or "–"
 
 
 def primary_quality(q: dict[str, Any]) -> tuple[str, float] | None:
-    items = [(k, float(v)) for k, v in sorted(q.items()) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    items = quality_items(q)
     return items[0] if items else None
 
 
@@ -173,7 +197,7 @@ def to_markdown(report: BenchReport) -> str:
     for r in report.results:
         if not r.ok:
             lines.append(f"| {r.artifact or '–'} | {r.backend} | {r.threads or 'default'} | {r.origin} | "
-                         f"**{r.status}**: {r.reason} |" + " |" * 12)
+                         f"**{r.status}**: {_reason(r)} |" + " |" * 12)
             continue
         lat = r.latency
         assert lat is not None

@@ -88,7 +88,7 @@ def test_markdown_table(report):
     assert onnx.rstrip(" |").split("|")[-1].strip().startswith(("1.9", "2.0", "2.1"))
     assert "recall_at_10=0.91" in onnx and "0.999990" in onnx
     assert "**failed**: worker exited with 1: boom" in md
-    assert "skipped: no CUDA device" in md
+    assert "**skipped**: no CUDA device" in md
     assert "edgecart bench m" in md
 
 
@@ -100,3 +100,17 @@ def test_plots_are_written_even_without_quality_or_results(report, tmp_path):
                                {}, [failed("local", "litert", "x")], target="local")
     paths = write_report(empty, tmp_path / "empty")
     assert paths["tradeoff_png"].read_bytes()[:8] == PNG
+
+
+def test_quality_figures_are_found_one_level_down_and_reasons_are_not_doubled():
+    from edgecart.benchmarks.report import primary_quality, quality_text
+
+    recs = {"test": {"ndcg@10": 0.107, "recall@10": 0.202, "users": 593.0}, "valid_gate_subset": {"ndcg@10": 0.12}}
+    assert primary_quality(recs) == ("test.ndcg@10", 0.107)
+    assert quality_text(recs) == "test.ndcg@10=0.107, test.recall@10=0.202"  # counts such as users are not quality
+    assert primary_quality({"recall@10": 0.9, "map@10": 0.8, "extra": {"x": 1.0}}) == ("map@10", 0.8)
+    assert quality_text({}) == "–" and primary_quality({"note": "text"}) is None
+    r = skipped("cuda", "onnxruntime", "skipped: no CUDA device")
+    report = BenchReport("bench", "cuda", {"name": "b", "version": "1", "task": "t"}, {}, {}, [r], "now")
+    md = to_markdown(report)
+    assert "**skipped**: no CUDA device" in md and "skipped: skipped" not in md
