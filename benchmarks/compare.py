@@ -80,7 +80,7 @@ def compare(bundle: Path, config: Any, *, out: str | os.PathLike[str] | None = N
         clients = []
         for job in jobs:  # started one after another so loads do not compete
             clients.append(WorkerClient(bundle, job, warmup=config.warmup, mode=config.mode, cpus=config.cpus,
-                                        python=config.python))
+                                        python=config.python, check_finite=config.check_finite))
         try:
             with tqdm(total=config.rounds, desc=f"compare t={threads}", unit="round", disable=not progress,
                       leave=False) as bar:

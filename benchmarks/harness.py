@@ -35,7 +35,8 @@ class BenchConfig:
     (None inside = the engine's default). Each job runs ``warmup`` (>= 10) calls, then the larger of ``iterations``
     calls or ``seconds``. ``cpus`` pins each worker to those cores (local). ``mode``: what is timed — ``session``
     (edgecart.runtime Session.run, what apps call), ``engine`` or ``raw``. ``rounds``: interleaving rounds for
-    ``compare``/``overhead``.
+    ``compare``/``overhead``. ``check_finite``: sessions refuse NaN/Inf inputs (the runtime's default); False
+    measures them without that check.
     """
 
     backends: tuple[str, ...] | None = None
@@ -52,6 +53,7 @@ class BenchConfig:
     keep_samples: bool = True
     timeout_s: float = 900.0
     python: str = sys.executable
+    check_finite: bool = True
 
     def __post_init__(self) -> None:
         from edgecart.runtime.backends import BACKENDS
@@ -141,6 +143,7 @@ def run_local(bundle: Path, jobs: list[Job], config: BenchConfig, progress: bool
                                    warmup=config.warmup, mode=config.mode, cpus=config.cpus,
                                    timeout_s=config.timeout_s, python=config.python, bootstrap=config.bootstrap,
                                    keep_samples=config.keep_samples, target=target, options=options,
+                                   check_finite=config.check_finite,
                                    provider=provider))
             bar.update(1)
     return results

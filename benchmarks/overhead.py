@@ -55,7 +55,7 @@ def overhead(bundle: Path, config: Any, *, out: str | os.PathLike[str] | None = 
         for job in jobs:
             client = WorkerClient(bundle, job, warmup=config.warmup, mode="session", levels=("engine", "raw")
                                   if job.backend == "onnxruntime" else ("engine",), cpus=config.cpus,
-                                  python=config.python)
+                                  python=config.python, check_finite=config.check_finite)
             try:
                 if client.error is not None:
                     results.append(failed("local", job.backend, client.error, artifact=job.artifact,

@@ -233,7 +233,8 @@ def to_markdown(report: BenchReport) -> str:
                 lines.append(f"| {row['label']} | {_f(row['p50_ms'])} | {row['ratio']:.2f}{ci_txt} |")
             lines.append("")
     if report.overhead:
-        lines += ["", "## edgecart.runtime overhead", "",
+        check = "on (the default)" if report.config.get("check_finite", True) else "off (`check_finite=False`)"
+        lines += ["", "## edgecart.runtime overhead", "", f"Session.run's NaN/Inf input check: {check}.", "",
                   "| artifact | backend | threads | Session.run p50 ms | engine.run p50 ms | raw call p50 ms | "
                   "overhead vs engine % [CI] | overhead vs raw % [CI] |", "|---|---|---|---|---|---|---|---|"]
         for o in report.overhead:

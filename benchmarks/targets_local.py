@@ -26,7 +26,7 @@ class Job:
 
 
 def worker_args(bundle: Path, job: Job, *, warmup: int, mode: str, cpus: Sequence[int] | None,
-                options: dict[str, str] | None = None) -> list[str]:
+                options: dict[str, str] | None = None, check_finite: bool = True) -> list[str]:
     args = ["--bundle", str(bundle), "--backend", job.backend, "--artifact", job.artifact, "--warmup", str(warmup),
             "--mode", mode]
     if job.threads is not None:
@@ -35,18 +35,22 @@ def worker_args(bundle: Path, job: Job, *, warmup: int, mode: str, cpus: Sequenc
         args += ["--cpus", ",".join(str(c) for c in cpus)]
     for k, v in (options or {}).items():
         args += ["--option", f"{k}={v}"]
+    if not check_finite:
+        args.append("--no-finite-check")
     return args
 
 
 def run_job(bundle: Path, job: Job, *, iterations: int, seconds: float, warmup: int, mode: str = "session",
             cpus: Sequence[int] | None = None, timeout_s: float = 900.0, python: str = sys.executable,
             bootstrap: BootstrapConfig = DEFAULT_BOOTSTRAP, keep_samples: bool = True, target: str = "local",
-            options: dict[str, str] | None = None, provider: str | None = None) -> BenchResult:
+            options: dict[str, str] | None = None, provider: str | None = None,
+            check_finite: bool = True) -> BenchResult:
     """Run one job in a fresh worker process and summarise it. A crash or timeout becomes a ``failed`` result."""
     with tempfile.TemporaryDirectory(prefix="edgecart-bench-") as tmp:
         out = Path(tmp) / "result.json"
         cmd = [python, "-m", "edgecart.benchmarks.worker",
-               *worker_args(bundle, job, warmup=warmup, mode=mode, cpus=cpus, options=options),
+               *worker_args(bundle, job, warmup=warmup, mode=mode, cpus=cpus, options=options,
+                            check_finite=check_finite),
                "--iterations", str(iterations), "--seconds", str(seconds), "--out", str(out)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
@@ -66,11 +70,12 @@ class WorkerClient:
     """A worker in ``--serve`` mode: loaded once, then told to run blocks of calls at chosen levels."""
 
     def __init__(self, bundle: Path, job: Job, *, warmup: int, mode: str = "session",
-                 levels: Sequence[str] = (), cpus: Sequence[int] | None = None, python: str = sys.executable) -> None:
+                 levels: Sequence[str] = (), cpus: Sequence[int] | None = None, python: str = sys.executable,
+                 check_finite: bool = True) -> None:
         self.job = job
         self._stderr = tempfile.TemporaryFile(mode="w+")
         cmd = [python, "-m", "edgecart.benchmarks.worker",
-               *worker_args(bundle, job, warmup=warmup, mode=mode, cpus=cpus), "--serve"]
+               *worker_args(bundle, job, warmup=warmup, mode=mode, cpus=cpus, check_finite=check_finite), "--serve"]
         if levels:
             cmd += ["--levels", *levels]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,

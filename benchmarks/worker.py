@@ -35,7 +35,7 @@ class Target:
     """A loaded session plus callables for each measurement level, cycling through the golden inputs."""
 
     def __init__(self, bundle: str, backend: str, artifact: str | None, precision: str | None, threads: int | None,
-                 options: dict[str, str] | None = None) -> None:
+                 options: dict[str, str] | None = None, check_finite: bool = True) -> None:
         from edgecart.runtime import load, open_bundle
 
         t0 = time.perf_counter()
@@ -45,7 +45,8 @@ class Target:
         b = open_bundle(Path(bundle))
         self.verify_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        self.session = load(b, backend, artifact=artifact, precision=precision, threads=threads, options=options)
+        self.session = load(b, backend, artifact=artifact, precision=precision, threads=threads, options=options,
+                            check_finite=check_finite)
         self.load_s = time.perf_counter() - t0
         self.providers = _active_providers(self.session, options)
         m = b.manifest
@@ -122,7 +123,8 @@ def start(args: argparse.Namespace) -> tuple[Target, dict[str, Any]]:
     affinity = pin(_cpus(args.cpus))
     rss_before = current_rss_kb()
     options = dict(kv.split("=", 1) for kv in args.option or [])
-    target = Target(args.bundle, args.backend, args.artifact, args.precision, args.threads, options or None)
+    target = Target(args.bundle, args.backend, args.artifact, args.precision, args.threads, options or None,
+                    check_finite=not args.no_finite_check)
     main = target.levels[args.mode]
     first = measure(main, 1, 0.0)[0]
     warm = max(MIN_WARMUP, args.warmup)
@@ -189,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=LEVELS, default="session")
     p.add_argument("--levels", nargs="*", choices=LEVELS, help="extra levels to warm up (serve mode)")
     p.add_argument("--option", action="append", help="backend option KEY=VALUE (e.g. providers=...)")
+    p.add_argument("--no-finite-check", action="store_true", help="load with check_finite=False")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--out", help="write the one-shot result JSON here")
     g.add_argument("--serve", action="store_true", help="take JSON-line commands on stdin")

@@ -14,8 +14,8 @@ class OnnxExporter:
     format = "onnx"
     suffix = ".onnx"
     #: In order. ``-weights-only-ops`` quantizes only Conv/MatMul/Gemm and keeps the rest (embedding gathers, adds,
-    #: normalisation, attention softmax) in float: the fallback for sequence models, where ONNX Runtime's
-    #: per-channel QDQ of a position-embedding initializer does not run and per-tensor loses too much.
+    #: normalisation, attention softmax) in float: the fallback for sequence models, where ONNX Runtime cannot run
+    #: the per-channel QDQ made for an embedding table and per-tensor loses too much.
     int8_recipes = ("ort-static-qdq-per-channel-minmax", "ort-static-qdq-per-channel-percentile",
                     "ort-static-qdq-per-channel-minmax-weights-only-ops", "ort-static-qdq-per-tensor-minmax")
 

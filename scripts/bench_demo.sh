@@ -12,6 +12,10 @@ $E bench out/image_search/student --compare --precision int8 --threads 1 --itera
 $E bench out/image_search/student --overhead --threads 1 --iterations 6000 --rounds 30 --out $R/image_search --quiet
 $E bench out/image_search/student --overhead --precision int8 --threads 1 --iterations 6000 --rounds 30 \
     --out $R/image_search_int8 --quiet
+$E bench out/image_search/student --overhead --no-finite-check --threads 1 --iterations 6000 --rounds 30 \
+    --out $R/image_search_nocheck --quiet
+$E bench out/image_search/student --overhead --no-finite-check --precision int8 --threads 1 --iterations 6000 \
+    --rounds 30 --out $R/image_search_int8_nocheck --quiet
 $E bench out/image_search/teacher --threads 1,2 --iterations 500 --out $R/image_search_teacher --quiet
 $E bench out/image_search/student --target cuda --out $R/cuda --quiet
 $E bench out/recommendations/instacart --threads 1,2 --iterations 1000 --out $R/recs_instacart --quiet

@@ -35,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pin", type=_ints, default=None, help="pin each worker to these cores, e.g. 0 or 0,1")
     p.add_argument("--mode", choices=("session", "engine", "raw"), default="session",
                    help="what is timed: Session.run (default), the engine call, or the raw library call")
+    p.add_argument("--no-finite-check", action="store_true",
+                   help="time sessions loaded with check_finite=False (no NaN/Inf scan of the inputs)")
     p.add_argument("--out", default=None, help="directory for JSON, Markdown and PNG plots")
     p.add_argument("--no-samples", action="store_true", help="leave raw per-call samples out of the JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -63,7 +65,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     config = BenchConfig(backends=args.backends, threads=args.threads, iterations=args.iterations,
                          seconds=args.seconds, warmup=args.warmup, artifacts=args.artifacts, precision=args.precision,
-                         cpus=args.pin, mode=args.mode, rounds=args.rounds, keep_samples=not args.no_samples)
+                         cpus=args.pin, mode=args.mode, rounds=args.rounds, keep_samples=not args.no_samples,
+                         check_finite=not args.no_finite_check)
     command = shlex.join(["edgecart", *sys.argv[1:]]) if Path(sys.argv[0]).name == "edgecart" else (
         shlex.join(["python", "-m", "edgecart.cli.bench_cmd", *sys.argv[1:]]) if sys.argv[0].endswith("bench_cmd.py")
         else None)

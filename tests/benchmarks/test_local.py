@@ -137,3 +137,19 @@ def test_peak_rss_is_the_workers_own(bench_bundle, quiet_config):
     assert r.ok and r.peak_rss_mb >= r.rss_before_load_mb
     if parent_kb > 2 * r.peak_rss_mb * 1024:  # Linux carries ru_maxrss over fork+exec; VmHWM does not
         assert r.peak_rss_mb * 1024 < parent_kb
+
+
+def test_finite_check_can_be_switched_off_for_measurement(bench_bundle, quiet_config):
+    from edgecart.benchmarks.report import to_markdown
+    from edgecart.benchmarks.targets_local import worker_args
+    from edgecart.benchmarks.worker import Target
+
+    job = Job("tiny.fp32.onnx", "onnxruntime", 1)
+    assert "--no-finite-check" not in worker_args(bench_bundle, job, warmup=10, mode="session", cpus=None)
+    assert "--no-finite-check" in worker_args(bench_bundle, job, warmup=10, mode="session", cpus=None,
+                                              check_finite=False)
+    assert Target(str(bench_bundle), "onnxruntime", None, None, 1, check_finite=False).session.check_finite is False
+    report = overhead(bench_bundle, quiet_config(backends=("onnxruntime",), iterations=20, rounds=2,
+                                                 check_finite=False), progress=False)
+    assert report.config["check_finite"] is False
+    assert "NaN/Inf input check: off" in to_markdown(report)
