@@ -55,6 +55,15 @@ def _schedule(opt: torch.optim.Optimizer, steps: int, warmup: float) -> torch.op
     return torch.optim.lr_scheduler.LambdaLR(opt, f)
 
 
+def _step(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, loss: torch.Tensor, bar) -> None:
+    """One optimiser step on ``loss``, the schedule advanced, the loss shown on the progress bar."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+
+
 def _batches(n: int, batch: int, steps: int, rng: np.random.Generator):
     order = rng.permutation(n)
     pos = 0
@@ -95,11 +104,7 @@ def train_teacher(train: ImageSet, cfg: TeacherConfig, pre: ImagePreprocessing, 
         x = model_inputs(random_shift(train.images[idx], cfg.shift, rng), pre)
         logits = model.classifier(model(x))
         loss = F.cross_entropy(logits, labels[idx], label_smoothing=cfg.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        _step(opt, sched, loss, bar)
     return model.eval()
 
 
@@ -172,9 +177,5 @@ def train_student(data: ImageSet, cfg: StudentConfig, pre: ImagePreprocessing, *
                 loss = loss + cfg.w_label * F.cross_entropy(model.classifier(s[m]), y[m])
         else:
             loss = F.cross_entropy(model.classifier(s), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        _step(opt, sched, loss, bar)
     return model.eval()
