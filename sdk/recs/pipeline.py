@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from edgecart.cache import Cache
 from edgecart.data.sequences import SequenceData, Split, leave_last_out
 from edgecart.models.sasrec import SASRec, SASRecConfig, num_params
 
 from .baselines import CoOccurrence, Popularity
 from .bundle import ArtifactRow, write_bundle
 from .config import RecsConfig, TrainConfig
-from .metrics import evaluate_scores, paired_bootstrap, target_ranks, user_ndcg
+from .metrics import evaluate_scores, paired_bootstrap, rank_metrics, target_ranks, user_ndcg
 from .train import eager_scores, teacher_soft_targets, train
 
 Progress = Callable[[str], None] | None
@@ -141,23 +142,18 @@ def train_teacher(data: SequenceData, split: Split, cfg: RecsConfig, cache: Path
                   progress: Progress = None) -> tuple[SASRec, float | None]:
     """Train (or load from ``cache``) the teacher; returns the model and its training seconds (None if cached)."""
     mcfg = _model_config(data, cfg, "teacher")
-    teacher = SASRec(mcfg)
-    path = None
-    if cache is not None:
-        path = Path(cache) / "recs" / f"{data.name}-teacher-{_fingerprint(data, mcfg, cfg.teacher_train)}.pt"
-        if path.is_file():
-            teacher.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            if progress:
-                progress(f"{data.name}: teacher loaded from {path}")
-            return teacher.eval(), None
+    store, name, key = Cache(cache, "recs"), f"{data.name}-teacher", _fingerprint(data, mcfg, cfg.teacher_train)
+    hit = store.load_state(name, key)
+    if hit is not None:
+        teacher = SASRec(mcfg)
+        teacher.load_state_dict(hit[0])
+        if progress:
+            progress(f"{data.name}: teacher loaded from {store.path(name, key, '.pt')}")
+        return teacher.eval(), None
     torch.manual_seed(cfg.teacher_train.seed)
     teacher = SASRec(mcfg)
     log = train(teacher, split, cfg.teacher_train, desc=f"{data.name} teacher", progress=progress)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(teacher.state_dict(), tmp)
-        tmp.replace(path)
+    store.save_state(name, key, teacher.state_dict(), {"train_s": log.seconds, "config": dataclasses.asdict(mcfg)})
     return teacher.eval(), log.seconds
 
 
@@ -226,7 +222,7 @@ def _model_row(label: str, model: SASRec, split: Split, seconds: float | None) -
 def _row(label: str, params: int | None, test_scores: np.ndarray, valid_scores: np.ndarray, split: Split,
          seconds: float | None = None) -> ModelRow:
     ranks = target_ranks(test_scores, split.test_target)
-    test = evaluate_scores(test_scores, split.test_target)
+    test = rank_metrics(ranks)
     valid = evaluate_scores(valid_scores, split.valid_target)
     return ModelRow(label, params, test["recall@10"], test["ndcg@10"], valid["ndcg@10"], seconds, user_ndcg(ranks))
 

@@ -102,15 +102,14 @@ def run_fast(out: Path, cache: Path | None = None, progress: Progress = print) -
 def run_pipeline(cfg: SearchPipelineConfig, out: Path, cache: Path | None = None,
                  progress: Progress = print) -> SearchDemoSummary:
     import torch
+    from edgecart.cache import Cache
     from edgecart.data.fashion_mnist import load_fashion_mnist, search_splits
-
-    from .cache import VisionCache
 
     t_start = time.perf_counter()
     torch.set_num_threads(cfg.threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    vc = VisionCache(cache)
+    vc = Cache(cache, "vision")
     d = cfg.data
     train, test = load_fashion_mnist(d.root)
     sp = search_splits(train, test, queries=d.queries, gallery=d.gallery, train_size=d.train_size, seed=d.seed)
@@ -120,10 +119,10 @@ def run_pipeline(cfg: SearchPipelineConfig, out: Path, cache: Path | None = None
     teacher, tinfo = _teacher(cfg, sp.train, vc, timings, cached, progress)
     emb = _teacher_embeddings(cfg, teacher, sp, vc, timings, cached, progress)
     students = _students(cfg, sp, teacher, emb, timings, progress)
-    models = _model_rows(cfg, sp, teacher, emb, students)
+    models, student_emb = _model_rows(cfg, sp, teacher, emb, students)
     for r in models:
         progress(f"  {r.name:<34} {r.setting:<24} R@10 {r.recall_at_10:.4f}  mAP@10 {r.map_at_10:.4f}")
-    bundles, gates, ref = _bundles(cfg, out, sp, teacher, emb, students, models, timings, progress)
+    bundles, gates, ref = _bundles(cfg, out, sp, teacher, emb, students, student_emb, models, timings, progress)
     arts, lats, tops = _evaluate_bundles(cfg, bundles, sp, gates, timings, progress)
     parity = _parity(tops)
     speedup = _speedup(lats)
@@ -148,7 +147,7 @@ def _teacher(cfg, train, vc, timings, cached, progress):
     from .train import train_teacher
 
     key = cfg.teacher_key()
-    hit = vc.load_teacher(key)
+    hit = vc.load_state("teacher", key)
     tc = cfg.teacher
     if hit is not None:
         teacher = LiteTeacher(tc.dim, len(train.classes), tc.size, pretrained=False)
@@ -165,7 +164,7 @@ def _teacher(cfg, train, vc, timings, cached, progress):
     teacher = train_teacher(data, tc, cfg.teacher_preprocessing)
     timings["teacher_train_s"] = time.perf_counter() - t0
     info = {"key": key, "train_s": timings["teacher_train_s"], "config": asdict(tc)}
-    vc.save_teacher(key, {k: v.contiguous() for k, v in teacher.state_dict().items()}, info)
+    vc.save_state("teacher", key, {k: v.contiguous() for k, v in teacher.state_dict().items()}, info)
     cached["teacher"] = False
     return teacher, info
 
@@ -174,7 +173,7 @@ def _teacher_embeddings(cfg, teacher, sp, vc, timings, cached, progress):
     from .train import embed
 
     key = cfg.embeddings_key()
-    hit = vc.load_embeddings(key)
+    hit = vc.load_arrays("embeddings", key)
     if hit is not None and all(len(hit[0][s]) == len(getattr(sp, s)) for s in ("train", "gallery", "queries")):
         cached["teacher_embeddings"] = True
         progress(f"teacher embeddings: cached {key}")
@@ -183,7 +182,8 @@ def _teacher_embeddings(cfg, teacher, sp, vc, timings, cached, progress):
     emb = {s: embed(teacher, getattr(sp, s).images, cfg.teacher_preprocessing, desc=f"teacher embeds {s}")
            for s in ("train", "gallery", "queries")}
     timings["teacher_embed_s"] = time.perf_counter() - t0
-    vc.save_embeddings(key, emb, {"key": key, "teacher": cfg.teacher_key(), "embed_s": timings["teacher_embed_s"]})
+    vc.save_arrays("embeddings", key, emb,
+                   {"key": key, "teacher": cfg.teacher_key(), "embed_s": timings["teacher_embed_s"]})
     cached["teacher_embeddings"] = False
     progress(f"teacher embeddings: {sum(len(v) for v in emb.values())} pictures in {timings['teacher_embed_s']:.0f} s")
     return emb
@@ -218,6 +218,7 @@ def _students(cfg, sp, teacher, emb, timings, progress):
 
 
 def _model_rows(cfg, sp, teacher, emb, students):
+    """Quality rows of every eager model, and the distilled student's query and gallery embeddings (for export)."""
     from edgecart.models.vision import embedding_params
 
     from .metrics import retrieval
@@ -230,40 +231,41 @@ def _model_rows(cfg, sp, teacher, emb, students):
               "distilled_few": f"student distilled, {cfg.label_fraction:.0%} labels",
               "labels_few": f"student labels only, {cfg.label_fraction:.0%} labels"}
     pre = cfg.student_preprocessing
+    distilled = {}
     for k, model in students.items():
         q = embed(model, sp.queries.images, pre)
         g = embed(model, sp.gallery.images, pre)
+        if k == "distilled":
+            distilled = {"queries": q, "gallery": g}
         p = embedding_params(model)
         rows.append(_row(labels[k], "student → student", p, retrieval(q, ql, g, gl)))
         if k.startswith("distilled"):
             rows.append(_row(labels[k], "student → teacher catalog", p, retrieval(q, ql, emb["gallery"], gl)))
-    return rows
+    return rows, distilled
 
 
 def _row(name, setting, params, r) -> ModelRow:
     return ModelRow(name, setting, int(params), r.recall_at_1, r.recall_at_10, r.map_at_10)
 
 
-def _bundles(cfg, out, sp, teacher, emb, students, models, timings, progress):
+def _bundles(cfg, out, sp, teacher, emb, students, student_emb, models, timings, progress):
     from edgecart.models.vision import embedding_params
     from edgecart.runtime.search import quantize_rows
 
     from .export import export_search_bundle
     from .metrics import retrieval
-    from .train import embed
 
     ec = cfg.export
     t0 = time.perf_counter()
     student = students["distilled"]
     spre, tpre = cfg.student_preprocessing, cfg.teacher_preprocessing
-    s_gallery = embed(student, sp.gallery.images, spre)
     by_teacher = ec.catalog_model == "teacher"
-    cat_emb = emb["gallery"] if by_teacher else s_gallery
+    cat_emb = emb["gallery"] if by_teacher else student_emb["gallery"]
     cat_info = {"model": "teacher EfficientNet-Lite0" if by_teacher else "student", "params":
                 embedding_params(teacher if by_teacher else student),
                 "preprocessing": asdict(tpre if by_teacher else spre)}
     q8, scales = quantize_rows(cat_emb)
-    ref = retrieval(embed(student, sp.queries.images, spre), sp.queries.labels, q8, sp.gallery.labels, scales)
+    ref = retrieval(student_emb["queries"], sp.queries.labels, q8, sp.gallery.labels, scales)
     reference = {"recall@1": ref.recall_at_1, "recall@10": ref.recall_at_10, "map@10": ref.map_at_10}
     quality = {"teacher": {}, "student": {}, "student_float_on_int8_catalog": reference,
                "metrics": "hit = same category; Recall@K = share of queries with a hit in the top K; "

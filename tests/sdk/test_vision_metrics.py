@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from edgecart.vision.cache import VisionCache
+from edgecart.cache import Cache
 from edgecart.vision.config import SearchPipelineConfig, StudentConfig, TeacherConfig, fast_config
 from edgecart.vision.evaluate import same_top10
 from edgecart.vision.metrics import average_precision_at_k, recall_at_k, retrieval, retrieval_from_ranks
@@ -96,14 +96,14 @@ def test_configs_validate_round_trip_and_key_the_cache():
 def test_cache_round_trip_and_damaged_entries(tmp_path):
     import torch
 
-    c = VisionCache(tmp_path)
-    assert c.load_teacher("k") is None and c.load_embeddings("k") is None
-    c.save_teacher("k", {"w": torch.ones(2)}, {"train_s": 1.5})
-    state, info = c.load_teacher("k")
+    c = Cache(tmp_path, "vision")
+    assert c.load_state("teacher", "k") is None and c.load_arrays("embeddings", "k") is None
+    c.save_state("teacher", "k", {"w": torch.ones(2)}, {"train_s": 1.5})
+    state, info = c.load_state("teacher", "k")
     assert torch.equal(state["w"], torch.ones(2)) and info["train_s"] == 1.5
-    c.save_embeddings("k", {"train": np.ones((3, 2), np.float32)}, {"n": 3})
-    arrays, _ = c.load_embeddings("k")
+    c.save_arrays("embeddings", "k", {"train": np.ones((3, 2), np.float32)}, {"n": 3})
+    arrays, _ = c.load_arrays("embeddings", "k")
     assert arrays["train"].shape == (3, 2)
     (tmp_path / "vision" / "teacher-k.pt").write_bytes(b"garbage")
-    assert c.load_teacher("k") is None  # rebuilt, not crashed on
-    assert not VisionCache(None).enabled and VisionCache(None).load_teacher("k") is None
+    assert c.load_state("teacher", "k") is None  # rebuilt, not crashed on
+    assert not Cache(None, "vision").enabled and Cache(None, "vision").load_state("teacher", "k") is None

@@ -44,9 +44,9 @@ def test_student_is_a_tenth_of_the_teacher_and_unit_norm():
 
 @pytest.mark.skipif(not fashion_mnist_available(), reason=f"Fashion-MNIST not installed: {INSTALL_HINT}")
 def test_fast_pipeline_end_to_end(tmp_path):
+    from edgecart.cache import Cache
     from edgecart.runtime import open_bundle
     from edgecart.runtime.search import ImageSearch
-    from edgecart.vision.cache import VisionCache
     from edgecart.vision.config import fast_config
     from edgecart.vision.pipeline import _teacher, _teacher_embeddings, run_pipeline
 
@@ -98,8 +98,8 @@ def test_fast_pipeline_end_to_end(tmp_path):
     d = cfg.data
     sp = search_splits(train, test, queries=d.queries, gallery=d.gallery, train_size=d.train_size, seed=d.seed)
     cached: dict[str, bool] = {}
-    teacher, _ = _teacher(cfg, sp.train, VisionCache(cache), {}, cached, lines.append)
-    emb = _teacher_embeddings(cfg, teacher, sp, VisionCache(cache), {}, cached, lines.append)
+    teacher, _ = _teacher(cfg, sp.train, Cache(cache, "vision"), {}, cached, lines.append)
+    emb = _teacher_embeddings(cfg, teacher, sp, Cache(cache, "vision"), {}, cached, lines.append)
     assert cached == {"teacher": True, "teacher_embeddings": True}
     assert emb["gallery"].shape == (d.gallery, cfg.teacher.dim)
     cat = np.load(out / "student" / "catalog" / "embeddings.fp32.npy")
