@@ -266,17 +266,22 @@ def run_remote(bundle: Path, backend: str, artifact: str | None = None, precisio
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_job_arguments(p: argparse.ArgumentParser, backends: Sequence[str] | None = None) -> None:
+    """The options that name one job and its timing, shared by this runner and the local worker."""
     p.add_argument("--bundle", required=True)
-    p.add_argument("--backend", required=True, choices=sorted(FORMAT_OF))
+    p.add_argument("--backend", required=True, choices=backends)
     p.add_argument("--artifact", default=None)
     p.add_argument("--precision", default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--warmup", type=int, default=MIN_WARMUP)
     p.add_argument("--iterations", type=int, default=100)
     p.add_argument("--seconds", type=float, default=0.0)
-    p.add_argument("--cpus", default=None, help="comma-separated cores to pin to")
+    p.add_argument("--cpus", default=None, help="comma-separated cores to pin this process to")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_job_arguments(p, sorted(FORMAT_OF))
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     cpus = [int(c) for c in a.cpus.split(",")] if a.cpus else None

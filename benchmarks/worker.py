@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from .remote_runner import MIN_WARMUP, current_rss_kb, environment, measure, peak_rss_kb, pin
+from .remote_runner import MIN_WARMUP, add_job_arguments, current_rss_kb, environment, measure, peak_rss_kb, pin
 
 LEVELS = ("session", "engine", "raw")
 
@@ -70,7 +70,7 @@ class Target:
     def describe(self) -> dict[str, Any]:
         s = self.session
         a, m = s.artifact, s.manifest
-        size = m.file(a.path).bytes + sum(m.file(p).bytes for p in a.side_files)
+        size = m.artifact_bytes(a)
         return {
             "bundle": {"name": m.name, "version": m.version, "task": m.task},
             "artifact": a.name, "format": a.format, "precision": a.precision, "delegate": a.delegate,
@@ -179,15 +179,7 @@ def serve(args: argparse.Namespace, inp: IO[str], out: IO[str]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m edgecart.benchmarks.worker", description=__doc__.splitlines()[0])
-    p.add_argument("--bundle", required=True)
-    p.add_argument("--backend", required=True)
-    p.add_argument("--artifact", default=None)
-    p.add_argument("--precision", default=None)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--warmup", type=int, default=MIN_WARMUP)
-    p.add_argument("--iterations", type=int, default=100)
-    p.add_argument("--seconds", type=float, default=0.0)
-    p.add_argument("--cpus", default=None, help="comma-separated cores to pin this process to")
+    add_job_arguments(p)
     p.add_argument("--mode", choices=LEVELS, default="session")
     p.add_argument("--levels", nargs="*", choices=LEVELS, help="extra levels to warm up (serve mode)")
     p.add_argument("--option", action="append", help="backend option KEY=VALUE (e.g. providers=...)")
