@@ -18,6 +18,7 @@ import numpy as np
 from .bundle import Bundle, open_bundle
 from .errors import BundleError
 from .manifest import SequencePreprocessing
+from .search import top_k
 from .session import Session, load
 
 
@@ -168,8 +169,4 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     finite = np.flatnonzero(np.isfinite(scores))
     if finite.size == 0:
         return finite
-    k = min(k, finite.size)
-    s = scores[finite]
-    part = np.argpartition(-s, k - 1)[:k] if k < s.size else np.arange(s.size)
-    order = np.lexsort((finite[part], -s[part]))
-    return finite[part][order]
+    return finite[top_k(scores[finite][None], k)[0][0]]
