@@ -198,7 +198,7 @@ class AdbTarget:
             self._adb("push", str(b.path(side)), f"{self.device_dir}/{Path(side).name}")
         t = job.threads
         q = shlex.quote
-        size = b.manifest.file(art.path).bytes + sum(b.manifest.file(p).bytes for p in art.side_files)
+        size = b.manifest.artifact_bytes(art)
         common = dict(**base, file_bytes=size, quality=dict(art.quality), warmup=config.warmup,
                       parity=None if art.parity is None else {"cosine": art.parity.cosine,
                                                               "max_abs_diff": art.parity.max_abs_diff})

@@ -287,6 +287,10 @@ class Manifest:
                 return f
         raise ManifestError(f"{path!r} is not listed in the manifest's files")
 
+    def artifact_bytes(self, artifact: Artifact) -> int:
+        """Bytes on disk of ``artifact``: its model file and side files, as the manifest lists them."""
+        return sum(self.file(p).bytes for p in (artifact.path, *artifact.side_files))
+
     def replace(self, **changes: Any) -> Manifest:
         return dataclasses.replace(self, **changes)
 

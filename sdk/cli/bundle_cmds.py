@@ -44,7 +44,7 @@ def _info(args: argparse.Namespace) -> int:
         print(f"  output {s.name}: {s.dtype}{list(s.shape)} {s.layout or ''}")
     print(f"  {'artifact':<36} {'format':<10} {'prec':<5} {'bytes':>10} {'max|Δ|':>9} {'cosine':>9}")
     for a in m.artifacts:
-        size = m.file(a.path).bytes + sum(m.file(p).bytes for p in a.side_files)
+        size = m.artifact_bytes(a)
         par = a.parity
         d = f"{par.max_abs_diff:9.2e} {par.cosine:9.6f}" if par else f"{'-':>9} {'-':>9}"
         print(f"  {a.name:<36} {a.format:<10} {a.precision:<5} {size:>10} {d}")

@@ -139,7 +139,7 @@ def _record(w: BundleWriter, art: Artifact, valid: dict[str, float], test_eval: 
             rows: list[ArtifactRow], backend: str) -> Artifact:
     test = evaluate_artifact(w, art, test_eval)
     art = w.update_artifact(art.name, quality={"valid_gate_subset": valid, "test": test})
-    size = sum(w.manifest().file(p).bytes for p in (art.path, *art.side_files))
+    size = w.manifest().artifact_bytes(art)
     recipe = (art.quantization or {}).get("recipe")
     rows.append(ArtifactRow(art.name, art.format, art.precision, backend, size, test["recall@10"], test["ndcg@10"],
                             art.parity.cosine if art.parity else None, recipe))

@@ -93,3 +93,10 @@ def test_artifact_must_refer_to_listed_files(tiny_bundle):
 def test_non_finite_metrics_refused():
     with pytest.raises(ManifestError, match="finite"):
         Artifact(name="a", format="onnx", path="a.onnx", quality={"recall@10": float("nan")})
+
+
+def test_artifact_bytes_is_the_listed_size_of_its_files(tiny_bundle):
+    m = Manifest.from_dict(json.loads((tiny_bundle / "manifest.json").read_text()))
+    for a in m.artifacts:
+        assert m.artifact_bytes(a) == (tiny_bundle / a.path).stat().st_size + sum(
+            (tiny_bundle / p).stat().st_size for p in a.side_files)
