@@ -3,7 +3,6 @@ as a device would, the catalog is scanned by the runtime's own search, and singl
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,8 +49,7 @@ def evaluate_search(search: ImageSearch, images: np.ndarray, labels: np.ndarray,
     cat = search.catalog
     q = np.stack([search.embed(img) for img in tqdm(images, desc=desc, unit="img", leave=False, disable=None,
                                                        mininterval=1.0)])
-    top = cat.top_k(q, 10)[0]
-    on_catalog = retrieval_from_ranks(cat.categories[top], labels, cat.categories)
+    top, on_catalog = _search_catalog(cat, q, labels)
     sym = None
     if gallery_images is not None:
         pre = search.preprocessing
@@ -61,7 +59,7 @@ def evaluate_search(search: ImageSearch, images: np.ndarray, labels: np.ndarray,
         sym = retrieval_from_ranks(cat.categories[idx], labels, cat.categories)
     m = search.bundle.manifest
     art = search.session.artifact
-    size = m.file(art.path).bytes + sum(m.file(p).bytes for p in art.side_files)
+    size = m.artifact_bytes(art)
     return ArtifactEval(art.name, art.format, art.precision, search.session.backend.name, size, on_catalog, sym, top)
 
 
@@ -69,12 +67,16 @@ def gate_evaluator(query_inputs: np.ndarray, query_labels: np.ndarray, catalog: 
     """An ``evaluate(session) -> {metric: value}`` for the int8 quality gate: queries against the bundle catalog."""
 
     def evaluate(session: Session) -> dict[str, float]:
-        q = session_embed(session, query_inputs)
-        top = catalog.top_k(q, 10)[0]
-        r = retrieval_from_ranks(catalog.categories[top], query_labels, catalog.categories)
+        r = _search_catalog(catalog, session_embed(session, query_inputs), query_labels)[1]
         return {"recall@1": r.recall_at_1, "recall@10": r.recall_at_10, "map@10": r.map_at_10}
 
     return evaluate
+
+
+def _search_catalog(catalog: Catalog, queries: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, Retrieval]:
+    """The top-10 catalog rows per query embedding and the retrieval quality they give."""
+    top = catalog.top_k(queries, 10)[0]
+    return top, retrieval_from_ranks(catalog.categories[top], labels, catalog.categories)
 
 
 def top10_overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -107,12 +109,9 @@ class Latency:
 
 def latency(session: Session, x: np.ndarray, runs: int, warmup: int = 10) -> Latency:
     """Time ``session.run(x)`` (batch 1) ``runs`` times after ``warmup`` runs; median and 90th percentile."""
-    for _ in range(warmup):
-        session.run(x)
-    times = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        session.run(x)
-        times[i] = time.perf_counter() - t0
+    from edgecart.benchmarks.remote_runner import measure
+
+    measure(lambda _i: session.run(x), warmup, 0.0)
+    times = np.asarray(measure(lambda _i: session.run(x), runs, 0.0))
     return Latency(session.artifact.name, session.backend.name, session.threads or 0,
                    float(np.median(times) * 1e3), float(np.percentile(times, 90) * 1e3), runs)
