@@ -47,9 +47,7 @@ def rank_metrics(ranks: np.ndarray, k: int = 10) -> dict[str, float]:
     r = np.asarray(ranks, np.float64)
     if r.size == 0:
         raise ValueError("no users to evaluate")
-    hit = r < k
-    ndcg = np.where(hit, 1.0 / np.log2(r + 2.0), 0.0)
-    return {f"recall@{k}": float(hit.mean()), f"ndcg@{k}": float(ndcg.mean()), "users": int(r.size)}
+    return {f"recall@{k}": float((r < k).mean()), f"ndcg@{k}": float(user_ndcg(r, k).mean()), "users": int(r.size)}
 
 
 def evaluate_scores(scores: np.ndarray, targets: np.ndarray, k: int = 10,
