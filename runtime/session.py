@@ -38,11 +38,11 @@ class Session:
         self._in_plans = [(spec, np.dtype(spec.dtype), np.dtype(dt))
                           for spec, dt in zip(m.inputs, self.engine.input_dtypes, strict=True)]
         self._out_plans = [(spec, np.dtype(spec.dtype), int(np.prod(spec.shape))) for spec in m.outputs]
-        # one input: (name, shape, engine dtype, check finiteness) for run()'s fast path
+        # one input: (name, shape, engine dtype, is it float) for run()'s fast path
         self._fast = None
         if len(self._in_plans) == 1:
             spec, want, engine_dtype = self._in_plans[0]
-            self._fast = (spec.name, spec.shape, engine_dtype, check_finite and want.kind == "f")
+            self._fast = (spec.name, spec.shape, engine_dtype, want.kind == "f")
 
     @property
     def manifest(self) -> Manifest:
@@ -76,7 +76,7 @@ class Session:
         if fast is not None:  # one input already in the engine's dtype and shape: check it and hand it over
             x = inputs.get(fast[0]) if type(inputs) is dict and len(inputs) == 1 else inputs
             if type(x) is np.ndarray and x.dtype == fast[2] and x.shape == fast[1] and x.flags.c_contiguous:
-                if fast[3] and not _all_finite(x):
+                if fast[3] and self.check_finite and not _all_finite(x):
                     raise _not_finite(fast[0])
                 feeds = [x]
         outs = self.engine.run(feeds if feeds is not None else self.prepare(inputs))
