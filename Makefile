@@ -16,7 +16,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing (a test run that tests nothing proves nothing)"; fi; \
+	exit $$rc
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -11,7 +11,7 @@ import numpy as np
 from edgecart.runtime.backends import backend_for_format
 from edgecart.runtime.errors import ParityError
 from edgecart.runtime.golden import compare
-from edgecart.runtime.manifest import Artifact, Manifest, Parity, Preprocessing, TensorSpec
+from edgecart.runtime.manifest import Artifact, IOSpec, Manifest, Parity, Preprocessing
 from edgecart.runtime.session import Session
 
 from ._quiet import quiet_fds
@@ -19,14 +19,6 @@ from .base import EXPORTERS, ExportRequest
 from .bundle import BundleWriter
 
 DEFAULT_FORMATS = ("executorch", "onnx", "tflite")
-
-
-@dataclass(frozen=True)
-class IOSpec:
-    """A model's declared inputs and outputs (static shapes)."""
-
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
 
 
 @dataclass(frozen=True)

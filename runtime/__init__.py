@@ -23,6 +23,7 @@ from .manifest import (
     FileEntry,
     Golden,
     ImagePreprocessing,
+    IOSpec,
     Manifest,
     Parity,
     SequencePreprocessing,
@@ -34,7 +35,7 @@ from .session import Session, available_backends, load, select
 
 __all__ = [
     "SCHEMA_VERSION", "Artifact", "ArtifactNotFoundError", "BackendUnavailableError", "Bundle", "BundleError",
-    "Catalog", "EdgecartError", "FileEntry", "Golden", "ImagePreprocessing", "ImageSearch", "InputSpecError",
+    "Catalog", "EdgecartError", "FileEntry", "Golden", "ImagePreprocessing", "ImageSearch", "InputSpecError", "IOSpec",
     "IntegrityError", "Manifest", "ManifestError", "MissingFileError", "Parity", "ParityError", "Recommendation",
     "Recommender", "SearchResult", "SequencePreprocessing", "Session", "TensorSpec", "UnknownNameError",
     "UnlistedFileError", "UnsafePathError", "available_backends", "load", "open_bundle", "select", "sha256_file",

@@ -19,7 +19,7 @@ SCHEMA_VERSION = "1.0"
 MANIFEST_NAME = "manifest.json"
 FORMATS = ("executorch", "onnx", "tflite")
 DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
-TASKS = ("image_search", "recommendations", "generic")
+TASKS = ("image_search", "recommendations", "text_search", "generic")
 PRECISIONS = ("fp32", "fp16", "int8")
 FILE_ROLES = ("model", "weights", "catalog", "golden", "metadata")
 
@@ -76,6 +76,15 @@ class TensorSpec:
             raise ManifestError(f"tensor {self.name!r}: shape {self.shape} must be positive (static shapes only)")
         if self.layout is not None and len(self.layout) != len(self.shape):
             raise ManifestError(f"tensor {self.name!r}: layout {self.layout!r} does not match rank {len(self.shape)}")
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    """A model's declared inputs and outputs (static shapes). Models declare it as data (``model.io_spec``) without
+    importing the exporters; exporters write it into the manifest; the runtime checks inputs against it."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
 
 
 @dataclass(frozen=True)

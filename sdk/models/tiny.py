@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import torch
-from edgecart.exporters.export import IOSpec
-from edgecart.runtime.manifest import TensorSpec
+from edgecart.runtime.manifest import IOSpec, TensorSpec
 from torch import nn
 
 

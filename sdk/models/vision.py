@@ -17,9 +17,8 @@ import os
 from pathlib import Path
 
 import torch
-from edgecart.exporters.export import IOSpec
 from edgecart.runtime.errors import EdgecartError
-from edgecart.runtime.manifest import TensorSpec
+from edgecart.runtime.manifest import IOSpec, TensorSpec
 from torch import nn
 from torch.nn import functional as F
 
