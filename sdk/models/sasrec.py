@@ -117,6 +117,31 @@ class SASRec(nn.Module):
         )
 
 
+class SASRecUserVector(nn.Module):
+    """What a bundle exports: the history in, the user vector out (the hidden state after the most recent item,
+    [B, dim]). The runtime scores it against the bundle's item table (``score = user_vector · item_row``), so the
+    table is stored once, outside the model file, and can be updated without re-exporting the model."""
+
+    def __init__(self, model: SASRec) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = model.cfg
+
+    def forward(self, history: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(history)[:, -1, :]
+
+    @property
+    def io_spec(self) -> IOSpec:
+        n, d = self.cfg.max_len, self.cfg.dim
+        return IOSpec(
+            inputs=(TensorSpec("history", "int64", (1, n), "NT",
+                               description=f"the last {n} item indices, left-padded with 0, most recent last"),),
+            outputs=(TensorSpec("user_vector", "float32", (1, d), "NC",
+                                description="the user's state after the last item; score item i as "
+                                            "user_vector · item_table[i] (catalog.item_embeddings)"),),
+        )
+
+
 def num_params(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 

@@ -131,8 +131,11 @@ def test_manifest_describes_padding_and_the_item_table(rec_bundle):
     assert m.task == "recommendations"
     assert m.preprocessing == SequencePreprocessing(8, 0, "left")
     assert m.inputs[0].dtype == "int64" and m.inputs[0].shape == (1, 8)
-    assert m.outputs[0].shape == (1, NUM_ITEMS + 1)
-    assert "padding" in m.outputs[0].description
+    # the model outputs the user vector; the item table (int8 rows + scales) is stored once, in the catalog
+    assert m.outputs[0].name == "user_vector" and m.outputs[0].shape == (1, 16)
+    assert m.catalog["scoring"] == "user_vector"
+    emb = m.catalog["item_embeddings"]
+    assert (emb["rows"], emb["dim"]) == (NUM_ITEMS + 1, 16)
     assert all("test" in a.quality for a in m.artifacts)
 
 
