@@ -46,6 +46,8 @@ class ArtifactRow:
     ndcg: float
     cosine: float | None
     recipe: str | None = None
+    ndcg_unseen: float | None = None  # with exclude_seen=True, the runtime's default
+    p50_ms: float | None = None  # one Recommender.recommend call (model + int8 table + top-10)
 
 
 def item_table(model: SASRec, popularity: np.ndarray, item_ids: np.ndarray) -> ItemTable:
@@ -69,10 +71,17 @@ def session_scores(session: Session, histories: tuple[np.ndarray, ...] | list[np
 
 
 def session_evaluator(histories: tuple[np.ndarray, ...] | list[np.ndarray], targets: np.ndarray, k: int = 10,
-                      table: ItemTable | None = None) -> Callable[[Session], dict[str, float]]:
-    """A function Session -> {recall@k, ndcg@k, users} for the exporters' quality gate."""
+                      table: ItemTable | None = None,
+                      exclude_seen_too: bool = False) -> Callable[[Session], dict[str, float]]:
+    """A function Session -> {recall@k, ndcg@k, users} for the exporters' quality gate; with ``exclude_seen_too``
+    also ``recall@k_unseen`` / ``ndcg@k_unseen`` with each user's history scored out (the runtime's default)."""
     def evaluate(session: Session) -> dict[str, float]:
-        return evaluate_scores(session_scores(session, histories, table), targets, k)
+        scores = session_scores(session, histories, table)
+        out = evaluate_scores(scores, targets, k)
+        if exclude_seen_too:
+            unseen = evaluate_scores(scores, targets, k, exclude=histories)
+            out |= {f"recall@{k}_unseen": unseen[f"recall@{k}"], f"ndcg@{k}_unseen": unseen[f"ndcg@{k}"]}
+        return out
 
     return evaluate
 
@@ -105,7 +114,7 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
     calibration = [(_as_input(left_pad(split.valid_history[u][-int(rng.integers(1, n + 1)):], n)),) for u in users]
     g = min(cfg.gate_users, split.num_users)
     gate_eval = session_evaluator(split.valid_history[:g], split.valid_target[:g], table=table)
-    test_eval = session_evaluator(split.test_history, split.test_target, table=table)
+    test_eval = session_evaluator(split.test_history, split.test_target, table=table, exclude_seen_too=True)
     gate = QualityGate(cfg.gate_metric, cfg.gate_max_drop)
 
     q, scale = table.q, table.scales
@@ -144,7 +153,7 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
             say(f"{name}: fp32 {fmt}")
             art = export_artifact(w, model, samples[0], fmt, golden=golden)
             ref = evaluate_artifact(w, art, gate_eval)
-            art = _record(w, art, ref, test_eval, rows, backend_for_format(fmt).name)
+            art = _record(w, art, ref, test_eval, rows, backend_for_format(fmt).name, data, split)
             if not cfg.int8:
                 continue
             int8 = export_int8_gated(w, model, samples[0], fmt, calibration=calibration, golden=golden,
@@ -153,7 +162,7 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
             if int8 is None:
                 say(f"{name}: int8 {fmt} rejected by the gate (see manifest quality.int8_rejected)")
                 continue
-            _record(w, int8, dict(int8.quality), test_eval, rows, backend_for_format(fmt).name)
+            _record(w, int8, dict(int8.quality), test_eval, rows, backend_for_format(fmt).name, data, split)
         w.quality = {**quality, "protocol": PROTOCOL, "gate": {"metric": gate.metric, "max_drop": gate.max_drop,
                      "evaluated_on": f"first {g} validation users, through the runtime"},
                      "int8_rejected": w.quality.get("int8_rejected", {}),
@@ -172,11 +181,30 @@ def _as_input(x: np.ndarray) -> torch.Tensor:
 
 
 def _record(w: BundleWriter, art: Artifact, valid: dict[str, float], test_eval: Callable[[Session], dict[str, float]],
-            rows: list[ArtifactRow], backend: str) -> Artifact:
+            rows: list[ArtifactRow], backend: str, data: SequenceData, split: Split) -> Artifact:
     test = evaluate_artifact(w, art, test_eval)
     art = w.update_artifact(art.name, quality={"valid_gate_subset": valid, "test": test})
     size = w.manifest().artifact_bytes(art)
     recipe = (art.quantization or {}).get("recipe")
+    ms = recommend_p50_ms(w, art, data, split)
     rows.append(ArtifactRow(art.name, art.format, art.precision, backend, size, test["recall@10"], test["ndcg@10"],
-                            art.parity.cosine if art.parity else None, recipe))
+                            art.parity.cosine if art.parity else None, recipe, test.get("ndcg@10_unseen"), ms))
     return art
+
+
+def recommend_p50_ms(w: BundleWriter, art: Artifact, data: SequenceData, split: Split, queries: int = 60) -> float:
+    """p50 ms of one ``Recommender.recommend(history, k=10)`` on the staged bundle (shop ids in, ids out)."""
+    import time
+
+    from edgecart.runtime.backends import backend_for_format
+    from edgecart.runtime.recommender import Recommender
+
+    rec = Recommender(w.stage(), backend=backend_for_format(art.format).name, artifact=art.name, threads=1)
+    hist = [data.item_ids[h[-rec.max_len:] - 1].tolist() for h in split.test_history[:queries]]
+    rec.recommend(hist[0], k=10)
+    times = []
+    for h in hist:
+        t0 = time.perf_counter()
+        rec.recommend(h, k=10)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
