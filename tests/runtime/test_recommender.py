@@ -145,3 +145,38 @@ def test_refuses_a_bundle_of_another_task(tiny_bundle):
 
     with pytest.raises(BundleError, match="recommendations"):
         Recommender(tiny_bundle)
+
+
+def test_odd_ids_are_unknown_or_typed_errors(rec_bundle):
+    from edgecart.runtime.errors import InputSpecError
+    from edgecart.runtime.recommender import Recommender
+
+    rec = Recommender(rec_bundle[0], backend="onnxruntime")
+    nan = float("nan")
+    out = rec.recommend([-1, 2**70, "1003", " 1004 ", nan, None, 1005.0, np.int64(1006), "sku"], k=2)
+    assert out.used == 4 and out.items[0] == 1007  # 1003..1006 known (str, padded str, float, numpy int)
+    assert out.unknown[:2] == (-1, 2**70) and out.unknown[3:] == (None, "sku") and out.unknown[2] != out.unknown[2]
+    for bad in ([[1003]], [True], [{"id": 1}]):
+        with pytest.raises(InputSpecError, match="cannot be an item id"):
+            rec.recommend(bad)
+    with pytest.raises(InputSpecError, match="not a single string"):
+        rec.recommend("1003")
+    with pytest.raises(InputSpecError, match="sequence of item ids"):
+        rec.recommend(1003)
+    for k in (0, 1.5, True, "3"):
+        with pytest.raises(InputSpecError, match="k must be"):
+            rec.recommend([1003], k=k)
+
+
+def test_runtime_scores_the_user_vector_with_the_int8_table(rec_bundle):
+    from edgecart.runtime.recommender import Recommender
+
+    rec = Recommender(rec_bundle[0], backend="onnxruntime")
+    x = rec._pad([3, 4, 5])
+    vec = rec.session.run(x)["user_vector"][0]
+    scores = rec.table.scores(vec)[0]
+    assert scores.shape == (NUM_ITEMS + 1,)
+    # the int8 rows with per-row scales, dequantised: score = vector · q[i] * scale[i]
+    expect = (rec.table.q.astype(np.float64) @ vec.astype(np.float64)) * rec.table.scales
+    np.testing.assert_allclose(scores, expect, rtol=1e-4, atol=1e-4)
+    assert int(np.argmax(scores[1:])) + 1 == 6
