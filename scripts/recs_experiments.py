@@ -68,6 +68,7 @@ def sweep(args: argparse.Namespace) -> int:
         f = dataclasses.replace(f, label=f"teacher d{dim} L{layers} dropout {drop} wd {wd}")
         print(f"{f.label}: valid NDCG@10 {f.valid_ndcg:.4f}", flush=True)
         fits.append(f)
+        _partial(f"teacher-sweep-{args.dataset}", fits)
     best = max(range(len(fits)), key=lambda i: fits[i].valid_ndcg)
     md = (f"# Teacher sweep, {data.describe()}\n\nChosen on validation NDCG@10: **{fits[best].label}**. "
           f"Training: {SWEEP_TRAIN[args.dataset]} (best validation epoch kept), one torch thread, seed 0.\n\n"
@@ -135,7 +136,7 @@ def curve(args: argparse.Namespace) -> int:
     split = leave_last_out(data)
     tfit, teacher = _teacher(data, split, cfg, args.cache, print)
     tcfg = dataclasses.replace(cfg.student_train, epochs=args.epochs, patience=args.patience)
-    rows, soft_cache = [], {}
+    rows, soft_cache, done = [], {}, []
     for dim in [int(d) for d in args.dims.split(",")]:
         size = ModelSize(dim, 1, 1, cfg.student.dropout)
         pair = {}
@@ -143,6 +144,8 @@ def curve(args: argparse.Namespace) -> int:
             f, model = fit(f"d{dim} {label}", data, split, size, cfg.max_len, tcfg,
                            teacher=teacher if d else None, distill=d, soft_cache=soft_cache)
             pair[label] = (f, model)
+            done.append(f)
+            _partial(f"curve-{args.dataset}", done)
         ms = _latency_ms(pair["distilled"][1], data, split)
         c = compare(pair["distilled"][0], pair["label-only"][0])
         ct = compare(pair["distilled"][0], tfit)
@@ -173,6 +176,14 @@ def curve(args: argparse.Namespace) -> int:
     _plot(doc, RESULTS / f"curve-{args.dataset}.png")
     print("\n".join(md))
     return 0
+
+
+def _partial(stem: str, fits: list) -> None:
+    """Each finished fit at once (a long study cut short keeps what it measured)."""
+    import json
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.partial.json").write_text(json.dumps([f.public() for f in fits], indent=2) + "\n")
 
 
 def _ci(u: np.ndarray, samples: int = 2000) -> tuple[float, float, float]:
@@ -257,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--alpha", type=float, default=0.5)
         s.add_argument("--hint", type=float, default=1.0)
         s.add_argument("--dims", default="8,16,32")
+        s.add_argument("--variants", default="", help="ablation: indices of the variants to run (default all)")
         s.set_defaults(func=fn)
     args = p.parse_args(argv)
     set_torch_threads()

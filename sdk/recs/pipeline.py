@@ -24,7 +24,7 @@ from edgecart.models.sasrec import SASRec, SASRecConfig, num_params
 
 from .baselines import CoOccurrence, Popularity
 from .bundle import ArtifactRow, write_bundle
-from .config import RecsConfig, TrainConfig
+from .config import DistillConfig, ModelSize, RecsConfig, TrainConfig
 from .metrics import evaluate_scores, paired_bootstrap, rank_metrics, target_ranks, user_ndcg
 from .train import eager_scores, pca_init, teacher_soft_targets, train
 
@@ -200,21 +200,40 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
     if ratio > cfg.max_student_ratio:
         raise ValueError(f"student has {ratio:.2f} of the teacher's parameters, above max_student_ratio "
                          f"{cfg.max_student_ratio}; shrink the student (dim, layers) or raise the limit")
-    from edgecart.data.sequences import training_windows
-
-    windows, _ = training_windows(split.train, cfg.max_len)
-    soft = teacher_soft_targets(teacher, windows, cfg.distill)
     students = {}
-    for label, kw in (("student, distilled", {"soft": soft, "distill": cfg.distill}), ("student, no distillation", {})):
-        torch.manual_seed(cfg.student_train.seed)
+    store = Cache(cache, "recs")
+    teacher_key = _fingerprint(data, _model_config(data, cfg, "teacher"), cfg.teacher_train)
+    for label in ("student, distilled", "student, no distillation"):
+        distil = label == "student, distilled"
+        h = hashlib.sha256(json.dumps([_fingerprint(data, scfg, cfg.student_train), label,
+                                       dataclasses.asdict(cfg.distill) if distil else None,
+                                       teacher_key if distil else None], sort_keys=True).encode()).hexdigest()[:16]
+        name = f"{data.name}-{'student-distilled' if distil else 'student-plain'}"
         student = SASRec(scfg)
-        if kw and cfg.distill.pca_init:
-            pca_init(student, teacher)
-        if kw and cfg.distill.alpha == 0 and cfg.distill.hint == 0:
-            kw = {}
-        log = train(student, split, cfg.student_train, desc=f"{data.name} {label}", progress=progress, **kw)
+        hit = store.load_state(name, h)
+        if hit is not None:
+            student.load_state_dict(hit[0])
+            student.eval()
+            say(f"{data.name}: {label} loaded from {store.path(name, h, '.pt')}")
+            seconds = None
+        else:
+            torch.manual_seed(cfg.student_train.seed)
+            student = SASRec(scfg)
+            kw: dict[str, Any] = {}
+            if distil:
+                if cfg.distill.pca_init:
+                    pca_init(student, teacher)
+                if cfg.distill.alpha > 0 or cfg.distill.hint > 0:
+                    from edgecart.data.sequences import training_windows
+
+                    windows, _ = training_windows(split.train, cfg.max_len)
+                    kw = {"soft": teacher_soft_targets(teacher, windows, cfg.distill), "distill": cfg.distill}
+            log = train(student, split, cfg.student_train, desc=f"{data.name} {label}", progress=progress, **kw)
+            seconds = log.seconds
+            store.save_state(name, h, student.state_dict(), {"train_s": log.seconds, "best_epoch": log.best_epoch,
+                                                             "epochs_run": len(log.losses)})
         students[label] = student
-        rows.append(_model_row(label, student, split, log.seconds))
+        rows.append(_model_row(label, student, split, seconds))
 
     valid = {k: next(r.valid_ndcg for r in rows if r.model == k) for k in students}
     exported = max(valid, key=lambda k: (valid[k], k == "student, distilled"))
@@ -271,15 +290,20 @@ def compare_models(models: tuple[ModelRow, ...] | list[ModelRow], samples: int =
     return out
 
 
-#: The demo's settings per data set (see README for the measured table and time); the best validation epoch is kept.
-#: Chosen on validation NDCG@10 (single-thread runs, seed 0): on Instacart a 128-d teacher reached 0.137 after 12
-#: epochs at lr 2e-3 (still rising) against 0.124 for 64-d after 16 at 3e-3; on MovieLens-100K 128-d and 64-d teachers
-#: peak alike (0.064 / 0.065, epoch 33 of 40), so 128-d is kept there too, which lets the 1/4-size student be 32-d.
+#: The demo's settings per data set (see README for the measured table and time); the best validation epoch is kept
+#: and training stops after ``patience`` epochs without a validation gain. Teachers: chosen on validation NDCG@10 by
+#: ``scripts/recs_experiments.py sweep`` (benchmarks/results/recs/teacher-sweep-*.md); the distillation recipe by the
+#: ablation on validation (benchmarks/results/recs/ablation-*.md). The sweep's teacher settings must stay identical
+#: here so that its cached teachers are the demo's.
 DEMO_CONFIGS: dict[str, RecsConfig] = {
-    "instacart": RecsConfig(teacher_train=TrainConfig(epochs=15, lr=2e-3),
-                            student_train=TrainConfig(epochs=20, lr=3e-3)),
-    "movielens-100k": RecsConfig(teacher_train=TrainConfig(epochs=40, lr=3e-3),
-                                 student_train=TrainConfig(epochs=30, lr=3e-3)),
+    "instacart": RecsConfig(teacher=ModelSize(128, 2, 2, 0.2),
+                            teacher_train=TrainConfig(epochs=15, lr=2e-3, patience=3),
+                            student_train=TrainConfig(epochs=20, lr=3e-3, patience=3),
+                            distill=DistillConfig(top_k=50, temperature=2.0, alpha=0.5)),
+    "movielens-100k": RecsConfig(teacher=ModelSize(128, 2, 2, 0.5),
+                                 teacher_train=TrainConfig(epochs=40, lr=3e-3, patience=5),
+                                 student_train=TrainConfig(epochs=40, lr=3e-3, patience=5),
+                                 distill=DistillConfig(top_k=50, temperature=2.0, alpha=0.5)),
 }
 
 
