@@ -49,8 +49,8 @@ class Recommendation:
 class ItemTable:
     """A recommendations bundle's items: shop ids of indices ``1..len(ids)`` (0 is padding), the int8 rows with
     per-row scales that score them (``score = user_vector · q[i] * scale[i]``), popularity (cold starts), and which
-    items may be recommended. The model takes indices ``1..model_items`` as input; rows after that are items added
-    to the table after export (recommendable, but unknown to the model as history)."""
+    items may be recommended. ``model_items``: the items the table held at export (rows added later are ordinary
+    rows: the model takes the history as table rows, so it reads new items too)."""
 
     ids: np.ndarray  # [m]
     q: np.ndarray | None  # int8 [m + 1, dim]
@@ -87,11 +87,16 @@ class ItemTable:
             raise InputSpecError(f"user vectors of shape {v.shape} do not match the item table's dimension {self.dim}")
         return (v @ self._float_rows().T).astype(np.float32, copy=False)
 
+    def embed(self, indices: np.ndarray) -> np.ndarray:
+        """The (dequantised) rows of ``indices`` (any shape; index 0, padding, is a zero row) as float32."""
+        return self._float_rows()[np.asarray(indices, np.int64)]
+
     def _float_rows(self) -> np.ndarray:
         # dequantised once per table (m x dim floats), not per query
         cached = self.__dict__.get("_rows")
         if cached is None:
             cached = self.q.astype(np.float32) * self.scales[:, None]  # type: ignore[union-attr,index]
+            cached[0] = 0.0  # padding
             object.__setattr__(self, "_rows", cached)
         return cached
 
@@ -160,6 +165,11 @@ class Recommender:
         self.session: Session = load(bundle, backend, artifact=artifact, precision=precision, threads=threads)
         self._input = m.inputs[0]
         self._output = m.outputs[0].name
+        # the model takes the history's item-table rows (float) or its indices (older bundles)
+        self._embeds = self._input.dtype == "float32"
+        if self._embeds and (self.scoring != USER_VECTOR or self._input.shape[-1] != self.table.dim):
+            raise BundleError(f"bundle {m.name!r}: input {self._input.name!r} {self._input.shape} does not take rows "
+                              f"of the {self.table.dim}-d item table; re-export the bundle")
 
     @property
     def items(self) -> np.ndarray:
@@ -186,12 +196,12 @@ class Recommender:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InputSpecError(f"k must be a positive integer, got {k!r}")
         known, unknown = self._split(history)
-        model_known = [i for i in known if i <= self.table.model_items]
+        model_known = known if self._embeds else [i for i in known if i <= self.table.model_items]
         if not model_known:
             scores = self.table.popularity.copy()
             source, used, artifact = "popularity", 0, None
         else:
-            out = self.session.run(self._pad(model_known))[self._output]
+            out = self.session.run(self._model_input(model_known))[self._output]
             raw = self.table.scores(out[0])[0] if self.scoring == USER_VECTOR else out[0]
             scores = np.asarray(raw, np.float64).copy()
             source, used, artifact = "model", min(len(model_known), self.max_len), self.session.artifact.name
@@ -236,13 +246,18 @@ class Recommender:
         return known, unknown
 
     def _pad(self, known: list[int]) -> np.ndarray:
+        """int64 [1, max_len]: the last ``max_len`` indices, padded as the manifest says."""
         recent = np.asarray(known[-self.max_len:], np.int64)
-        x = np.full(self._input.shape, self.pad_index, np.int64)
+        x = np.full((1, self.max_len), self.pad_index, np.int64)
         if self.padding == "left":
             x[0, self.max_len - recent.size:] = recent
         else:
             x[0, :recent.size] = recent
         return x
+
+    def _model_input(self, known: list[int]) -> np.ndarray:
+        x = self._pad(known)
+        return self.table.embed(x) if self._embeds else x
 
     def __repr__(self) -> str:
         return (f"Recommender({self.bundle.manifest.name!r}, items={self.num_items}, max_len={self.max_len}, "

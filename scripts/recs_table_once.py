@@ -5,8 +5,11 @@ sizes and speed do not depend on training) two ways, fp32 and int8, in each form
 
 * ``scores``: the model outputs one score per item, the tied item table is both the input embedding and the
   output projection inside the model file (what bundles held before);
-* ``user_vector``: the model outputs the user vector; the runtime scores it against the bundle's int8 item table
-  (rows + per-row scales, stored once beside the model).
+* ``user_vector, index input``: the model takes item indices (the table inside it, for the input embedding only)
+  and outputs the user vector; the runtime scores it against the bundle's int8 item table;
+* ``user_vector, row input`` (shipped): the runtime gathers the history's rows from the bundle's int8 item table,
+  the model (the transformer only, no item table) returns the user vector, the same table scores it — the table is
+  stored once, as int8, beside the model.
 
 and reports file sizes (model, plus the int8 table for ``user_vector``) and p50 of one full recommendation (model +
 scoring + top-10) on one thread, interleaved. Writes benchmarks/results/recs/table-once.{json,md}.
@@ -63,26 +66,48 @@ def main(argv: list[str] | None = None) -> int:
     calib = [(torch.tensor(pad(h)),) for h in hist[:32]]
     q, scale = quantize_rows(base.items.weight.detach().numpy())
     table = q.astype(np.float32) * scale[:, None]
+    table[0] = 0.0
     loose = ParityTolerance(int8_min_cosine=0.5)
     rows, sessions = [], {}
+
+    class IndexUserVector(torch.nn.Module):
+        def __init__(self, m: SASRec) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(self, history: torch.Tensor) -> torch.Tensor:
+            return self.m.encode(history)[:, -1, :]
+
+        @property
+        def io_spec(self):  # noqa: ANN202
+            from edgecart.runtime.manifest import IOSpec, TensorSpec
+
+            return IOSpec((TensorSpec("history", "int64", (1, 50)),), (TensorSpec("user_vector", "float32",
+                                                                                   (1, args.dim)),))
+
+    rows_in = SASRecUserVector(base).eval()
+    calib_rows = [(torch.tensor(table[c[0].numpy()]),) for c in calib]
     with tempfile.TemporaryDirectory() as tmp:
-        for kind, model in (("scores", base), ("user_vector", SASRecUserVector(base).eval())):
+        for kind, model in (("scores", base), ("user_vector, index input", IndexUserVector(base).eval()),
+                            ("user_vector, row input", rows_in)):
+            cal = calib_rows if kind.endswith("row input") else calib
             io = model.io_spec
-            golden = golden_from_model(model, calib[:2], io)
-            w = BundleWriter(Path(tmp) / kind, name=f"t-{kind}", version="0", task="recommendations",
+            golden = golden_from_model(model, cal[:2], io)
+            slug = kind.replace(", ", "-").replace(" ", "-")
+            w = BundleWriter(Path(tmp) / slug, name=f"t-{slug}", version="0", task="recommendations",
                              inputs=io.inputs, outputs=io.outputs, overwrite=True)
             w.set_golden(*golden)
             for fmt in args.formats.split(","):
                 for prec in ("fp32", "int8"):
                     t0 = time.perf_counter()
                     try:
-                        art = export_artifact(w, model, calib[0], fmt, precision=prec, calibration=calib,
+                        art = export_artifact(w, model, cal[0], fmt, precision=prec, calibration=cal,
                                               golden=golden, tolerance=loose)
                     except Exception as exc:  # a recipe that fails here is reported, not fatal
                         rows.append({"kind": kind, "format": fmt, "precision": prec, "error": str(exc)[:300]})
                         continue
                     size = w.manifest().artifact_bytes(art)
-                    table_bytes = int(q.nbytes + scale.nbytes) if kind == "user_vector" else 0
+                    table_bytes = int(q.nbytes + scale.nbytes) if kind.startswith("user_vector") else 0
                     rows.append({"kind": kind, "format": fmt, "precision": prec, "model_bytes": size,
                                  "table_bytes": table_bytes, "total_bytes": size + table_bytes,
                                  "export_s": time.perf_counter() - t0,
@@ -93,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
 
         def one(key: tuple[str, str, str], h: np.ndarray) -> None:
             s = sessions[key]
-            out = s.run(pad(h))[s.outputs[0].name]
-            scores = out @ table.T if key[0] == "user_vector" else out
+            x = pad(h)
+            if key[0].endswith("row input"):
+                x = table[x]
+            out = s.run(x)[s.outputs[0].name]
+            scores = out @ table.T if key[0].startswith("user_vector") else out
             scores = scores.copy()
             scores[0, 0] = -np.inf
             scores[0, h] = -np.inf

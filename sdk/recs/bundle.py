@@ -64,9 +64,12 @@ def session_scores(session: Session, histories: tuple[np.ndarray, ...] | list[np
     model's vectors are scored against ``table``."""
     n = session.inputs[0].shape[1]
     name = session.outputs[0].name
-    rows = np.stack([session.run(left_pad(h, n)[None, :])[name][0] for h in histories]).astype(np.float32)
+    if table is None or session.inputs[0].dtype != "float32":
+        rows = np.stack([session.run(left_pad(h, n)[None, :])[name][0] for h in histories]).astype(np.float32)
+    else:  # the embeddings of the history, gathered from the int8 table, as the runtime does
+        rows = np.stack([session.run(table.embed(left_pad(h, n))[None])[name][0] for h in histories])
     if table is None:
-        return rows
+        return rows.astype(np.float32)
     return table.scores(rows)
 
 
@@ -108,10 +111,11 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
     lengths = [n, max(1, n // 2), min(3, n), 1]
     golden_x = [left_pad(split.test_history[i][-lengths[i % 4]:], n)
                 for i in range(min(cfg.golden_samples, split.num_users))]
-    samples = [(_as_input(x),) for x in golden_x]
+    samples = [(_as_input(table, x),) for x in golden_x]
     golden = golden_from_model(model, samples, io)
     users = rng.choice(split.num_users, size=cfg.calibration_samples, replace=split.num_users < cfg.calibration_samples)
-    calibration = [(_as_input(left_pad(split.valid_history[u][-int(rng.integers(1, n + 1)):], n)),) for u in users]
+    calibration = [(_as_input(table, left_pad(split.valid_history[u][-int(rng.integers(1, n + 1)):], n)),)
+                   for u in users]
     g = min(cfg.gate_users, split.num_users)
     gate_eval = session_evaluator(split.valid_history[:g], split.valid_target[:g], table=table)
     test_eval = session_evaluator(split.test_history, split.test_target, table=table, exclude_seen_too=True)
@@ -175,9 +179,9 @@ def _plain_id(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _as_input(x: np.ndarray) -> torch.Tensor:
-    # a fresh [1, N] tensor: numpy views of a new axis can carry a 0 stride, which ExecuTorch refuses
-    return torch.tensor(np.asarray(x, np.int64).reshape(1, -1))
+def _as_input(table: ItemTable, x: np.ndarray) -> torch.Tensor:
+    # a fresh [1, N, dim] tensor: numpy views of a new axis can carry a 0 stride, which ExecuTorch refuses
+    return torch.tensor(np.ascontiguousarray(table.embed(np.asarray(x, np.int64))[None]))
 
 
 def _record(w: BundleWriter, art: Artifact, valid: dict[str, float], test_eval: Callable[[Session], dict[str, float]],

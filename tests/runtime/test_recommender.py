@@ -130,7 +130,8 @@ def test_manifest_describes_padding_and_the_item_table(rec_bundle):
     m = open_bundle(rec_bundle[0]).manifest
     assert m.task == "recommendations"
     assert m.preprocessing == SequencePreprocessing(8, 0, "left")
-    assert m.inputs[0].dtype == "int64" and m.inputs[0].shape == (1, 8)
+    # the model takes the history's item-table rows and has no item table of its own
+    assert m.inputs[0].dtype == "float32" and m.inputs[0].shape == (1, 8, 16)
     # the model outputs the user vector; the item table (int8 rows + scales) is stored once, in the catalog
     assert m.outputs[0].name == "user_vector" and m.outputs[0].shape == (1, 16)
     assert m.catalog["scoring"] == "user_vector"
@@ -172,7 +173,8 @@ def test_runtime_scores_the_user_vector_with_the_int8_table(rec_bundle):
     from edgecart.runtime.recommender import Recommender
 
     rec = Recommender(rec_bundle[0], backend="onnxruntime")
-    x = rec._pad([3, 4, 5])
+    x = rec._model_input([3, 4, 5])
+    assert x.shape == (1, 8, 16) and x.dtype == np.float32 and not x[0, :5].any()  # zero rows = padding
     vec = rec.session.run(x)["user_vector"][0]
     scores = rec.table.scores(vec)[0]
     assert scores.shape == (NUM_ITEMS + 1,)

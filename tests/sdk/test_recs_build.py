@@ -228,7 +228,7 @@ def test_item_table_updates_without_re_export(built, tmp_path):
 
     src = open_bundle(built / "bundle")
     rec = Recommender(src, backend="onnxruntime")
-    user = rec.session.run(rec._pad([rec.index_of(i) for i in ("sku-3", "sku-4", "sku-5")]))["user_vector"][0]
+    user = rec.session.run(rec._model_input([rec.index_of(i) for i in ("sku-3", "sku-4", "sku-5")]))["user_vector"][0]
     # a new item whose vector is the user's own scores highest; the old favourite is removed
     new = update_item_table(built / "bundle", tmp_path / "v2", add={"sku-new": user * 10}, remove=["sku-6"],
                             metadata={"sku-7": {"name": "Item 7, renamed"}})
@@ -240,7 +240,9 @@ def test_item_table_updates_without_re_export(built, tmp_path):
     out = rec2.recommend(["sku-3", "sku-4", "sku-5"], k=3)
     assert out.items[0] == "sku-new" and "sku-6" not in out.items
     assert "sku-6" not in rec2.recommend([], k=NUM_ITEMS + 1).items
-    assert rec2.recommend(["sku-new"], k=2).source == "popularity"  # new items are not model inputs yet
+    # the model reads histories as table rows: a new item is understood as history at once
+    after_new = rec2.recommend(["sku-new"], k=2)
+    assert after_new.source == "model" and after_new.used == 1
     meta = json.loads((new / b2.manifest.catalog["metadata"]).read_text())
     assert meta["records"][meta["ids"].index("sku-7")] == {"name": "Item 7, renamed"}
     with pytest.raises(InputSpecError, match="not in the bundle's item table"):
