@@ -107,7 +107,7 @@ def ablation(args: argparse.Namespace) -> int:
     fits = []
     for label, d in variants:
         f, _ = fit(label, data, split, cfg.student, cfg.max_len, tcfg, teacher=teacher if d else None, distill=d,
-                   soft_cache=soft_cache)
+                   soft_cache=soft_cache, cache=args.cache)
         fits.append(f)
     for label, d in variants_short:
         f, _ = fit(label, data, split, cfg.student, cfg.max_len, short, teacher=teacher, distill=d,
@@ -128,7 +128,7 @@ def ablation(args: argparse.Namespace) -> int:
 def curve(args: argparse.Namespace) -> int:
     from edgecart.data.sequences import leave_last_out
     from edgecart.recs.config import ModelSize
-    from edgecart.recs.experiments import compare, fit, write_json_md
+    from edgecart.recs.experiments import compare, fit
     from edgecart.recs.pipeline import DEMO_CONFIGS
 
     cfg = DEMO_CONFIGS[args.dataset]
@@ -137,12 +137,13 @@ def curve(args: argparse.Namespace) -> int:
     tfit, teacher = _teacher(data, split, cfg, args.cache, print)
     tcfg = dataclasses.replace(cfg.student_train, epochs=args.epochs, patience=args.patience)
     rows, soft_cache, done = [], {}, []
+    teacher_ms = _latency_ms(teacher, data, split)
     for dim in [int(d) for d in args.dims.split(",")]:
         size = ModelSize(dim, 1, 1, cfg.student.dropout)
         pair = {}
         for label, d in (("distilled", cfg.distill), ("label-only", None)):
             f, model = fit(f"d{dim} {label}", data, split, size, cfg.max_len, tcfg,
-                           teacher=teacher if d else None, distill=d, soft_cache=soft_cache)
+                           teacher=teacher if d else None, distill=d, soft_cache=soft_cache, cache=args.cache)
             pair[label] = (f, model)
             done.append(f)
             _partial(f"curve-{args.dataset}", done)
@@ -155,7 +156,14 @@ def curve(args: argparse.Namespace) -> int:
                      "distilled_minus_label_only": c, "distilled_over_teacher": ct,
                      "ci_distilled": _ci(pair["distilled"][0].user_ndcg),
                      "ci_label_only": _ci(pair["label-only"][0].user_ndcg)})
-    teacher_ms = _latency_ms(teacher, data, split)
+        _write_curve(args, data, tfit, teacher_ms, rows)
+    return 0
+
+
+def _write_curve(args: argparse.Namespace, data, tfit, teacher_ms: float, rows: list) -> None:
+    """Write the curve's JSON, Markdown and PNG with the sizes done so far."""
+    from edgecart.recs.experiments import fmt_ci, write_json_md
+
     doc = {"dataset": data.describe(), "teacher": {**tfit.public(), "p50_ms": teacher_ms,
                                                     "ci": _ci(tfit.user_ndcg)},
            "rows": rows, "command": _command(), "latency": "p50 of one query through ONNX Runtime (fp32, 1 thread), "
@@ -164,8 +172,6 @@ def curve(args: argparse.Namespace) -> int:
           f"{tfit.test_ndcg:.4f}, p50 {teacher_ms:.2f} ms.\n", "| student | params (× teacher) | p50 ms | distilled "
           "NDCG@10 [95% CI] | label-only NDCG@10 [95% CI] | distilled − label-only [95% CI] | distilled / teacher |",
           "|---|---:|---:|---:|---:|---:|---:|"]
-    from edgecart.recs.experiments import fmt_ci
-
     for r in rows:
         cd, cl = r["ci_distilled"], r["ci_label_only"]
         md.append(f"| d{r['dim']} L1 | {r['params'] / 1e3:.1f}k ({r['params_ratio']:.3f}) | {r['p50_ms']:.2f} | "
@@ -175,7 +181,6 @@ def curve(args: argparse.Namespace) -> int:
     write_json_md(RESULTS / f"curve-{args.dataset}", doc, "\n".join(md))
     _plot(doc, RESULTS / f"curve-{args.dataset}.png")
     print("\n".join(md))
-    return 0
 
 
 def _partial(stem: str, fits: list) -> None:

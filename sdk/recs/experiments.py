@@ -54,12 +54,32 @@ def evaluate(model: SASRec, split: Split) -> tuple[float, float, float, np.ndarr
 
 def fit(label: str, data: SequenceData, split: Split, size: ModelSize, max_len: int, tcfg: TrainConfig, *,
         teacher: SASRec | None = None, distill: DistillConfig | None = None, say: Say = print,
-        soft_cache: dict[Any, Any] | None = None) -> tuple[Fit, SASRec]:
-    """Train one SASRec of ``size`` (distilled from ``teacher`` when ``distill`` is given) and evaluate it."""
+        soft_cache: dict[Any, Any] | None = None, cache: Path | None = None) -> tuple[Fit, SASRec]:
+    """Train one SASRec of ``size`` (distilled from ``teacher`` when ``distill`` is given) and evaluate it; with
+    ``cache``, a model trained before with the same data, settings and teacher is loaded instead."""
+    import hashlib
+
+    from edgecart.cache import Cache
     from edgecart.models.sasrec import SASRecConfig
 
     torch.manual_seed(tcfg.seed)
     model = SASRec(SASRecConfig(data.num_items, max_len, size.dim, size.heads, size.layers, 2, size.dropout))
+    cfg = {"size": dataclasses.asdict(size), "train": dataclasses.asdict(tcfg),
+           "distill": dataclasses.asdict(distill) if distill else None}
+    tsum = None if teacher is None or distill is None else round(float(sum(p.double().sum() for p in
+                                                                           teacher.parameters())), 6)
+    key = hashlib.sha256(json.dumps([data.name, data.num_items, data.num_interactions, max_len, cfg, tsum],
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    store = Cache(cache, "recs-experiments")
+    hit = store.load_state(f"{data.name}-fit", key)
+    if hit is not None:
+        model.load_state_dict(hit[0])
+        model.eval()
+        info = hit[1]
+        v, t, r, u = evaluate(model, split)
+        say(f"{label}: loaded from the cache")
+        return Fit(label, num_params(model), v, t, r, info["best_epoch"], info["epochs_run"], info["seconds"], cfg,
+                   u), model
     kw: dict[str, Any] = {}
     if distill is not None:
         if teacher is None:
@@ -76,9 +96,9 @@ def fit(label: str, data: SequenceData, split: Split, size: ModelSize, max_len: 
         if distill.alpha > 0 or distill.hint > 0:
             kw = {"soft": soft, "distill": distill}
     log = train(model, split, tcfg, desc=f"{data.name} {label}", progress=say, **kw)
+    store.save_state(f"{data.name}-fit", key, model.state_dict(), {"best_epoch": log.best_epoch,
+                     "epochs_run": len(log.losses), "seconds": log.seconds, "config": cfg})
     v, t, r, u = evaluate(model, split)
-    cfg = {"size": dataclasses.asdict(size), "train": dataclasses.asdict(tcfg),
-           "distill": dataclasses.asdict(distill) if distill else None}
     return Fit(label, num_params(model), v, t, r, log.best_epoch, len(log.losses), log.seconds, cfg, u), model
 
 

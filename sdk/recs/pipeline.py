@@ -126,7 +126,7 @@ class RecsSummary:
         lines.append("")
         for r in self.results:
             t = r.table_bytes
-            lines.append(f"{r.dataset}: {r.description}; exported: {r.exported}; the item table is stored once, "
+            lines.append(f"{r.description}; exported: {r.exported}; the item table is stored once, "
                          f"as int8 rows + per-row scales: {t['int8_bytes']} B (fp32 would be {t['fp32_bytes']} B); "
                          f"{r.seconds:.0f} s")
         lines.append(f"total: {self.seconds:.0f} s")
