@@ -142,7 +142,7 @@ class SASRecUserVector(nn.Module):
         self.register_buffer("diagonal", model.diagonal, persistent=False)
 
     def forward(self, history_embeddings: torch.Tensor) -> torch.Tensor:
-        keep = (history_embeddings != 0).any(dim=-1)
+        keep = history_embeddings.abs().sum(dim=-1) > 0
         return _encode(self, history_embeddings, keep)[:, -1, :]
 
     @property

@@ -67,7 +67,7 @@ def session_scores(session: Session, histories: tuple[np.ndarray, ...] | list[np
     if table is None or session.inputs[0].dtype != "float32":
         rows = np.stack([session.run(left_pad(h, n)[None, :])[name][0] for h in histories]).astype(np.float32)
     else:  # the embeddings of the history, gathered from the int8 table, as the runtime does
-        rows = np.stack([session.run(table.embed(left_pad(h, n))[None])[name][0] for h in histories])
+        rows = np.stack([session.run(table.embed(left_pad(h, n)[None]))[name][0] for h in histories])
     if table is None:
         return rows.astype(np.float32)
     return table.scores(rows)
@@ -181,7 +181,8 @@ def _plain_id(v: Any) -> Any:
 
 def _as_input(table: ItemTable, x: np.ndarray) -> torch.Tensor:
     # a fresh [1, N, dim] tensor: numpy views of a new axis can carry a 0 stride, which ExecuTorch refuses
-    return torch.tensor(np.ascontiguousarray(table.embed(np.asarray(x, np.int64))[None]))
+    rows = table.embed(np.asarray(x, np.int64).reshape(1, -1))
+    return torch.tensor(rows.reshape(-1)).reshape(rows.shape).contiguous()
 
 
 def _record(w: BundleWriter, art: Artifact, valid: dict[str, float], test_eval: Callable[[Session], dict[str, float]],
