@@ -30,15 +30,22 @@ def _data(name: str, min_item_count: int = 5):
 
 def _teacher(data, split, cfg, cache: Path, say):
     """The demo's teacher for ``cfg`` (cached by the pipeline's key), with its Fit."""
+    import json
+
+    from edgecart.cache import Cache
+    from edgecart.models.sasrec import num_params
     from edgecart.recs.experiments import Fit, evaluate
-    from edgecart.recs.pipeline import train_teacher
+    from edgecart.recs.pipeline import _fingerprint, _model_config, train_teacher
 
     t0 = time.perf_counter()
     teacher, seconds = train_teacher(data, split, cfg, cache, say)
     v, t, r, u = evaluate(teacher, split)
-    from edgecart.models.sasrec import num_params
-
-    return Fit("teacher", num_params(teacher), v, t, r, 0, 0, seconds or (time.perf_counter() - t0),
+    meta = Cache(cache, "recs").path(f"{data.name}-teacher", _fingerprint(data, _model_config(data, cfg, "teacher"),
+                                                                           cfg.teacher_train), ".json")
+    info = json.loads(meta.read_text()) if meta.is_file() else {}
+    seconds = info.get("train_s", seconds)
+    return Fit("teacher", num_params(teacher), v, t, r, info.get("best_epoch", 0), info.get("epochs_run", 0),
+               seconds or (time.perf_counter() - t0),
                {"size": dataclasses.asdict(cfg.teacher), "train": dataclasses.asdict(cfg.teacher_train)}, u), teacher
 
 

@@ -169,7 +169,8 @@ def train_teacher(data: SequenceData, split: Split, cfg: RecsConfig, cache: Path
     torch.manual_seed(cfg.teacher_train.seed)
     teacher = SASRec(mcfg)
     log = train(teacher, split, cfg.teacher_train, desc=f"{data.name} teacher", progress=progress)
-    store.save_state(name, key, teacher.state_dict(), {"train_s": log.seconds, "config": dataclasses.asdict(mcfg)})
+    store.save_state(name, key, teacher.state_dict(), {"train_s": log.seconds, "config": dataclasses.asdict(mcfg),
+                                                       "best_epoch": log.best_epoch, "epochs_run": len(log.losses)})
     return teacher.eval(), log.seconds
 
 
@@ -298,11 +299,11 @@ def compare_models(models: tuple[ModelRow, ...] | list[ModelRow], samples: int =
 DEMO_CONFIGS: dict[str, RecsConfig] = {
     "instacart": RecsConfig(teacher=ModelSize(128, 2, 2, 0.2),
                             teacher_train=TrainConfig(epochs=15, lr=2e-3, patience=3),
-                            student_train=TrainConfig(epochs=20, lr=3e-3, patience=3),
+                            student_train=TrainConfig(epochs=20, lr=3e-3, patience=4),
                             distill=DistillConfig(top_k=50, temperature=2.0, alpha=0.5)),
     "movielens-100k": RecsConfig(teacher=ModelSize(128, 2, 2, 0.5),
                                  teacher_train=TrainConfig(epochs=40, lr=3e-3, patience=5),
-                                 student_train=TrainConfig(epochs=40, lr=3e-3, patience=5),
+                                 student_train=TrainConfig(epochs=40, lr=3e-3, patience=4),
                                  distill=DistillConfig(top_k=50, temperature=2.0, alpha=0.5)),
 }
 
