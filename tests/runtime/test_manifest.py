@@ -60,7 +60,10 @@ def test_sequence_preprocessing_manifest_validates(tiny_bundle, schema):
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(dtype="complex64"), "dtype"),
-    (dict(shape=(1, 0)), "positive"),
+    (dict(shape=(1, 0)), r"shape\[1\].*out of range"),
+    (dict(shape=(1, 1.7)), r"shape\[1\].*expected an integer"),
+    (dict(shape=(True, 3)), r"shape\[0\].*expected an integer"),
+    (dict(name=123), "name"),
     (dict(layout="NCHW"), "layout"),
 ])
 def test_tensor_spec_validation(kwargs, match):
