@@ -51,6 +51,11 @@ CATALOG_FILE_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "image_embeddings": (("items_file",), ("embeddings", "*", "path"), ("embeddings", "*", "scale_path")),
     "item_table": (("items",), ("popularity",), ("item_embeddings", "path"), ("item_embeddings", "scale")),
 }
+#: The catalog kind (and preprocessing class name) a task's bundles must carry. A new task: one line here.
+TASK_SECTIONS: dict[str, tuple[str, str | None]] = {
+    "image_search": ("image_embeddings", None),
+    "recommendations": ("item_table", "SequencePreprocessing"),
+}
 
 
 def check_relative_path(path: str) -> str:
@@ -480,6 +485,16 @@ class Manifest:
                 raise ManifestError("golden.outputs: must name exactly the model outputs")
         _obj(self.catalog, "catalog", optional=True)
         _obj(self.quality, "quality")
+        want = TASK_SECTIONS.get(self.task)
+        if want is not None:
+            kind, pre = want
+            if not self.catalog or self.catalog.get("kind") != kind:
+                raise ManifestError(f"catalog: a {self.task!r} bundle needs a catalog of kind {kind!r}, got "
+                                    f"{_short((self.catalog or {}).get('kind'))}; re-export it with the {self.task} "
+                                    "pipeline")
+            if pre is not None and type(self.preprocessing).__name__ != pre:
+                raise ManifestError(f"preprocessing: a {self.task!r} bundle needs {pre}, got "
+                                    f"{type(self.preprocessing).__name__}")
         for where, p in _catalog_paths(self.catalog):
             if p not in listed:
                 raise ManifestError(f"{where}: refers to {p!r}, which files does not list")
