@@ -58,15 +58,16 @@ TASK_SECTIONS: dict[str, tuple[str, str | None]] = {
 }
 
 
-def check_relative_path(path: str) -> str:
+def check_relative_path(path: str, where: str = "") -> str:
     """Return ``path`` if it is a plain relative POSIX path inside the bundle, else raise UnsafePathError."""
+    at = f"{where}: " if where else ""
     if not isinstance(path, str) or not path:
-        raise UnsafePathError(f"bundle path {_short(path)} must be a non-empty string")
+        raise UnsafePathError(f"{at}bundle path {_short(path)} must be a non-empty string")
     if "\\" in path or "\x00" in path or path.startswith("/") or (len(path) > 1 and path[1] == ":"):
-        raise UnsafePathError(f"bundle path {_short(path)} must be relative and use '/' separators")
+        raise UnsafePathError(f"{at}bundle path {_short(path)} must be relative and use '/' separators")
     norm = posixpath.normpath(path)
     if norm != path or norm == "." or norm.split("/")[0] == "..":
-        raise UnsafePathError(f"bundle path {_short(path)} is not a normalised path inside the bundle")
+        raise UnsafePathError(f"{at}bundle path {_short(path)} is not a normalised path inside the bundle")
     return path
 
 
@@ -352,7 +353,8 @@ class Artifact:
             raise ManifestError(f"{w}: delegate must be a string or null, got {_short(self.delegate)}")
         if isinstance(self.side_files, (str, bytes, dict)) or not hasattr(self.side_files, "__iter__"):
             raise ManifestError(f"{w}: side_files must be a list of paths")
-        object.__setattr__(self, "side_files", tuple(check_relative_path(p) for p in self.side_files))
+        object.__setattr__(self, "side_files", tuple(check_relative_path(p, f"{w}: side_files[{i}]")
+                                                     for i, p in enumerate(self.side_files)))
         _obj(self.quantization, f"{w}: quantization", optional=True)
         _obj(self.quality, f"{w}: quality")
         if self.parity is not None and not isinstance(self.parity, Parity):
@@ -369,8 +371,9 @@ class Golden:
     def __post_init__(self) -> None:
         _str_map(self.inputs, "golden.inputs")
         _str_map(self.outputs, "golden.outputs")
-        for p in [*self.inputs.values(), *self.outputs.values()]:
-            check_relative_path(p)
+        for group, paths in (("inputs", self.inputs), ("outputs", self.outputs)):
+            for k, p in paths.items():
+                check_relative_path(p, f"golden.{group}.{k}")
 
 
 @dataclass(frozen=True)
