@@ -187,7 +187,7 @@ def _check(args: argparse.Namespace) -> int:
         elif r["status"] == "skipped":
             print(f"  {r['artifact']:<36} skipped: {r['reason']}")
         else:
-            print(f"  {r['artifact']:<36} FAILED: {r['reason']}")
+            print(f"  {r['artifact']:<36} FAILED ({r['status']}): {r['reason']}")
     return code
 
 
