@@ -1,4 +1,4 @@
-"""A corrupt, truncated, tampered or incomplete bundle is refused before anything runs, with the right error."""
+"""A corrupt, truncated, edited or incomplete bundle is refused before anything runs, with the right error."""
 
 from __future__ import annotations
 
