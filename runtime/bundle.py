@@ -263,7 +263,11 @@ def verify(root: str | os.PathLike[str], strict: bool = True, public_key: Any = 
 def check_nothing_else(root: Path, manifest: Manifest) -> None:
     """Refuse any entry under ``root`` the manifest does not list (folders that only hold listed files are fine)."""
     listed = {e.path for e in manifest.files} | {MANIFEST_NAME}
-    for dirpath, dirs, names in os.walk(root, followlinks=False):
+
+    def unreadable(exc: OSError) -> None:
+        raise BundleError(f"{exc.filename}: cannot list this folder of the bundle ({exc.strerror}); check permissions")
+
+    for dirpath, dirs, names in os.walk(root, followlinks=False, onerror=unreadable):
         for n in sorted(dirs + names):
             p = Path(dirpath, n)
             rel = p.relative_to(root).as_posix()
