@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .bundle import Bundle, open_bundle, sha256_file, verify
 from .errors import (
+    ArchiveLimitError,
     ArtifactNotFoundError,
     BackendUnavailableError,
     BundleError,
@@ -13,6 +14,8 @@ from .errors import (
     ManifestError,
     MissingFileError,
     ParityError,
+    SignatureError,
+    SigningUnavailableError,
     UnknownNameError,
     UnlistedFileError,
     UnsafePathError,
@@ -27,6 +30,7 @@ from .manifest import (
     Manifest,
     Parity,
     SequencePreprocessing,
+    Signature,
     TensorSpec,
 )
 from .recommender import Recommendation, Recommender
@@ -34,10 +38,12 @@ from .search import Catalog, ImageSearch, SearchResult
 from .session import Session, available_backends, load, select
 
 __all__ = [
-    "SCHEMA_VERSION", "Artifact", "ArtifactNotFoundError", "BackendUnavailableError", "Bundle", "BundleError",
-    "Catalog", "EdgecartError", "FileEntry", "Golden", "ImagePreprocessing", "ImageSearch", "InputSpecError", "IOSpec",
+    "SCHEMA_VERSION", "ArchiveLimitError", "Artifact", "ArtifactNotFoundError", "BackendUnavailableError", "Bundle",
+    "BundleError", "Catalog", "EdgecartError", "FileEntry", "Golden", "ImagePreprocessing", "ImageSearch",
+    "InputSpecError", "IOSpec",
     "IntegrityError", "Manifest", "ManifestError", "MissingFileError", "Parity", "ParityError", "Recommendation",
-    "Recommender", "SearchResult", "SequencePreprocessing", "Session", "TensorSpec", "UnknownNameError",
+    "Recommender", "SearchResult", "SequencePreprocessing", "Session", "Signature", "SignatureError",
+    "SigningUnavailableError", "TensorSpec", "UnknownNameError",
     "UnlistedFileError", "UnsafePathError", "available_backends", "load", "open_bundle", "select", "sha256_file",
     "verify",
 ]
