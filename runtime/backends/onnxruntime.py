@@ -1,4 +1,7 @@
-"""ONNX Runtime backend (``.onnx``). Needs only numpy and onnxruntime. Sessions are thread-safe."""
+"""ONNX Runtime backend (``.onnx``). Needs only numpy and onnxruntime. Sessions are thread-safe.
+
+The model is loaded from its verified bytes; side files (external weights) are handed over from memory under the
+names the model refers to, so ONNX Runtime never opens a file of its own."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import Backend, OpenRequest, register
+from ._precheck import check_onnx
 
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
@@ -20,21 +24,32 @@ class OrtEngine:
             import onnxruntime as ort
         except ImportError as exc:
             raise BACKEND.unavailable_error(exc) from None
+        data = request.data()
+        check_onnx(data, request.artifact.path)
         opts = ort.SessionOptions()
         if request.threads:
             opts.intra_op_num_threads = int(request.threads)
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        if request.side_files:
+            names = [n for n, _ in request.side_files]
+            buffers = [np.frombuffer(b, np.uint8) for _, b in request.side_files]
+            opts.add_external_initializers_from_files_in_memory(names, buffers, [len(b) for b in buffers])
         options = dict(request.options)
         providers = options.get("providers", "CPUExecutionProvider").split(",")
-        self.session = ort.InferenceSession(str(request.model_path), sess_options=opts, providers=providers)
+        self.session = ort.InferenceSession(data, sess_options=opts, providers=providers)
         graph_inputs = self.session.get_inputs()
         self._in_names = [i.name for i in graph_inputs]
         names = [s.name for s in request.inputs]
         if sorted(names) == sorted(self._in_names):  # bind by name where the graph kept them
             order = [self._in_names.index(n) for n in names]
-        else:
+        elif len(graph_inputs) == len(names):
             order = list(range(len(graph_inputs)))
+        else:
+            from ..errors import ModelLoadError
+
+            raise ModelLoadError(f"{request.artifact.path}: the graph has {len(graph_inputs)} inputs, the manifest "
+                                 f"declares {len(names)}; re-export the bundle")
         self._in_names = [graph_inputs[i].name for i in order]
         self.input_dtypes = [np.dtype(_ORT_TYPES.get(graph_inputs[i].type, np.float32)) for i in order]
         self._out_names = [o.name for o in self.session.get_outputs()]

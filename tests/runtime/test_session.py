@@ -9,6 +9,7 @@ import pytest
 from edgecart.runtime import (
     ArtifactNotFoundError,
     BackendUnavailableError,
+    InferenceError,
     InputSpecError,
     UnknownNameError,
     load,
@@ -63,9 +64,78 @@ def test_non_finite_refused_on_every_input_path(session, value, form):
 
 
 def test_huge_finite_inputs_are_not_mistaken_for_inf(session):
-    """The quick check (a sum of squares) overflows for values near float32's limit; the exact check decides."""
+    """The quick check (a sum of squares) overflows for values near float32's limit; the exact check decides: the
+    input passes, and the Inf the model makes of it is reported, not returned."""
     x = np.full((1, 1, 28, 28), 3e38, np.float32)
-    assert session.run({"image": x})["embedding"].shape == (1, 16)  # accepted: no InputSpecError
+    with pytest.raises(InferenceError, match="NaN or Inf") as info:
+        session.run({"image": x})
+    assert session.artifact.path in str(info.value)
+    assert not isinstance(info.value, InputSpecError)
+
+
+@pytest.mark.parametrize("value", [1e38, 3e38])
+def test_non_finite_outputs_raise_by_default_and_pass_when_asked(tiny_bundle, value):
+    """A finite input that overflows inside the model gives Inf/NaN outputs: an error unless check_finite=False."""
+    x = np.full((1, 1, 28, 28), value, np.float32)
+    with pytest.raises(InferenceError, match="check_finite=False"):
+        load(tiny_bundle, "onnxruntime", precision="fp32").run(x)
+    out = load(tiny_bundle, "onnxruntime", precision="fp32", check_finite=False).run(x)["embedding"]
+    assert out.shape == (1, 16) and not np.isfinite(out).all()
+
+
+def test_wrong_size_outputs_raise(session):
+    class Short:
+        input_dtypes = session.engine.input_dtypes
+
+        def run(self, feeds):
+            return [np.zeros((1, 15), np.float32)]
+
+    real, session.engine = session.engine, Short()
+    try:
+        with pytest.raises(InferenceError, match=r"shape \(1, 15\)"):
+            session.run(np.zeros((1, 1, 28, 28), np.float32))
+        session.engine.run = lambda feeds: []
+        with pytest.raises(InferenceError, match="0 outputs"):
+            session.run(np.zeros((1, 1, 28, 28), np.float32))
+    finally:
+        session.engine = real
+
+
+def test_engine_failures_while_running_are_typed(session):
+    class Broken:
+        input_dtypes = session.engine.input_dtypes
+
+        def run(self, feeds):
+            raise RuntimeError("engine exploded")
+
+    real, session.engine = session.engine, Broken()
+    try:
+        with pytest.raises(InferenceError, match="engine exploded") as info:
+            session.run(np.zeros((1, 1, 28, 28), np.float32))
+        assert session.artifact.path in str(info.value) and session.backend.name in str(info.value)
+    finally:
+        session.engine = real
+
+
+def test_file_swapped_after_verification_is_caught(bundle_copy):
+    """Verification and loading read the same bytes: a model replaced after open_bundle is refused, not loaded."""
+    from edgecart.runtime import IntegrityError, open_bundle
+
+    bundle = open_bundle(bundle_copy)
+    model = bundle_copy / "models" / "tiny.fp32.onnx"
+    model.write_bytes(model.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(IntegrityError, match="changed after the bundle was verified"):
+        load(bundle, "onnxruntime", precision="fp32")
+
+
+def test_executorch_thread_pool_is_sized_once(tiny_bundle):
+    from edgecart.runtime.backends import executorch as et
+
+    first = et.set_threadpool_once(1)
+    assert first is not None
+    with pytest.warns(RuntimeWarning, match="process-wide"):
+        assert et.set_threadpool_once(first + 1) == first
+    load(tiny_bundle, "executorch", precision="fp32", threads=first)  # the same size: no warning, no reset
 
 
 def test_float64_and_dict_and_list_inputs_accepted(session):
