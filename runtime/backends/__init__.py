@@ -137,7 +137,8 @@ class PerThread(Generic[E]):
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
     info = np.iinfo(dtype)
-    q = np.round(x.astype(np.float32) / np.float32(scale)) + zero_point
+    with np.errstate(over="ignore"):  # values beyond the range saturate, as the engines' own quantizers do
+        q = np.round(x.astype(np.float32) / np.float32(scale)) + zero_point
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
