@@ -248,7 +248,7 @@ def _check_xnnpack(blob: memoryview, named_sizes: dict[str, int]) -> None:
             raise FlatbufferError(f"constant {k} ({n} bytes at {off}) lies outside the {const_size} bytes of "
                                   "constant data")
         const_sizes.append(n)
-    ids = set()
+    ids, dims = set(), [64]
     for value in vector_items(fb, field_target(fb, root, 2)):
         kind = read_scalar(fb, value, 0, "B")
         tensor = field_target(fb, value, 1)
@@ -258,16 +258,29 @@ def _check_xnnpack(blob: memoryview, named_sizes: dict[str, int]) -> None:
             tensor = field_target(fb, tensor, 0)
             if tensor is None:
                 raise FlatbufferError("a quantised value has no tensor")
-        ids.add(_check_xnn_tensor(fb, tensor, const_sizes))
+        ids.add(_check_xnn_tensor(fb, tensor, const_sizes, dims))
+    # geometry (padding, kernel, stride, dilation, channels, shapes ...) larger than every tensor dimension in the
+    # graph is nonsense, and XNNPACK would size its buffers from it (a flipped byte asked for 16 GB)
+    bound = max(dims)
     for node in vector_items(fb, field_target(fb, root, 1)):
         kind = read_scalar(fb, node, 0, "B")
         args = field_target(fb, node, 1)
         if args is None:
             raise FlatbufferError("a node has no arguments")
-        for slot in _XNODE_IDS[_XNODES[kind - 1]]:
+        table = _XNODES[kind - 1]
+        for slot in _XNODE_IDS[table]:
             v = read_scalar(fb, args, slot, "I")
             if v not in ids and v != _INVALID_ID:
                 raise FlatbufferError(f"a node refers to value id {v}, which the graph does not define")
+        scalars, vectors = _XNODE_PARAMS.get(table, ((), ()))
+        values = [read_scalar(fb, args, slot, "I") for slot in scalars]
+        for slot in vectors:
+            at = field_target(fb, args, slot)
+            n = struct.unpack_from("<I", fb, at)[0] if at is not None else 0
+            values.extend(struct.unpack_from(f"<{n}I", fb, at + 4) if n else ())
+        if any(v > bound for v in values):
+            raise FlatbufferError(f"a {table.strip('_')} node has a parameter of {max(values)}, larger than any "
+                                  f"tensor dimension in the graph ({bound})")
     for slot in (4, 5):
         at = field_target(fb, root, slot)
         n = struct.unpack_from("<I", fb, at)[0] if at is not None else 0
@@ -289,7 +302,16 @@ _XNODE_IDS = {
 }
 
 
-def _check_xnn_tensor(fb: memoryview, tensor: int, const_sizes: list[int]) -> int:
+#: per node table: (scalar slots, vector slots) holding geometry that must not exceed the graph's largest dimension
+_XNODE_PARAMS = {
+    _CAT: ((0,), ()), _CONV: (tuple(range(15)), ()), _POOL: (tuple(range(10)), ()),
+    "XNNStaticTranspose": ((0,), (1,)), "XNNStaticResizeBilinear2D": ((0, 1), ()),
+    "XNNStaticConstantPad": ((), (0, 1)), "XNNStaticReshape": ((0,), (1,)), "XNNStaticSlice": ((0,), (1, 2)),
+    "XNNArgMaxPooling2d": (tuple(range(6)), ()),
+}
+
+
+def _check_xnn_tensor(fb: memoryview, tensor: int, const_sizes: list[int], dims_seen: list[int]) -> int:
     """Check one XNNTensorValue (rank, element count, constant data big enough); returns its id."""
     dtype = read_scalar(fb, tensor, 0, "h")
     num_dims = read_scalar(fb, tensor, 1, "I")
@@ -300,6 +322,7 @@ def _check_xnn_tensor(fb: memoryview, tensor: int, const_sizes: list[int]) -> in
     numel = 1
     for d in (struct.unpack_from(f"<{n}I", fb, dims_at + 4) if n else ()):
         numel *= d
+        dims_seen.append(d)
         if numel > _MAX_ELEMENTS:
             raise FlatbufferError(f"a tensor has more than {_MAX_ELEMENTS} elements")
     if dtype not in _XNN_BYTES:

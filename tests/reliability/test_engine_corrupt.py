@@ -97,13 +97,21 @@ def _rehash(bundle: Path, rel: str, data: bytes) -> None:
     (bundle / "manifest.json").write_text(json.dumps(m))
 
 
+def _cap_memory() -> None:
+    """A child that a corrupted model makes allocate without bound fails (and is counted as a crash) at 8 GiB of
+    address space instead of calling the machine's OOM killer."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+
 def _run_cases(cases: list[dict], x_path: Path, timeout: float = 240) -> dict[str, str]:
     """Run ``cases`` in child processes; a child that dies marks its current case as a crash, the rest go on."""
     verdicts: dict[str, str] = {}
     todo = list(cases)
     while todo:
         proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(todo), str(x_path)], capture_output=True,
-                              text=True, timeout=timeout)
+                              text=True, timeout=timeout, preexec_fn=_cap_memory)
         current = None
         for line in proc.stdout.splitlines():
             if line.startswith("START "):
