@@ -1,11 +1,14 @@
 """ONNX Runtime backend (``.onnx``). Needs only numpy and onnxruntime. Sessions are thread-safe.
 
-The model is loaded from its verified bytes; side files (external weights) are handed over from memory under the
-names the model refers to, so ONNX Runtime never opens a file of its own."""
+The model is loaded from its verified bytes; external weights resolve only in a private temporary folder holding the
+verified side files (never against the current directory)."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,13 +34,9 @@ class OrtEngine:
             opts.intra_op_num_threads = int(request.threads)
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        if request.side_files:
-            names = [n for n, _ in request.side_files]
-            buffers = [np.frombuffer(b, np.uint8) for _, b in request.side_files]
-            opts.add_external_initializers_from_files_in_memory(names, buffers, [len(b) for b in buffers])
         options = dict(request.options)
         providers = options.get("providers", "CPUExecutionProvider").split(",")
-        self.session = ort.InferenceSession(data, sess_options=opts, providers=providers)
+        self.session = _load(ort, request, data, opts, providers)
         graph_inputs = self.session.get_inputs()
         self._in_names = [i.name for i in graph_inputs]
         names = [s.name for s in request.inputs]
@@ -57,6 +56,25 @@ class OrtEngine:
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         outs = self.session.run(self._out_names, dict(zip(self._in_names, feeds, strict=True)))
         return [np.asarray(o) for o in outs]
+
+
+def _load(ort: Any, request: OpenRequest, data: bytes, opts: Any, providers: list[str]) -> Any:
+    """Load from the verified bytes. External weights resolve in a private, fresh temporary folder that holds only
+    the verified side files (under the names the model uses) — without it ONNX Runtime resolves them against the
+    current directory, reading files nobody verified."""
+    with tempfile.TemporaryDirectory(prefix="edgecart-onnx-") as tmp:
+        root = Path(tmp).resolve()
+        for name, blob in request.side_files:
+            target = (root / name).resolve()
+            if not target.is_relative_to(root):
+                from ..errors import UnsafePathError
+
+                raise UnsafePathError(f"{request.artifact.path}: side file {name!r} is not beside the model or below "
+                                      "its folder; re-export the bundle")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(blob)
+        opts.add_session_config_entry("session.model_external_initializers_file_folder_path", str(root))
+        return ort.InferenceSession(data, sess_options=opts, providers=providers)
 
 
 BACKEND = register(Backend("onnxruntime", "onnx", "onnxruntime", "onnx", OrtEngine))

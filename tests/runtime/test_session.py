@@ -204,3 +204,73 @@ def test_missing_engine_names_the_extra(tiny_bundle, monkeypatch):
 def test_bad_threads_refused(tiny_bundle):
     with pytest.raises(ValueError, match="threads"):
         load(tiny_bundle, "onnxruntime", threads=0)
+
+
+def _externalise_onnx(bundle, list_side_file: bool) -> None:
+    """Move the fp32 ONNX model's weights to a side file (as torch.onnx's default export does) and rewrite the
+    manifest; the side file is listed in the manifest only when asked."""
+    import hashlib
+    import json
+
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    model_path = bundle / "models" / "tiny.fp32.onnx"
+    m = onnx.load(model_path)
+    convert_model_to_external_data(m, all_tensors_to_one_file=True, location="tiny.fp32.onnx.data",
+                                   size_threshold=256)
+    onnx.save_model(m, model_path)
+    man = json.loads((bundle / "manifest.json").read_text())
+
+    def entry(rel, role):
+        data = (bundle / rel).read_bytes()
+        return {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "role": role}
+
+    man["files"] = [f for f in man["files"] if f["path"] != "models/tiny.fp32.onnx"]
+    man["files"].append(entry("models/tiny.fp32.onnx", "model"))
+    if list_side_file:
+        man["files"].append(entry("models/tiny.fp32.onnx.data", "weights"))
+        for a in man["artifacts"]:
+            if a["name"] == "tiny.fp32.onnx":
+                a["side_files"] = ["models/tiny.fp32.onnx.data"]
+    (bundle / "manifest.json").write_text(json.dumps(man))
+
+
+def test_onnx_external_weights_come_from_the_verified_side_file(tiny_bundle, bundle_copy):
+    x = np.random.default_rng(2).standard_normal((1, 1, 28, 28)).astype(np.float32)
+    want = load(tiny_bundle, "onnxruntime", precision="fp32").run(x)["embedding"]
+    _externalise_onnx(bundle_copy, list_side_file=True)
+    assert (bundle_copy / "models" / "tiny.fp32.onnx.data").stat().st_size > 1000
+    np.testing.assert_array_equal(load(bundle_copy, "onnxruntime", precision="fp32").run(x)["embedding"], want)
+
+
+def test_onnx_external_weights_not_in_the_manifest_are_never_read(bundle_copy, monkeypatch):
+    """Loaded from bytes, ONNX Runtime would resolve external weights against the current directory; the runtime
+    points it at a private folder holding only verified side files, so an unlisted weights file is not read."""
+    from edgecart.runtime import ModelLoadError
+
+    _externalise_onnx(bundle_copy, list_side_file=False)
+    monkeypatch.chdir(bundle_copy / "models")  # the unlisted weights file sits right here
+    with pytest.raises(ModelLoadError, match="tiny.fp32.onnx"):
+        load(bundle_copy, "onnxruntime", precision="fp32", strict=False)
+
+
+def test_engine_load_failures_are_typed_and_name_the_artifact(bundle_copy):
+    """A model file the engine cannot parse (re-hashed, so integrity passes): ModelLoadError with the engine's
+    message, for every backend."""
+    import hashlib
+    import json
+
+    from edgecart.runtime import ModelLoadError
+
+    man = json.loads((bundle_copy / "manifest.json").read_text())
+    for f in man["files"]:
+        if f["role"] == "model":
+            data = (bundle_copy / f["path"]).read_bytes()[:100]
+            (bundle_copy / f["path"]).write_bytes(data)
+            f["sha256"], f["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+    (bundle_copy / "manifest.json").write_text(json.dumps(man))
+    for backend in BACKENDS:
+        with pytest.raises(ModelLoadError) as info:
+            load(bundle_copy, backend, precision="fp32")
+        assert "models/tiny.fp32." in str(info.value)
