@@ -68,3 +68,21 @@ class UnknownNameError(EdgecartError, KeyError):
 
     def __str__(self) -> str:  # KeyError would print the repr of the message
         return str(self.args[0]) if self.args else ""
+
+
+class EngineError(BundleError):
+    """An inference engine (ONNX Runtime, LiteRT, ExecuTorch) refused or failed on an artifact. The message names the
+    artifact and carries the engine's own message."""
+
+
+class ModelLoadError(EngineError):
+    """An artifact's model file is malformed, or its engine could not load it (found before or by the engine)."""
+
+
+class InferenceError(EngineError):
+    """An engine failed while running an artifact, or returned outputs that break the manifest's I/O spec
+    (wrong size, NaN or Inf)."""
+
+
+class NonFiniteOutputError(InferenceError):
+    """An engine returned NaN or Inf for finite inputs (load with ``check_finite=False`` to get them anyway)."""
