@@ -187,14 +187,13 @@ class Recommender:
         """The item-table index of a shop item id, or None when the bundle does not know it."""
         try:
             return self._index.get(_key(item_id))
-        except TypeError:
-            raise InputSpecError(f"item id {item_id!r} of type {type(item_id).__name__} cannot be an item id; pass "
-                                 "ints or strings") from None
+        except TypeError:  # unhashable (a list, a dict ...): not an item id
+            raise InputSpecError(f"item id {item_id!r} is a {type(item_id).__name__} and cannot be an item id; ids are "
+                                 "numbers or strings") from None
 
     def recommend(self, history: Iterable[Any], k: int = 10, exclude_seen: bool = True) -> Recommendation:
         """The ``k`` items most likely next after ``history`` (shop ids, oldest first)."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise InputSpecError(f"k must be a positive integer, got {k!r}")
+        _check_k(k)
         known, unknown = self._split(history)
         model_known = known if self._embeds else [i for i in known if i <= self.table.model_items]
         if not model_known:
@@ -214,8 +213,7 @@ class Recommender:
 
     def similar(self, item_id: Any, k: int = 10) -> Recommendation:
         """Items whose (int8) embeddings are closest to ``item_id``'s by cosine — "similar items" on the device."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise InputSpecError(f"k must be a positive integer, got {k!r}")
+        _check_k(k)
         t = self.table
         if t.q is None:
             raise BundleError(f"bundle {self.bundle.manifest.name!r} carries no item embeddings; re-export it")
@@ -233,12 +231,10 @@ class Recommender:
                               "item-embeddings", (), 1, None)
 
     def _split(self, history: Iterable[Any]) -> tuple[list[int], list[Any]]:
-        if isinstance(history, (str, bytes)):
-            raise InputSpecError("history must be a sequence of item ids, not a single string; wrap it in a list")
-        try:
-            items = list(history)
-        except TypeError:
-            raise InputSpecError(f"history must be a sequence of item ids, got {type(history).__name__}") from None
+        if isinstance(history, (str, bytes)) or not isinstance(history, Iterable):
+            raise InputSpecError(f"history must be a sequence of item ids, not {type(history).__name__} (wrap a "
+                                 "single id in a list)")
+        items = list(history)
         known, unknown = [], []
         for item in items:
             idx = self.index_of(item)
@@ -264,6 +260,12 @@ class Recommender:
                 f"artifact={self.session.artifact.name!r}, backend={self.session.backend.name!r})")
 
 
+def _check_k(k: Any) -> None:
+    """k is a positive integer (InputSpecError, a ValueError, otherwise)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputSpecError(f"k must be a positive integer, got {k!r}")
+
+
 def _key(item: Any) -> Any:
     """Normalise an id for lookup: numpy scalars become Python ones; integral strings and ints compare equal."""
     if isinstance(item, np.generic):
@@ -271,11 +273,16 @@ def _key(item: Any) -> Any:
     if isinstance(item, str):
         s = item.strip()
         if s.lstrip("-").isdigit():
-            return int(s)
+            try:
+                return int(s)
+            except ValueError:  # digits int() does not take ("²") or more than Python converts
+                return s
         return s
     if isinstance(item, float) and item.is_integer():
         return int(item)
-    if isinstance(item, (bool, list, dict, set, bytearray)):
+    if isinstance(item, bool):
+        return ("bool", item)  # True is not item 1: a flag is never an id, it is reported as unknown
+    if isinstance(item, (list, dict, set, bytearray)):
         raise TypeError(type(item).__name__)
     return item
 

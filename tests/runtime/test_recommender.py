@@ -157,10 +157,11 @@ def test_odd_ids_are_unknown_or_typed_errors(rec_bundle):
     out = rec.recommend([-1, 2**70, "1003", " 1004 ", nan, None, 1005.0, np.int64(1006), "sku"], k=2)
     assert out.used == 4 and out.items[0] == 1007  # 1003..1006 known (str, padded str, float, numpy int)
     assert out.unknown[:2] == (-1, 2**70) and out.unknown[3:] == (None, "sku") and out.unknown[2] != out.unknown[2]
-    for bad in ([[1003]], [True], [{"id": 1}]):
+    for bad in ([[1003]], [{"id": 1}]):
         with pytest.raises(InputSpecError, match="cannot be an item id"):
             rec.recommend(bad)
-    with pytest.raises(InputSpecError, match="not a single string"):
+    assert rec.recommend([True, 1003], k=1).unknown == (True,)  # a flag is never item 1
+    with pytest.raises(InputSpecError, match="not str"):
         rec.recommend("1003")
     with pytest.raises(InputSpecError, match="sequence of item ids"):
         rec.recommend(1003)
