@@ -94,6 +94,8 @@ def ablation(args: argparse.Namespace) -> int:
     from edgecart.recs.pipeline import DEMO_CONFIGS
 
     cfg = DEMO_CONFIGS[args.dataset]
+    if args.student_dim:
+        cfg = dataclasses.replace(cfg, student=dataclasses.replace(cfg.student, dim=args.student_dim))
     data = _data(args.dataset)
     split = leave_last_out(data)
     tfit, teacher = _teacher(data, split, cfg, args.cache, print)
@@ -280,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--alpha", type=float, default=0.5)
         s.add_argument("--hint", type=float, default=1.0)
         s.add_argument("--dims", default="8,16,32")
+        s.add_argument("--student-dim", type=int, default=None, help="ablation: student width (default: the demo's)")
         s.add_argument("--variants", default="", help="ablation: indices of the variants to run (default all)")
         s.set_defaults(func=fn)
     args = p.parse_args(argv)
