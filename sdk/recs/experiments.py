@@ -86,13 +86,13 @@ def fit(label: str, data: SequenceData, split: Split, size: ModelSize, max_len: 
             raise ValueError("distillation needs a teacher")
         if distill.pca_init:
             pca_init(model, teacher)
-        key = (distill.top_k, distill.temperature, distill.hint > 0)
-        soft = None if soft_cache is None else soft_cache.get(key)
+        skey = (distill.top_k, distill.temperature, distill.hint > 0)
+        soft = None if soft_cache is None else soft_cache.get(skey)
         if soft is None:
             windows, _ = training_windows(split.train, max_len)
             soft = teacher_soft_targets(teacher, windows, distill)
             if soft_cache is not None:
-                soft_cache[key] = soft
+                soft_cache[skey] = soft
         if distill.alpha > 0 or distill.hint > 0:
             kw = {"soft": soft, "distill": distill}
     log = train(model, split, tcfg, desc=f"{data.name} {label}", progress=say, **kw)
