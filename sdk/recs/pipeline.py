@@ -277,6 +277,7 @@ def _row(label: str, params: int | None, test_scores: np.ndarray, valid_scores: 
 COMPARISONS = (("student, distilled", "teacher (SASRec)"), ("student, distilled", "student, no distillation"),
                ("teacher (SASRec)", "student, no distillation"),
                ("student, distilled", "co-occurrence"), ("student, distilled", "popularity"),
+               ("student, no distillation", "popularity"),
                ("teacher (SASRec)", "co-occurrence"),
                ("student, no distillation", "co-occurrence"), ("co-occurrence", "popularity"))
 
