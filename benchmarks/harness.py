@@ -23,7 +23,7 @@ from .result import BenchResult
 from .stats import BootstrapConfig
 from .targets_local import Job, run_job
 
-TARGET_KINDS = ("local", "cuda", "ssh", "adb")
+TARGET_KINDS = ("local", "cuda", "ssh", "adb", "qemu-arm64")
 MODES = ("session", "engine", "raw")
 
 
@@ -123,7 +123,10 @@ def parse_target(target: str) -> tuple[str, str]:
         return "ssh", target[len("ssh://"):]
     if target.startswith("adb:") and len(target) > len("adb:"):
         return "adb", target[len("adb:"):]
-    raise ValueError(f"target {target!r} is not one of: local, cuda, ssh://[user@]host[:port], adb:SERIAL")
+    if target == "qemu-arm64" or target.startswith("qemu-arm64:"):  # emulated ARM64 (targets_qemu): no latency
+        return "qemu-arm64", target.partition(":")[2]
+    raise ValueError(f"target {target!r} is not one of: local, cuda, ssh://[user@]host[:port], adb:SERIAL, "
+                     "qemu-arm64[:CPU,CPU]")
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
@@ -171,6 +174,10 @@ def bench(bundle: str | os.PathLike[str], config: BenchConfig = BenchConfig(), t
         from .targets_cuda import run_cuda
 
         results = run_cuda(path, manifest, jobs, config, progress, **opts)
+    elif kind == "qemu-arm64":  # correctness under emulation: results carry parity/agreement, latency "skipped"
+        from .targets_qemu import bench_results
+
+        results = bench_results(path, rest, config, progress)
     elif kind == "ssh":
         from .targets_ssh import SshTarget
 

@@ -19,7 +19,8 @@ wheels of numpy/onnxruntime/ai-edge-litert). No binfmt_misc registration is need
 installation into a fresh staging folder each run, so what runs is this checkout's code.
 
 This file doubles as the guest's probe script (``python targets_qemu.py probe ...``): its top level imports only the
-standard library, so it runs in the guest with nothing but numpy, an engine and the copied runtime.
+standard library and ``edgecart.runtime.errors``, so it runs in the guest with nothing but numpy, an engine and the
+copied runtime.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgecart.runtime.errors import EdgecartError
+
 TARGET_NAME = "qemu-arm64"
 DEFAULT_CPUS = ("cortex-a53", "neoverse-n1")
 MIN_QEMU_MAJOR = 10
@@ -51,7 +54,7 @@ INSTALL_QEMU = ("install QEMU user mode >= 10: on Debian 12 add the bookworm-bac
                 "'apt-get -t bookworm-backports install qemu-user' (or: scripts/setup_arm.sh --install-tools)")
 
 
-class EmulatorUnavailableError(RuntimeError):
+class EmulatorUnavailableError(EdgecartError):
     """The emulated target cannot run here; the message says what to install or run."""
 
 
@@ -435,6 +438,38 @@ def to_bench_results(c: EmulatedCheck) -> list[Any]:
                                    "top10_agreement_with_x86": r.top10_agreement, "task": r.task,
                                    "samples": r.task_samples}))
     return out
+
+
+def bench_results(bundle: Path, cpus: str, config: Any, progress: bool = True) -> list[Any]:
+    """The harness's ``--target qemu-arm64[:CPU,CPU]``: the check over the artifacts ``config`` selects."""
+    from edgecart.runtime import open_bundle
+
+    from .harness import matching
+
+    arts = tuple(a.name for a, _ in matching(open_bundle(bundle).manifest.artifacts, config))
+    say = (lambda s: print(s, file=sys.stderr, flush=True)) if progress else None
+    return to_bench_results(check(bundle, parse_cpus(cpus), artifacts=arts, timeout_s=config.timeout_s,
+                                  progress=say))
+
+
+def parse_cpus(text: str | None) -> tuple[str, ...]:
+    return DEFAULT_CPUS if not text else tuple(c.strip() for c in text.split(",") if c.strip())
+
+
+def cli_check(bundle: str, target: str, cpus: str | None, out: str | None = None) -> int:
+    """``edgecart check BUNDLE --target qemu-arm64 [--cpu a,b]``: print the results; 0 ok, 1 failed, 2 unavailable."""
+    if target != TARGET_NAME:
+        print(f"edgecart: error: check target {target!r} is not one of: local, {TARGET_NAME}", file=sys.stderr)
+        return 2
+    try:
+        c = check(bundle, parse_cpus(cpus), progress=lambda s: print(s, file=sys.stderr, flush=True))
+    except EmulatorUnavailableError as exc:
+        print(f"edgecart: {TARGET_NAME} unavailable: {exc}", file=sys.stderr)
+        return 2
+    print(format_check(c))
+    if out:
+        Path(out).write_text(json.dumps(c.to_dict(), indent=2) + "\n")
+    return 0 if c.ok else 1
 
 
 def _main(argv: list[str]) -> int:

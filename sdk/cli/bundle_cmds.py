@@ -21,6 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="run every artifact on the bundle's golden inputs with the local engines")
     p.add_argument("bundle")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--target", default="local", help="local, or qemu-arm64 (emulated ARM64: parity and top-10 "
+                   "agreement vs this machine, no latency; set-up: scripts/setup_arm.sh)")
+    p.add_argument("--cpu", default=None, help="emulated CPU models for qemu-arm64 (default cortex-a53,neoverse-n1)")
     p.set_defaults(func=_check)
 
     p = sub.add_parser("pack", help="write BUNDLE.tar.gz for shipping")
@@ -52,6 +55,10 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    if args.target != "local":
+        from edgecart.benchmarks.targets_qemu import cli_check
+
+        return cli_check(args.bundle, args.target, args.cpu)
     bundle = open_bundle(args.bundle)
     here = set(available_backends())
     from edgecart.runtime.backends import backend_for_format
