@@ -244,6 +244,7 @@ class Manifest:
     quality: dict[str, Any] = field(default_factory=dict)
     signature: dict[str, Any] | None = None
     schema_version: str = SCHEMA_VERSION
+    backend_preference: dict[str, Any] | None = None  # per platform, fastest backend first (runtime/preference.py)
 
     def __post_init__(self) -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -280,6 +281,7 @@ class Manifest:
         _json_safe(self.catalog, "catalog")
         _json_safe(self.quality, "quality")
         _json_safe(self.signature, "signature")
+        _json_safe(self.backend_preference, "backend_preference")
 
     def artifact(self, name: str) -> Artifact:
         for a in self.artifacts:
