@@ -6,6 +6,7 @@ import argparse
 
 from edgecart.runtime import available_backends, load, open_bundle
 from edgecart.runtime.golden import check_golden
+from edgecart.runtime.preprocess import test_vector_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -69,11 +70,16 @@ def _check(args: argparse.Namespace) -> int:
         if be.name not in here:
             print(f"  {art.name:<36} skipped: {be.name} not installed (pip install 'edgecart[{be.extra}]')")
             continue
-        agree = check_golden(load(bundle, be.name, artifact=art.name, threads=args.threads))
+        session = load(bundle, be.name, artifact=art.name, threads=args.threads)
+        agree = check_golden(session)
         ok = art.parity is None or _within(agree, art.parity)
         failed += not ok
         print(f"  {art.name:<36} {be.name:<12} max|Δ| {agree.max_abs_diff:.2e}  cosine {agree.cosine:.6f}  "
               f"{'ok' if ok else 'OUT OF TOLERANCE'}")
+        lines, bad = test_vector_report(bundle, session.run)  # raw-image test vectors, if any
+        failed += bad
+        for line in lines:
+            print(line)
     return 1 if failed else 0
 
 
