@@ -2,8 +2,10 @@
 and compare with this machine's (x86-64) results.
 
 It answers one question: *do the ARM kernels of the engines compute what the x86 ones do, on this bundle?* For each
-artifact (ONNX Runtime and LiteRT; ExecuTorch has no aarch64 runtime that runs here, see ``EXECUTORCH_NOTE``) and for
-each emulated CPU model (``-cpu cortex-a53``, ``neoverse-n1``, ...), it runs
+artifact (ONNX Runtime and LiteRT through edgecart's runtime in the guest's Python; ExecuTorch through a small C++
+runner, ``scripts/et_runner.cc``, built against the torch-free C++ runtime inside PyPI's aarch64 executorch wheel —
+its Python runtime needs torch, whose aarch64 wheel is a CUDA build) and for each emulated CPU model
+(``-cpu cortex-a53``, ``neoverse-n1``, ...), it runs
 
 * the bundle's golden inputs, compared with the golden outputs (the tolerance the exporter recorded), and
 * a task check: top-10 of 50 search queries (image-search bundles; queries blended from the golden inputs) or of
@@ -48,8 +50,11 @@ FP32_TOLERANCE = 1e-4
 MIN_TOP10_AGREEMENT = 0.95
 #: Backends whose aarch64 Python wheel runs in the guest.
 GUEST_BACKENDS = ("onnxruntime", "litert")
-EXECUTORCH_NOTE = ("ExecuTorch has no torch-free aarch64 runtime for Python: PyPI's executorch aarch64 wheel needs "
-                   "torch, whose aarch64 wheel is a CUDA build (see docs/mobile.md); not run under emulation")
+EXECUTORCH_NOTE = ("ExecuTorch's Python runtime cannot run in the guest (PyPI's aarch64 executorch wheel needs torch, "
+                   "whose aarch64 wheel is a CUDA build); its C++ runner was not built: install "
+                   "g++-aarch64-linux-gnu and run scripts/setup_arm.sh again")
+#: ScalarType codes of ExecuTorch's runner output -> numpy dtypes.
+_ET_DTYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 11: "bool"}
 INSTALL_QEMU = ("install QEMU user mode >= 10: on Debian 12 add the bookworm-backports suite and run "
                 "'apt-get -t bookworm-backports install qemu-user' (or: scripts/setup_arm.sh --install-tools)")
 
@@ -76,6 +81,7 @@ class HostStatus:
     root: Path
     userland_ready: bool
     problem: str | None
+    et_runner: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -107,7 +113,8 @@ def host_status(cache: Path | None = None) -> HostStatus:
         and (root / "usr" / "bin" / "python3").exists()
     problem = None if ready else (f"no arm64 userland at {root}; run: bash {setup_script()} {root.parent} "
                                   "(as root once; ~1-2 min, ~430 MB)")
-    return HostStatus(qemu, version, binfmt, root, ready, problem)
+    runner = root.parent / "executorch" / "et_runner"
+    return HostStatus(qemu, version, binfmt, root, ready, problem, runner if runner.is_file() else None)
 
 
 def _binfmt() -> str:
@@ -230,9 +237,15 @@ def check(bundle: str | os.PathLike[str], cpus: tuple[str, ...] = DEFAULT_CPUS, 
         raise ValueError(f"no artifact of {m.name!r} matches {artifacts}; it has {[a.name for a in m.artifacts]}")
     skipped: list[tuple[Any, str]] = []
     runnable = []
+    native: list[tuple[str, str]] = []  # (artifact, backend) run by a native aarch64 runner (ExecuTorch)
     for a in arts:
         be = backend_for_format(a.format).name
-        (runnable.append((a.name, be)) if be in GUEST_BACKENDS else skipped.append((a, be)))
+        if be in GUEST_BACKENDS:
+            runnable.append((a.name, be))
+        elif be == "executorch" and st.et_runner is not None:
+            native.append((a.name, be))
+        else:
+            skipped.append((a, be))
     results: list[EmulatedResult] = []
     for a, be in skipped:
         results += [EmulatedResult(c, a.name, be, a.precision, "skipped", EXECUTORCH_NOTE if be == "executorch"
@@ -241,15 +254,19 @@ def check(bundle: str | os.PathLike[str], cpus: tuple[str, ...] = DEFAULT_CPUS, 
         stage = Path(tmp)
         _stage_runtime(stage)
         task = _task_inputs(b, stage / "task.npy")
-        host = probe(str(path), runnable, str(stage / "task.npy") if task else None)
+        host = probe(str(path), runnable + native, str(stage / "task.npy") if task else None)
         for cpu in cpus:
             if progress:
-                progress(f"emulated {cpu}: {len(runnable)} artifacts (300-400x slower than native)")
-            guest = _run_guest(st, stage, path, runnable, bool(task), cpu, timeout_s)
-            for a_name, be in runnable:
+                progress(f"emulated {cpu}: {len(runnable) + len(native)} artifacts (300-400x slower than native)")
+            guest = _run_guest(st, stage, path, runnable, bool(task), cpu, timeout_s) if runnable else {}
+            for a_name, _ in native:
+                guest[a_name] = _run_et_runner(st, stage, b, a_name, task, cpu, timeout_s)
+            for a_name, be in runnable + native:
                 art = m.artifact(a_name)
-                results.append(_judge(cpu, art, be, guest.get(a_name, {}), host.get(a_name, {}), task,
-                                      guest.get("_environment", {}), np))
+                env = dict(guest.get("_environment", {}))
+                if be == "executorch":
+                    env = {"machine": "aarch64", "runner": "scripts/et_runner.cc (ExecuTorch C++ runtime)"}
+                results.append(_judge(cpu, art, be, guest.get(a_name, {}), host.get(a_name, {}), task, env, np))
     order = {c: i for i, c in enumerate(cpus)}
     results.sort(key=lambda r: (order.get(r.cpu, 0), [a.name for a in arts].index(r.artifact)))
     return EmulatedCheck(str(path), TARGET_NAME, st.runner, tuple(cpus), tuple(results), time.perf_counter() - t0)
@@ -328,6 +345,77 @@ def _task_inputs(bundle: Any, out: Path) -> str | None:
     q = a * g[i] + (1 - a) * g[j] + rng.normal(0, 0.05 * float(g.std() or 1), (TASK_SAMPLES, *g.shape[1:]))
     np.save(out, q.astype(np.float32))
     return "image_search" if m.task == "image_search" else "outputs"
+
+
+def _run_et_runner(st: HostStatus, stage: Path, b: Any, name: str, task: str | None, cpu: str,
+                   timeout_s: float) -> dict[str, Any]:
+    """ExecuTorch under emulation: the native aarch64 runner on the golden and task inputs (prepared here exactly as
+    a Session would feed them); the same fields as :func:`probe` gives for the Python engines."""
+    import numpy as np
+    from edgecart.runtime import Recommender, load
+    from edgecart.runtime.golden import compare
+    from edgecart.runtime.recommender import _top_k
+    from edgecart.runtime.search import read_catalog
+
+    try:
+        m = b.manifest
+        s = load(b, "executorch", artifact=name, threads=1)
+        gin = {k: b.load_npy(p) for k, p in m.golden.inputs.items()}
+        n_g = len(next(iter(gin.values())))
+        samples = [{k: v[i] for k, v in gin.items()} for i in range(n_g)]
+        task_arr = np.load(stage / "task.npy") if task else None
+        known_lists: list[list[int]] = []
+        if task == "recommendations":
+            rec = Recommender(b, "executorch", threads=1, artifact=name)
+            for h in task_arr:
+                known_lists.append([int(i) for i in h if i > 0])
+                samples.append({m.inputs[0].name: rec._pad(known_lists[-1])})
+        elif task_arr is not None:
+            samples += [{m.inputs[0].name: x} for x in task_arr]
+        feeds = [s.prepare(smp) for smp in samples]
+        work = stage / f"et-{cpu}-{name}"
+        work.mkdir()
+        files = []
+        for i in range(len(m.inputs)):
+            f = work / f"in{i}.bin"
+            f.write_bytes(b"".join(np.ascontiguousarray(fd[i]).tobytes() for fd in feeds))
+            files.append(str(f))
+        cmd = [st.qemu or "qemu-aarch64", "-cpu", cpu, "-L", str(st.root), str(st.et_runner), str(b.path(
+            m.artifact(name).path)), str(work), str(len(feeds)), *files]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                              env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+        if proc.returncode != 0:
+            return {"error": f"et_runner exited {proc.returncode}: {proc.stderr.strip()[-800:]}"}
+        codes = [int(line.split()[3]) for line in proc.stdout.splitlines() if line.startswith("output ")]
+        outs = {}
+        for j, spec in enumerate(m.outputs):
+            y = np.fromfile(work / f"output_{j}.bin", _ET_DTYPES[codes[j]]).reshape(len(feeds), *spec.shape)
+            outs[spec.name] = y.astype(spec.dtype) if np.dtype(spec.dtype).kind == "f" else y
+        it = iter(range(n_g))
+        agree = compare(lambda _x: {k: v[next(it)] for k, v in outs.items()}, gin,
+                        {k: b.load_npy(p) for k, p in m.golden.outputs.items()}, [o.name for o in m.outputs])
+        r: dict[str, Any] = {"golden": {"max_abs_diff": agree.max_abs_diff, "cosine": agree.cosine,
+                                        "samples": agree.samples}}
+        if task_arr is not None:
+            first = outs[m.outputs[0].name][n_g:]
+            r["outputs"] = [o.reshape(-1).tolist() for o in first]
+            if task == "image_search":
+                cat = read_catalog(b)
+                idx, _ = cat.top_k(np.stack([o.reshape(-1) for o in first]).astype(np.float32), TOP_K)
+                r["top"] = [[_jsonable(cat.ids[i]) for i in row] for row in idx]
+            elif task == "recommendations":
+                tops = []
+                for o, known in zip(first, known_lists, strict=True):
+                    sc = o[0].astype(np.float64)
+                    sc[rec.pad_index] = -np.inf
+                    sc[np.asarray(known, np.int64)] = -np.inf
+                    tops.append([_jsonable(rec.items[i - 1]) for i in _top_k(sc, TOP_K)])
+                r["top"] = tops
+        return r
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout_s:.0f} s under emulation"}
+    except Exception as exc:  # reported per artifact
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _run_guest(st: HostStatus, stage: Path, bundle: Path, runnable: list[tuple[str, str]], task: bool, cpu: str,

@@ -47,7 +47,7 @@ EOF
     apt-get update -qq
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports qemu-user >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap g++-aarch64-linux-gnu >/dev/null
 fi
 
 command -v qemu-aarch64 >/dev/null || die "qemu-aarch64 not found. Install QEMU user mode >= 10: on Debian 12 add \
@@ -100,6 +100,41 @@ if [ ! -f "$CACHE/.stamp-site" ] || [ "$(cat "$CACHE/.stamp-site")" != "$WHEELS 
     || die "pip could not fetch the aarch64 wheels ($WHEELS)"
   chmod -R a+rX "$ROOT/opt/site" 2>/dev/null || true
   echo "$WHEELS cp$GUEST_PV" > "$CACHE/.stamp-site"
+fi
+
+# ExecuTorch: PyPI's aarch64 executorch wheel needs torch (its pybindings link libtorch; torch's aarch64 wheel is a
+# CUDA 13 build), but the same wheel ships the torch-free C++ runtime (libexecutorch, optimized + quantized kernels,
+# XNNPACK backend) and its headers: a 60-line runner (scripts/et_runner.cc) built with the aarch64 cross compiler
+# runs .pte files in the emulated userland. Skipped, with the reason, when the cross compiler is missing.
+ET_PIN="$(pin executorch)"
+ET_DIR="$CACHE/executorch"
+if [ ! -f "$CACHE/.stamp-executorch" ] || [ "$(cat "$CACHE/.stamp-executorch")" != "$ET_PIN $(sha256sum "$HERE/scripts/et_runner.cc" | cut -c1-16)" ]; then
+  if ! command -v aarch64-linux-gnu-g++ >/dev/null; then
+    say "ExecuTorch runner skipped: no aarch64-linux-gnu-g++ ('apt-get install g++-aarch64-linux-gnu', or --install-tools)"
+  else
+    say "ExecuTorch: $ET_PIN aarch64 wheel (C++ runtime only) + scripts/et_runner.cc"
+    rm -rf "$ET_DIR" "$CACHE/et-wheel"
+    mkdir -p "$ET_DIR/lib" "$CACHE/et-wheel"
+    "$PY" -m pip download -q --no-deps -d "$CACHE/et-wheel" --platform manylinux_2_28_aarch64 \
+      --python-version "$GUEST_PV" --only-binary=:all: "$ET_PIN" || die "pip could not fetch the aarch64 $ET_PIN wheel"
+    "$PY" - "$CACHE/et-wheel" "$ET_DIR" <<'PYEOF'
+import pathlib, sys, zipfile
+src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+with zipfile.ZipFile(next(src.glob("executorch-*.whl"))) as z:
+    for n in z.namelist():
+        if n.startswith(("executorch/lib/lib", "executorch/include/")) and not n.endswith("/"):
+            out = dst / n[len("executorch/"):]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(z.read(n))
+PYEOF
+    rm -rf "$CACHE/et-wheel"
+    aarch64-linux-gnu-g++ -std=c++17 -O1 -DC10_USING_CUSTOM_GENERATED_MACROS -I"$ET_DIR/include" \
+      -I"$ET_DIR/include/executorch/runtime/core/portable_type/c10" "$HERE/scripts/et_runner.cc" -o "$ET_DIR/et_runner" \
+      -L"$ET_DIR/lib" -Wl,--no-as-needed -lexecutorch -lexecutorch_kernels_optimized -lexecutorch_kernels_quantized \
+      -lexecutorch_backend_xnnpack -lexecutorch_threadpool -Wl,-rpath,'$ORIGIN/lib' || die "building et_runner failed"
+    rm -rf "$ET_DIR/include"
+    echo "$ET_PIN $(sha256sum "$HERE/scripts/et_runner.cc" | cut -c1-16)" > "$CACHE/.stamp-executorch"
+  fi
 fi
 
 say "smoke: import numpy, onnxruntime, ai_edge_litert under qemu-aarch64 -cpu cortex-a53"
