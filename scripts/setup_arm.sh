@@ -128,7 +128,7 @@ with zipfile.ZipFile(next(src.glob("executorch-*.whl"))) as z:
             out.write_bytes(z.read(n))
 PYEOF
     rm -rf "$CACHE/et-wheel"
-    aarch64-linux-gnu-g++ -std=c++17 -O1 -DC10_USING_CUSTOM_GENERATED_MACROS -I"$ET_DIR/include" \
+    aarch64-linux-gnu-g++ -std=c++17 -O1 -w -DC10_USING_CUSTOM_GENERATED_MACROS -I"$ET_DIR/include" \
       -I"$ET_DIR/include/executorch/runtime/core/portable_type/c10" "$HERE/scripts/et_runner.cc" -o "$ET_DIR/et_runner" \
       -L"$ET_DIR/lib" -Wl,--no-as-needed -lexecutorch -lexecutorch_kernels_optimized -lexecutorch_kernels_quantized \
       -lexecutorch_backend_xnnpack -lexecutorch_threadpool -Wl,-rpath,'$ORIGIN/lib' || die "building et_runner failed"
