@@ -170,6 +170,7 @@ class EmulatedResult:
     task_samples: int = 0
     x86_max_abs_diff: float | None = None
     x86_tolerance: float | None = None
+    x86_min_cosine: float | None = None
     top10_agreement: float | None = None
     origin: str = "emulated"
     environment: dict[str, Any] = field(default_factory=dict)
@@ -284,9 +285,12 @@ def _judge(cpu: str, art: Any, backend: str, guest: dict[str, Any], host: dict[s
     g_cos = par.min_cosine if par is not None else None
     gd, gc = guest["golden"]["max_abs_diff"], guest["golden"]["cosine"]
     golden_ok = (g_tol is None or gd <= g_tol) and (g_cos is None or gc >= g_cos)
-    x86_tol = FP32_TOLERANCE if art.precision == "fp32" else (g_tol if g_tol is not None else FP32_TOLERANCE)
-    reasons = [] if golden_ok else [f"golden outputs out of tolerance (max|Δ| {gd:.2e} > {g_tol})"]
-    x86_diff = agree = None
+    # vs x86: fp32 within 1e-4; int8 within the gate's tolerance (max|Δ| and/or cosine), 1e-4 when it has none
+    x86_tol = FP32_TOLERANCE if art.precision == "fp32" or (g_tol is None and g_cos is None) else g_tol
+    x86_cos_min = g_cos if art.precision != "fp32" else None
+    reasons = [] if golden_ok else [f"golden outputs out of tolerance (max|Δ| {gd:.2e}, cosine {gc:.6f}; "
+                                    f"tolerance {g_tol}, min cosine {g_cos})"]
+    x86_diff = x86_cos = agree = None
     n = 0
     if "outputs" in guest and "outputs" in host:
         go, ho = np.asarray(guest["outputs"], np.float64), np.asarray(host["outputs"], np.float64)
@@ -294,9 +298,14 @@ def _judge(cpu: str, art: Any, backend: str, guest: dict[str, Any], host: dict[s
         x86_diff = float(np.max(np.abs(go[finite] - ho[finite]))) if finite.any() else 0.0
         if (np.isfinite(ho) != np.isfinite(go)).any():
             x86_diff = float("inf")
+        gz, hz = np.where(finite, go, 0.0), np.where(finite, ho, 0.0)
+        den = np.linalg.norm(gz, axis=1) * np.linalg.norm(hz, axis=1)
+        x86_cos = float(np.min(np.where(den > 0, (gz * hz).sum(axis=1) / np.maximum(den, 1e-300), 1.0)))
         n = len(go)
-        if x86_diff > x86_tol:
+        if x86_tol is not None and x86_diff > x86_tol:
             reasons.append(f"outputs differ from x86 by {x86_diff:.2e} > {x86_tol:.0e}")
+        if x86_cos_min is not None and x86_cos < x86_cos_min:
+            reasons.append(f"cosine with x86 {x86_cos:.6f} < {x86_cos_min}")
     if task and "top" in guest and "top" in host:
         gt, ht = guest["top"], host["top"]
         agree = float(np.mean([len(set(a) & set(b)) / max(len(b), 1) for a, b in zip(gt, ht, strict=True)]))
@@ -305,7 +314,7 @@ def _judge(cpu: str, art: Any, backend: str, guest: dict[str, Any], host: dict[s
     return EmulatedResult(status="failed" if reasons else "ok", reason="; ".join(reasons) or None,
                           golden_max_abs_diff=gd, golden_cosine=gc, golden_tolerance=g_tol, golden_min_cosine=g_cos,
                           golden_ok=golden_ok, task=task, task_samples=n, x86_max_abs_diff=x86_diff,
-                          x86_tolerance=x86_tol, top10_agreement=agree, **base)
+                          x86_tolerance=x86_tol, x86_min_cosine=x86_cos, top10_agreement=agree, **base)
 
 
 def _stage_runtime(stage: Path) -> None:

@@ -101,7 +101,6 @@ def test_a_wrong_artifact_fails_under_emulation(emulator, tiny_bundle, tmp_path)
     """The check can fail: a bundle whose golden outputs do not match its model is reported as failed."""
     import shutil
 
-    from edgecart.exporters.bundle import BundleWriter  # noqa: F401  (the writer layer exists; we rewrite by hand)
     from edgecart.runtime import open_bundle, sha256_file
 
     dst = tmp_path / "bad"
