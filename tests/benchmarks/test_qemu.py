@@ -115,3 +115,16 @@ def test_a_wrong_artifact_fails_under_emulation(emulator, tiny_bundle, tmp_path)
     fp32 = next(a.name for a in m.artifacts if a.format == "onnx" and a.precision == "fp32")
     c = tq.check(dst, ("cortex-a53",), artifacts=(fp32,))
     assert not c.ok and c.results[0].status == "failed" and "golden" in c.results[0].reason
+
+
+def test_harness_target_reports_emulated_results_without_latency(emulator, tiny_bundle, quiet_config):
+    from edgecart.benchmarks import bench
+    from edgecart.runtime import open_bundle
+
+    arts = open_bundle(tiny_bundle).manifest.artifacts
+    fp32_onnx = next(a.name for a in arts if a.format == "onnx" and a.precision == "fp32")
+    report = bench(tiny_bundle, quiet_config(artifacts=(fp32_onnx,)), target="qemu-arm64:cortex-a53", progress=False)
+    (r,) = report.results
+    assert (r.origin, r.status, r.latency, r.target) == ("emulated", "skipped", None, "qemu-arm64:cortex-a53")
+    assert "no latency" in r.reason and "correctness ok" in r.reason
+    assert r.parity["within_tolerance"] and r.parity["x86_max_abs_diff"] <= 1e-4
