@@ -229,6 +229,12 @@ def check_test_vectors(bundle: Any, run: Any = None) -> list[dict[str, Any]]:
 def test_vector_report(bundle: Any, run: Any = None) -> tuple[list[str], int]:
     """Lines for ``edgecart check`` and the number of test vectors out of tolerance (input, or output when ``run``
     is given: the session's parity tolerance from the manifest, else cosine >= 0.999)."""
+    if not (bundle.manifest.quality or {}).get("test_vectors"):
+        return [], 0
+    try:
+        import PIL  # noqa: F401  (decoding the vectors' JPEG/PNG files)
+    except ImportError:
+        return ["  test vectors skipped: decoding them needs Pillow (pip install pillow)"], 0
     rows = check_test_vectors(bundle, run)
     lines, bad = [], 0
     tol = None
