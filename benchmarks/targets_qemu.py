@@ -171,6 +171,7 @@ class EmulatedResult:
     x86_max_abs_diff: float | None = None
     x86_tolerance: float | None = None
     x86_min_cosine: float | None = None
+    test_vectors: str | None = None
     top10_agreement: float | None = None
     origin: str = "emulated"
     environment: dict[str, Any] = field(default_factory=dict)
@@ -187,6 +188,7 @@ class EmulatedResult:
         if self.status == "skipped" or self.golden_max_abs_diff is None:
             return f"{head} {self.status}: {self.reason}"
         agree = "" if self.top10_agreement is None else f"  top-10 {self.top10_agreement:.1%}"
+        agree += "" if self.test_vectors is None else f"  test vectors {self.test_vectors}"
         x86 = "" if self.x86_max_abs_diff is None else f"  vs x86 max|Δ| {self.x86_max_abs_diff:.1e}"
         verdict = "ok" if self.ok else f"FAILED: {self.reason}"
         return (f"{head} golden max|Δ| {self.golden_max_abs_diff:.1e} cos {self.golden_cosine:.6f}{x86}{agree}  "
@@ -306,6 +308,18 @@ def _judge(cpu: str, art: Any, backend: str, guest: dict[str, Any], host: dict[s
             reasons.append(f"outputs differ from x86 by {x86_diff:.2e} > {x86_tol:.0e}")
         if x86_cos_min is not None and x86_cos < x86_cos_min:
             reasons.append(f"cosine with x86 {x86_cos:.6f} < {x86_cos_min}")
+    tv = guest.get("test_vectors") or []
+    tv_note = None
+    if tv:
+        def _tv_ok(row: dict[str, Any]) -> bool:
+            return bool(row["input_ok"]) and (g_tol is None or row["output_max_abs_diff"] <= g_tol) and (
+                g_cos is None or row["output_cosine"] >= g_cos)
+        bad = [row["name"] for row in tv if not _tv_ok(row)]
+        tv_note = f"{len(tv) - len(bad)}/{len(tv)} ok"
+        if bad:
+            reasons.append(f"test vectors out of tolerance: {', '.join(bad)}")
+    elif "test_vectors_error" in guest:
+        tv_note = f"not run: {guest['test_vectors_error']}"
     if task and "top" in guest and "top" in host:
         gt, ht = guest["top"], host["top"]
         agree = float(np.mean([len(set(a) & set(b)) / max(len(b), 1) for a, b in zip(gt, ht, strict=True)]))
@@ -314,7 +328,8 @@ def _judge(cpu: str, art: Any, backend: str, guest: dict[str, Any], host: dict[s
     return EmulatedResult(status="failed" if reasons else "ok", reason="; ".join(reasons) or None,
                           golden_max_abs_diff=gd, golden_cosine=gc, golden_tolerance=g_tol, golden_min_cosine=g_cos,
                           golden_ok=golden_ok, task=task, task_samples=n, x86_max_abs_diff=x86_diff,
-                          x86_tolerance=x86_tol, x86_min_cosine=x86_cos, top10_agreement=agree, **base)
+                          x86_tolerance=x86_tol, x86_min_cosine=x86_cos, top10_agreement=agree,
+                          test_vectors=tv_note, **base)
 
 
 def _stage_runtime(stage: Path) -> None:
@@ -469,6 +484,12 @@ def probe(bundle: str, runnable: list[tuple[str, str]], task_path: str | None) -
             s = load(b, backend, artifact=name, threads=1)
             a = check_golden(s)
             r["golden"] = {"max_abs_diff": a.max_abs_diff, "cosine": a.cosine, "samples": a.samples}
+            try:  # raw-image test vectors: decoded and preprocessed here, on ARM (needs Pillow in the guest)
+                from edgecart.runtime.preprocess import check_test_vectors
+
+                r["test_vectors"] = check_test_vectors(b, s.run)
+            except Exception as exc:
+                r["test_vectors_error"] = f"{type(exc).__name__}: {exc}"
             if task is not None and m.task == "recommendations":
                 rec = Recommender(b, backend, threads=1, artifact=name)
                 outs, tops = [], []

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up the emulated ARM64 target used by `edgecart check BUNDLE --target qemu-arm64` and the benchmark harness:
 # a Debian bookworm arm64 minbase userland with python3, plus the aarch64 wheels of numpy, onnxruntime and
-# ai-edge-litert (the same versions as the host's pins), run through QEMU user mode (>= 10).
+# ai-edge-litert (the same versions as the host's pins; Pillow to decode test vectors), run through QEMU user mode
+# (>= 10), and an ExecuTorch C++ runner.
 #
 #   scripts/setup_arm.sh [CACHE_DIR]          default: ${EDGECART_ARM64_CACHE:-~/.cache/edgecart/arm64}
 #   scripts/setup_arm.sh --install-tools      also apt-get install qemu-user (bookworm-backports) + debootstrap (root)
@@ -85,7 +86,7 @@ pin() { # version of a package pinned in constraints.txt, else the host's instal
   [ -n "$v" ] || v="$("$PY" -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null || true)"
   if [ -n "$v" ]; then echo "$1==$v"; else echo "$1"; fi
 }
-WHEELS="$(pin numpy) $(pin onnxruntime) $(pin ai-edge-litert)"
+WHEELS="$(pin numpy) $(pin onnxruntime) $(pin ai-edge-litert) $(pin pillow)"  # pillow: test vectors
 if [ ! -f "$CACHE/.stamp-site" ] || [ "$(cat "$CACHE/.stamp-site")" != "$WHEELS cp$GUEST_PV" ]; then
   say "pip install --platform manylinux_2_17..36_aarch64 (cp$GUEST_PV): $WHEELS"
   rm -rf "$ROOT/opt/site"

@@ -95,6 +95,7 @@ def test_search_bundle_top10_agrees_with_x86_and_cli_reports_it(emulator, search
     assert {r["backend"] for r in results} == {"onnxruntime", "litert"}
     for r in results:
         assert r["task"] == "image_search" and r["top10_agreement"] >= 0.95 and r["x86_max_abs_diff"] <= 1e-4
+        assert r["test_vectors"] == "4/4 ok"  # the raw JPEG/PNG vectors decoded and preprocessed on ARM
 
 
 def test_a_wrong_artifact_fails_under_emulation(emulator, tiny_bundle, tmp_path):
