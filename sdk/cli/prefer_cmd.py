@@ -36,7 +36,7 @@ def auto_candidates(manifest: object) -> dict[str, str]:
 
 def measure(bundle: str, iterations: int, rounds: int, threads: int, progress: bool) -> tuple[list[str], dict]:
     """Fastest-first backend order here, and the record of how it was measured (p50 per backend, CI of the ratio)."""
-    from edgecart.benchmarks import BenchConfig, compare
+    from edgecart.benchmarks.harness import BenchConfig, compare  # (the package attribute can be the submodule)
     from edgecart.runtime import available_backends, open_bundle
 
     m = open_bundle(bundle).manifest
