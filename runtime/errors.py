@@ -20,7 +20,11 @@ class MissingFileError(BundleError):
 
 
 class IntegrityError(BundleError):
-    """A file's size or sha256 differs from what the manifest records (corrupt or tampered)."""
+    """A file's size or sha256 differs from what the manifest records.
+
+    Without a signature this detects accidental corruption (a cut download, a flipped bit, a wrong file), not
+    deliberate tampering: whoever can edit a file can edit the manifest's hash too. Sign bundles for that.
+    """
 
 
 class UnlistedFileError(BundleError):
@@ -29,6 +33,18 @@ class UnlistedFileError(BundleError):
 
 class UnsafePathError(BundleError):
     """A path in the manifest escapes the bundle directory or is not a plain relative path."""
+
+
+class SignatureError(BundleError):
+    """A public key was given and the bundle is unsigned, signed by another key, or its signature does not match."""
+
+
+class ArchiveLimitError(BundleError):
+    """A bundle archive exceeds a cap (members, bytes per file, bytes in total): refused before anything is written."""
+
+
+class SigningUnavailableError(EdgecartError, ImportError):
+    """Signing or checking a signature needs the ``cryptography`` package: ``pip install 'edgecart[sign]'``."""
 
 
 class ArtifactNotFoundError(BundleError):

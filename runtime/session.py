@@ -140,17 +140,23 @@ class Session:
 
 def load(path: str | os.PathLike[str] | Bundle, backend: str = "auto", *, artifact: str | None = None,
          precision: str | None = None, threads: int | None = None, check_finite: bool = True,
-         strict: bool = True, options: Mapping[str, str] | None = None, self_test: bool = False) -> Session:
+         strict: bool = True, options: Mapping[str, str] | None = None, public_key: object = None,
+         self_test: bool = False) -> Session:
     """Verify a bundle and open one of its artifacts.
 
     ``backend``: ``"auto"`` or a registered backend name (``onnxruntime``, ``litert``, ``executorch``).
     ``artifact`` picks an artifact by name; otherwise ``precision`` (or int8, then fp32) and the backend decide.
+    ``public_key``: refuse a bundle not signed by this Ed25519 key (PEM path or bytes); see edgecart.runtime.signing.
     ``check_finite``: refuse NaN/Inf inputs (InputSpecError) and outputs (NonFiniteOutputError).
     ``self_test``: run the bundle's golden inputs once and refuse (ParityError) an artifact that does not reproduce
     the golden outputs within its recorded parity tolerance — what catches a model file changed together with its
     hash in the manifest when no signature key is at hand (it costs one inference per golden sample).
     """
-    bundle = path if isinstance(path, Bundle) else open_bundle(Path(path), strict=strict)
+    bundle = path if isinstance(path, Bundle) else open_bundle(Path(path), strict=strict, public_key=public_key)
+    if isinstance(path, Bundle) and public_key is not None:
+        from .signing import verify_manifest_signature
+
+        verify_manifest_signature(bundle.manifest, public_key)
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     art, be = select(bundle.manifest, backend, artifact, precision)
