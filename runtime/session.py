@@ -106,8 +106,6 @@ class Session:
             outs = self.engine.run(feeds)
         except EdgecartError:
             raise
-        except MemoryError:
-            raise
         except Exception as exc:  # the engine's own error types: one typed error naming the artifact
             text = str(exc).strip().replace("\n", " ")[:500]
             raise InferenceError(f"{self.artifact.path}: {self.backend.name} failed running artifact "
