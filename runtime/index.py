@@ -12,7 +12,8 @@ In the bundle (all files role ``catalog``, listed in the manifest)::
                                "centroids_path": "catalog/index/centroids.f32.npy",     # (L, D) float32, unit rows
                                "order_path": "catalog/index/order.i32.npy",             # (N,) catalog rows by list
                                "offsets_path": "catalog/index/offsets.i64.npy",         # (L + 1,) list starts
-                               "recall_at_10": 0.97, "recall_queries": 500, "built_from": "int8"}}
+                               "recall_at_10": 0.97, "recall_queries": 500, "target_recall": 0.95,
+                               "scanned_fraction": 0.016, "built_from": "int8"}}
 
     from edgecart.runtime.index import add_index
     add_index(writer, embeddings)        # with an exporters.BundleWriter, after the catalog is set on it
@@ -95,7 +96,8 @@ def build_ivf(embeddings: np.ndarray, scales: np.ndarray | None = None, *, lists
     """Train an IVF index on catalog rows (float32, or int8 with per-row ``scales``; cosine metric).
 
     ``lists``: number of centroids (default :func:`default_lists`); ``nprobe``: lists searched by default (default
-    ``max(1, lists // 64)``); k-means runs ``iterations`` rounds on ``sample`` rows (default ``64 * lists``).
+    ``max(1, lists // 32)``; :func:`add_index` picks it for a target recall); k-means runs ``iterations`` rounds on
+    ``sample`` rows (default ``64 * lists``).
     """
     n = len(embeddings)
     if n == 0:
@@ -127,20 +129,28 @@ def build_ivf(embeddings: np.ndarray, scales: np.ndarray | None = None, *, lists
     order = np.argsort(assign, kind="stable").astype(np.int32)
     offsets = np.zeros(lists + 1, np.int64)
     np.cumsum(np.bincount(assign, minlength=lists), out=offsets[1:])
-    return IVFIndex(cent, order, offsets, nprobe if nprobe is not None else max(1, lists // 64))
+    return IVFIndex(cent, order, offsets, nprobe if nprobe is not None else max(1, lists // 32))
 
 
-def measure_recall(index: IVFIndex, rows: np.ndarray, queries: np.ndarray, k: int = 10,
-                   nprobe: int | None = None) -> float:
+def exact_top_k(rows: np.ndarray, queries: np.ndarray, k: int = 10) -> list[np.ndarray]:
+    """The exact top ``k`` rows of every query (float32 ``rows``), in chunks of 32 queries (one product each)."""
+    from .topk import top_k
+
+    queries = np.asarray(queries, np.float32)
+    return [r for a in range(0, len(queries), 32) for r in top_k((rows @ queries[a:a + 32].T).T, k)[0]]
+
+
+def measure_recall(index: IVFIndex, rows: np.ndarray, queries: np.ndarray, k: int = 10, nprobe: int | None = None,
+                   exact: list[np.ndarray] | None = None) -> float:
     """Mean fraction of the exact top ``k`` (over float32 ``rows``) that the index's search also returns, over (Q, D)
-    ``queries``; the candidates are scored exactly, so only what the probed lists miss is lost."""
-    from .topk import merge_top_k, top_k
+    ``queries``; the candidates are scored exactly, so only what the probed lists miss is lost. ``exact``: the exact
+    answers when already known (:func:`exact_top_k`)."""
+    from .topk import merge_top_k
 
     queries = np.asarray(queries, np.float32)
     if len(queries) == 0:
         return float("nan")
-    # the exact top k of every query, scored in chunks of 32 queries (one matrix product each)
-    exact = [row for a in range(0, len(queries), 32) for row in top_k((rows @ queries[a:a + 32].T).T, k)[0]]
+    exact = exact_top_k(rows, queries, k) if exact is None else exact
     hits = []
     for q, want in zip(queries, exact, strict=True):
         cand = index.candidates(q, nprobe)
@@ -164,25 +174,45 @@ def describe(index: IVFIndex, **extra: Any) -> dict[str, Any]:
 
 
 def add_index(writer: _Writer, embeddings: np.ndarray, scales: np.ndarray | None = None, *,
-              queries: np.ndarray | None = None, recall_queries: int = 500, seed: int = 0,
-              **build: Any) -> dict[str, Any]:
+              queries: np.ndarray | None = None, recall_queries: int = 500, target_recall: float = 0.95,
+              seed: int = 0, **build: Any) -> dict[str, Any]:
     """Build an IVF index of the catalog rows, add its files to a bundle writer (role ``catalog``) and describe it
-    under ``writer.catalog["index"]`` with its recall@10 against the exact scan (on ``queries``, or on
-    ``recall_queries`` catalog rows with a little noise). Call after the catalog is set on the writer."""
+    under ``writer.catalog["index"]``. Call after the catalog is set on the writer.
+
+    Unless ``nprobe`` is given, the default ``nprobe`` is the smallest power of two whose recall@10 against the exact
+    scan reaches ``target_recall`` on ``queries`` (default: ``recall_queries`` catalog rows with a little noise, a
+    stand-in for photos of catalog products); the recall reached is written with it.
+    """
     if not isinstance(writer.catalog, dict):
         raise InputSpecError("set the writer's catalog (write the catalog files) before adding an index")
+    if not 0 < target_recall <= 1:
+        raise InputSpecError(f"target_recall must be in (0, 1], got {target_recall}")
     index = build_ivf(embeddings, scales, seed=seed, **build)
-    emb = np.asarray(embeddings)
-    full = emb.astype(np.float32) * (1.0 if scales is None else np.asarray(scales, np.float32)[:, None])
+    full = np.asarray(embeddings, np.float32)
+    if scales is not None:
+        full = full * np.asarray(scales, np.float32)[:, None]
     if queries is None:
         rng = np.random.default_rng(seed + 1)
         pick = rng.choice(len(full), min(recall_queries, len(full)), replace=False)
         queries = _unit(full[pick] + rng.normal(0, 0.05, (len(pick), full.shape[1])).astype(np.float32))
-    recall = measure_recall(index, full, queries, 10)
+    queries = np.asarray(queries, np.float32)
+    exact = exact_top_k(full, queries, 10)
+    chosen = build.get("nprobe")
+    if chosen is None:
+        chosen = 1
+        while True:
+            recall = measure_recall(index, full, queries, 10, chosen, exact)
+            if recall >= target_recall or chosen >= index.lists:
+                break
+            chosen = min(index.lists, 2 * chosen)
+        index = IVFIndex(index.centroids, index.order, index.offsets, chosen)
+    else:
+        recall = measure_recall(index, full, queries, 10, None, exact)
     writer.add_file(f"{INDEX_DIR}/centroids.f32.npy", "catalog", index.centroids.astype(np.float32))
     writer.add_file(f"{INDEX_DIR}/order.i32.npy", "catalog", index.order.astype(np.int32))
     writer.add_file(f"{INDEX_DIR}/offsets.i64.npy", "catalog", index.offsets.astype(np.int64))
-    entry = describe(index, recall_at_10=recall, recall_queries=int(len(queries)),
+    entry = describe(index, recall_at_10=recall, recall_queries=int(len(queries)), target_recall=target_recall,
+                     scanned_fraction=float(index.nprobe / index.lists),
                      built_from="int8" if scales is not None else "float32")
     writer.catalog = {**writer.catalog, "index": entry}
     return entry
@@ -206,5 +236,5 @@ def read_index(load_npy: Callable[[str], np.ndarray], entry: dict[str, Any], ite
     return index
 
 
-__all__ = ["INDEX_DIR", "IVFIndex", "add_index", "build_ivf", "default_lists", "describe", "measure_recall",
-           "read_index"]
+__all__ = ["INDEX_DIR", "IVFIndex", "add_index", "build_ivf", "default_lists", "describe", "exact_top_k",
+           "measure_recall", "read_index"]
