@@ -15,12 +15,13 @@ for all rows (``scale: "global"``, the value under ``scale_value``); a score is 
 ``metadata`` (optional) holds one dict per item — the catalog's extra columns — returned with each hit. An optional
 ``"index"`` entry describes an approximate IVF index (:mod:`edgecart.runtime.index`).
 
-Scoring never starts numpy's BLAS threads for one query (they fought the engine's own thread pool: 13.7 ms instead
-of 1.4 ms per search with one core busy); a batch of queries uses BLAS limited to one thread (threadpoolctl, when
-installed). An int8 catalog is scored from a float32 copy dequantised ONCE at load when that copy is at most
+Scoring runs on one thread: numpy's BLAS threads fought the engine's own thread pool (13.7 ms instead of 1.4 ms per
+search with one core busy), so BLAS is limited to one thread for each scoring call (threadpoolctl, restored after);
+without threadpoolctl a single query is scored with ``np.einsum`` (no BLAS at all; about 2x slower at 9k items).
+An int8 catalog is scored from a float32 copy dequantised ONCE at load when that copy is at most
 ``FLOAT_COPY_LIMIT_BYTES`` (64 MiB: 131k items of dimension 128), else straight from the int8 rows, converted in
-small chunks inside ``np.einsum`` (no per-query full copy); ``scoring=`` forces either. Measured figures:
-``benchmarks/results/search/``.
+small chunks inside ``np.einsum`` (4x less memory, no per-query full copy, slower); ``scoring=`` forces either.
+Measured figures: ``benchmarks/results/search/``.
 """
 
 from __future__ import annotations
@@ -40,31 +41,52 @@ from .index import IVFIndex, read_index
 from .manifest import ImagePreprocessing
 from .preprocess import preprocess
 from .session import Session, load
-from .topk import merge_top_k, top_k
+from .topk import merge_top_k, top_k, top_k_row
 
 #: An int8 catalog is dequantised to a float32 copy at load when the copy takes at most this many bytes.
 FLOAT_COPY_LIMIT_BYTES = 64 * 2**20
 SCORING = ("auto", "float32", "int8")
 _QUERY_BLOCK = 16384  # catalog rows dequantised at a time when a batch of queries scores an int8 catalog
-_blas_controller: Any = None
+_blas_libs: list[Any] | None = None
 
 
-@contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """numpy's BLAS limited to one thread inside the block (threadpoolctl, when installed; else unchanged)."""
-    global _blas_controller
-    if _blas_controller is None:
+def _blas() -> list[Any]:
+    """numpy's BLAS libraries as threadpoolctl controllers (found once; empty without threadpoolctl)."""
+    global _blas_libs
+    if _blas_libs is None:
         try:
             from threadpoolctl import ThreadpoolController
 
-            _blas_controller = ThreadpoolController().select(user_api="blas")
+            _blas_libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
         except Exception:  # not installed, or no BLAS found: nothing to limit
-            _blas_controller = False
-    if not _blas_controller:
-        yield
+            _blas_libs = []
+    return _blas_libs
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[bool]:
+    """numpy's BLAS limited to one thread inside the block, restored after (a few microseconds: two library calls per
+    BLAS); yields False when that cannot be done (no threadpoolctl), so callers can avoid BLAS instead."""
+    libs = _blas()
+    if not libs:
+        yield False
         return
-    with _blas_controller.limit(limits=1):
-        yield
+    before = [lib.num_threads for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        yield True
+    finally:
+        for lib, n in zip(libs, before, strict=True):
+            lib.set_num_threads(n)
+
+
+def _matvec(m: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(N,) = m (N, D) . q (D,) in float32 on one thread: BLAS limited to one thread, else numpy's einsum."""
+    with one_blas_thread() as limited:
+        if limited:
+            return m @ q
+    return np.einsum("nd,d->n", m, q)
 
 
 @dataclass(frozen=True)
@@ -145,10 +167,9 @@ class Catalog:
         return out
 
     def score_one(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """(N,) similarity of one (D,) float32 query to every row (or to catalog ``rows`` only), without BLAS."""
+        """(N,) similarity of one (D,) float32 query to every row (or to catalog ``rows`` only), on one thread."""
         if self._matrix is not None:
-            m = self._matrix if rows is None else self._matrix[rows]
-            return np.einsum("nd,d->n", m, query)
+            return _matvec(self._matrix if rows is None else self._matrix[rows], query)
         e = self.embeddings if rows is None else self.embeddings[rows]
         s = np.einsum("nd,d->n", e, query, dtype=np.float32, casting="unsafe")
         s *= self.scales if rows is None else self.scales[rows]
@@ -164,7 +185,7 @@ class Catalog:
         q = self._queries(query)[0]
         if not approximate:
             s = self.score_one(q)
-            idx = top_k(s, k)[0][0]
+            idx = top_k_row(s, min(k, len(s))) if len(s) else np.zeros(0, np.int64)
             return idx, s[idx]
         if self.index is None:
             raise BundleError("this catalog has no approximate index; build one at bundle time "

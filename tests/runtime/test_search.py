@@ -245,7 +245,7 @@ def _rebundle(src, out, emb, **kw):
     return with_catalog(src, out, emb, **kw)
 
 
-def test_item_metadata_round_trips_into_hits(search_bundle, tmp_path):
+def test_item_metadata_round_trips_into_hits(search_bundle, tmp_path, capsys):
     from edgecart.benchmarks.catalogs import random_catalog
 
     path, gallery, _ = search_bundle
@@ -262,6 +262,21 @@ def test_item_metadata_round_trips_into_hits(search_bundle, tmp_path):
         assert isinstance(hit["score"], float) and abs(hit["score"] - 1.0) < 0.02
         extra = {k: v for k, v in hit.items() if k not in ("id", "category", "category_index", "score")}
         assert extra == ({} if meta[i] is None else {k: v for k, v in meta[i].items() if k != "score"})
+    # the CLI shows each hit's metadata, and can be told to scan exactly
+    import argparse
+
+    from edgecart.cli import search_cmd
+    from PIL import Image
+
+    png = tmp_path / "q.png"
+    Image.fromarray(gallery.images[0]).save(png)
+    parser = argparse.ArgumentParser()
+    search_cmd.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["search", str(png), "--bundle", str(out), "--k", "3", "--backend", "onnxruntime",
+                              "--index", "exact"])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "exact search" in printed and "name=product" in printed and "price=" in printed
     # a metadata list that does not match the items is a typed manifest error
     bad = _rebundle(path, tmp_path / "bad-meta", emb, metadata=meta[:-1])
     from edgecart.runtime import ManifestError
@@ -309,3 +324,17 @@ def test_index_options_are_checked(search_bundle, tmp_path):
     for bad in ({"index": "hnsw"}, {"nprobe": 0}):
         with pytest.raises(InputSpecError):
             ImageSearch(path, "onnxruntime", **bad)
+
+
+def test_without_threadpoolctl_one_query_avoids_blas(monkeypatch):
+    import edgecart.runtime.search as search
+
+    emb = np.random.default_rng(5).standard_normal((300, 12)).astype(np.float32)
+    cat, _, _ = _catalog(emb)
+    q = emb[7]
+    with_blas = cat.score_one(q)
+    monkeypatch.setattr(search, "_blas_libs", [])  # as if threadpoolctl were not installed
+    with search.one_blas_thread() as limited:
+        assert limited is False
+    np.testing.assert_allclose(cat.score_one(q), with_blas, rtol=1e-5, atol=1e-6)
+    assert cat.search_one(q, 1)[0].tolist() == [7]
