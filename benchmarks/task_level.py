@@ -19,7 +19,7 @@ from typing import Any
 
 from .jobs import BenchConfig, Job
 from .result import BenchResult, failed, from_raw
-from .stats import percentile, ratio_ci
+from .stats import block_ratio_ci, percentile, ratio_ci
 from .targets_local import WorkerClient
 
 #: The target of issue 10: end-to-end search within 2x the model's own p50.
@@ -45,12 +45,17 @@ def busy_cores(n: int, python: str = sys.executable) -> Iterator[list[int]]:
                 p.wait()
 
 
-def summarize_task(samples: dict[str, list[float]], config: Any) -> dict[str, Any]:
-    """p50 per level (ms), the stages' share, and task / model at p50 with its CI."""
+def summarize_task(samples: dict[str, list[float]], config: Any,
+                   by_round: dict[str, list[list[float]]] | None = None) -> dict[str, Any]:
+    """p50 per level (ms) and task / model at p50 with its CI (a block bootstrap over the interleaved rounds when
+    ``by_round`` holds each level's samples round by round)."""
     p50 = {lvl: percentile(s, 50.0) * 1e3 for lvl, s in samples.items() if s}
     out: dict[str, Any] = {"p50_ms": p50, "n": {lvl: len(s) for lvl, s in samples.items()}}
     if samples.get("task") and samples.get("model"):
-        r, lo, hi = ratio_ci(samples["task"], samples["model"], 50.0, config.bootstrap)
+        if by_round and by_round.get("task") and by_round.get("model"):
+            r, lo, hi = block_ratio_ci(by_round["task"], by_round["model"], 50.0, config.bootstrap)
+        else:
+            r, lo, hi = ratio_ci(samples["task"], samples["model"], 50.0, config.bootstrap)
         out.update(task_over_model=r, task_over_model_ci=[lo, hi], target_ratio=TASK_RATIO_TARGET,
                    within_target=bool(r <= TASK_RATIO_TARGET))
     return out
@@ -82,10 +87,13 @@ def run_tasks(bundle: Path, jobs: list[Job], config: BenchConfig, progress: bool
                             continue
                         levels = list(client.info.get("levels", ["task", *extra]))
                         samples: dict[str, list[float]] = {lvl: [] for lvl in levels}
+                        by_round: dict[str, list[list[float]]] = {lvl: [] for lvl in levels}
                         for r in range(config.rounds):
                             k = r % len(levels)
                             for lvl in levels[k:] + levels[:k]:
-                                samples[lvl].extend(client.run(lvl, per_round, seconds_per_round))
+                                got = client.run(lvl, per_round, seconds_per_round)
+                                samples[lvl].extend(got)
+                                by_round[lvl].append(list(got))
                             bar.update(1)
                         done = client.finish()
                     finally:
@@ -96,7 +104,7 @@ def run_tasks(bundle: Path, jobs: list[Job], config: BenchConfig, progress: bool
                                  "rounds": config.rounds, "per_round": per_round, "inputs": info.get("inputs"),
                                  **{k: info[k] for k in ("catalog_items", "catalog_precision", "scoring_path",
                                                          "scoring_mb", "approximate") if k in info},
-                                 **summarize_task(samples, config)})
+                                 **summarize_task(samples, config, by_round)})
                     for lvl, s in samples.items():
                         env = {**info.get("environment", {}), "busy_processes": busy}
                         raw = {**info, "status": "ok", "mode": f"{job.task}/{lvl}", "samples_s": s,

@@ -331,9 +331,14 @@ class ImageSearch:
         """The ``k`` catalog items most similar to a (D,) embedding, best first."""
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
             raise InputSpecError(f"k must be an integer, got {type(k).__name__}")
+        try:
+            e = np.asarray(embedding, np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InputSpecError(f"the query embedding must be numbers ({exc})") from None
+        if not np.isfinite(e).all():
+            raise InputSpecError("the query embedding holds NaN or Inf; it ranks nothing — check the model's input")
         c = self.catalog
-        idx, scores = c.search_one(np.asarray(embedding, np.float32).reshape(-1), int(k),
-                                   approximate=self.approximate, nprobe=self.nprobe)
+        idx, scores = c.search_one(e.reshape(-1), int(k), approximate=self.approximate, nprobe=self.nprobe)
         names = [c.category_names[int(i)] if 0 <= int(i) < len(c.category_names) else str(int(i))
                  for i in c.categories[idx]]
         extra = c.metadata or ({},) * len(c)
