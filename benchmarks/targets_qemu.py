@@ -565,7 +565,7 @@ def bench_results(bundle: Path, cpus: str, config: Any, progress: bool = True) -
     """The harness's ``--target qemu-arm64[:CPU,CPU]``: the check over the artifacts ``config`` selects."""
     from edgecart.runtime import open_bundle
 
-    from .harness import matching
+    from .jobs import matching
 
     arts = tuple(a.name for a, _ in matching(open_bundle(bundle).manifest.artifacts, config))
     say = (lambda s: print(s, file=sys.stderr, flush=True)) if progress else None
@@ -577,20 +577,31 @@ def parse_cpus(text: str | None) -> tuple[str, ...]:
     return DEFAULT_CPUS if not text else tuple(c.strip() for c in text.split(",") if c.strip())
 
 
-def cli_check(bundle: str, target: str, cpus: str | None, out: str | None = None) -> int:
-    """``edgecart check BUNDLE --target qemu-arm64 [--cpu a,b]``: print the results; 0 ok, 1 failed, 2 unavailable."""
-    if target != TARGET_NAME:
-        print(f"edgecart: error: check target {target!r} is not one of: local, {TARGET_NAME}", file=sys.stderr)
+def cli_check(bundle: str, target: str, cpus: str | None, out: str | None = None, as_json: bool = False) -> int:
+    """``edgecart check BUNDLE --target qemu-arm64 [--cpu a,b] [--json]``: print the results; 0 ok, 1 failed,
+    2 unavailable (what to install is said)."""
+    def fail(msg: str) -> int:
+        if as_json:
+            print(json.dumps({"ok": False, "exit_code": 2, "error": {"type": "EmulatorUnavailableError",
+                                                                    "message": msg}}, indent=2))
+        else:
+            print(f"edgecart: {msg}", file=sys.stderr)
         return 2
+
+    if target != TARGET_NAME:
+        return fail(f"check target {target!r} is not one of: local, {TARGET_NAME}")
     try:
         c = check(bundle, parse_cpus(cpus), progress=lambda s: print(s, file=sys.stderr, flush=True))
     except EmulatorUnavailableError as exc:
-        print(f"edgecart: {TARGET_NAME} unavailable: {exc}", file=sys.stderr)
-        return 2
-    print(format_check(c))
+        return fail(f"{TARGET_NAME} unavailable: {exc}")
+    code = 0 if c.ok else 1
+    if as_json:
+        print(json.dumps({"ok": c.ok, "exit_code": code, **c.to_dict()}, indent=2))
+    else:
+        print(format_check(c))
     if out:
         Path(out).write_text(json.dumps(c.to_dict(), indent=2) + "\n")
-    return 0 if c.ok else 1
+    return code
 
 
 def _main(argv: list[str]) -> int:
