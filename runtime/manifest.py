@@ -142,7 +142,35 @@ class SequencePreprocessing:
             raise ManifestError(f"padding {self.padding!r} must be 'left' or 'right'")
 
 
-Preprocessing = ImagePreprocessing | SequencePreprocessing
+@dataclass(frozen=True)
+class TextPreprocessing:
+    """How a message becomes the model's input: ``tokenizer`` (a tokenizer.json file of the bundle, read with the
+    ``tokenizers`` package) cuts it into word pieces, truncated and padded to exactly ``max_len`` tokens."""
+
+    tokenizer: str
+    max_len: int
+    padding: str = "right"
+    truncation: str = "right"
+    pad_token: str = "[PAD]"
+    lowercase: bool = True
+    input_ids: str = "input_ids"
+    attention_mask: str = "attention_mask"
+    kind: str = "text"
+
+    def __post_init__(self) -> None:
+        if self.kind != "text":
+            raise ManifestError(f"text preprocessing kind must be 'text', got {self.kind!r}")
+        check_relative_path(self.tokenizer)
+        if not isinstance(self.max_len, int) or self.max_len <= 0:
+            raise ManifestError(f"max_len must be a positive integer, got {self.max_len!r}")
+        if self.padding not in ("left", "right") or self.truncation not in ("left", "right"):
+            raise ManifestError(f"padding {self.padding!r} and truncation {self.truncation!r} must be 'left' or "
+                                "'right'")
+        if not self.pad_token or not self.input_ids or not self.attention_mask or self.input_ids == self.attention_mask:
+            raise ManifestError("pad_token, input_ids and attention_mask must be non-empty (two distinct names)")
+
+
+Preprocessing = ImagePreprocessing | SequencePreprocessing | TextPreprocessing
 
 
 @dataclass(frozen=True)
@@ -335,7 +363,7 @@ class Manifest:
         d["artifacts"] = tuple(arts)
         pre = d.get("preprocessing")
         if pre is not None:
-            kinds = {"image": ImagePreprocessing, "sequence": SequencePreprocessing}
+            kinds = {"image": ImagePreprocessing, "sequence": SequencePreprocessing, "text": TextPreprocessing}
             if not isinstance(pre, dict) or pre.get("kind") not in kinds:
                 raise ManifestError(f"preprocessing.kind must be one of {sorted(kinds)}")
             d["preprocessing"] = _build(kinds[pre["kind"]], pre, "preprocessing")
