@@ -28,10 +28,12 @@ from .manifest import (
     Parity,
     SequencePreprocessing,
     TensorSpec,
+    TextPreprocessing,
 )
 from .recommender import Recommendation, Recommender
 from .search import Catalog, ImageSearch, SearchResult
 from .session import Session, available_backends, load, select
+from .text import TextSearch
 
 __all__ = [
     "SCHEMA_VERSION", "Artifact", "ArtifactNotFoundError", "BackendUnavailableError", "Bundle", "BundleError",
@@ -40,4 +42,5 @@ __all__ = [
     "Recommender", "SearchResult", "SequencePreprocessing", "Session", "TensorSpec", "UnknownNameError",
     "UnlistedFileError", "UnsafePathError", "available_backends", "load", "open_bundle", "select", "sha256_file",
     "verify",
+    "TextPreprocessing", "TextSearch",
 ]
