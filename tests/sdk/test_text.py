@@ -176,3 +176,53 @@ def test_pipeline_end_to_end_on_a_tiny_split(tmp_path):
     assert len(hits) == 5 and all(h.source == "review" for h in hits)
     again = run(cfg, None, cache=tmp_path / "cache", progress=None, split=split, grocery=())  # from the cache
     assert again.model(DISTILLED).valid == s.model(DISTILLED).valid
+
+
+def _write_csv(path, rows):
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["message", "topic", "team"])
+        w.writerows(rows)
+
+
+def test_build_text_from_a_users_csv(tmp_path):
+    """``edgecart build text`` on a small CSV: a verified bundle that routes to the user's labels."""
+    pytest.importorskip("onnxruntime")
+    import json
+
+    from edgecart.cli import main
+    from edgecart.runtime.text import TextSearch
+    from edgecart.text.config import FAST
+
+    _minilm_dir()
+    base = [("where is my parcel", "delivery", "logistics"), ("the package has not arrived", "delivery", "logistics"),
+            ("I want my money back", "refund", "billing"), ("please refund my order", "refund", "billing"),
+            ("my card was charged twice", "payment", "billing"), ("payment failed at checkout", "payment", "billing")]
+    rows = [(f"{t} ({i})", a, b) for i in range(8) for t, a, b in base]
+    _write_csv(tmp_path / "msgs.csv", rows)
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({**FAST.to_dict(), "int8": False, "threads": 1}))
+    out = tmp_path / "out"
+    assert main(["build", "text", "--csv", str(tmp_path / "msgs.csv"), "--text-column", "message",
+                 "--label-column", "topic", "--group-column", "team", "--out", str(out), "--config", str(cfg),
+                 "--formats", "onnx"]) == 0
+    s = TextSearch(out / "text-custom", "onnxruntime")
+    r = s.route("refund please")
+    assert {lab for lab, _ in r.heads["class"]} == {"delivery", "refund", "payment"}
+    assert {lab for lab, _ in r.heads["department"]} == {"logistics", "billing"}
+    assert (out / "summary.json").is_file()
+
+
+def test_build_text_rejects_bad_csvs(tmp_path):
+    from edgecart.data.sequences import DatasetMissingError
+    from edgecart.text.build import read_csv
+
+    with pytest.raises(DatasetMissingError):
+        read_csv(tmp_path / "none.csv", "message", "topic", None)
+    _write_csv(tmp_path / "few.csv", [("hello", "a", "b")] * 5)
+    with pytest.raises(ValueError, match="at least 20"):
+        read_csv(tmp_path / "few.csv", "message", "topic", None)
+    with pytest.raises(ValueError, match="no column 'text'"):
+        read_csv(tmp_path / "few.csv", "text", "topic", None)
