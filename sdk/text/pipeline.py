@@ -116,7 +116,7 @@ class TextSummary:
                       + timing["note"] + ")", "", timing["table"], ""]
             for n, sp in timing["speedup_vs_teacher"].items():
                 lines.append(f"- teacher fp32 / {n}: {sp['speedup_p50']:.1f}x [{sp['lo']:.1f}, {sp['hi']:.1f}]")
-        for key in ("targets", "grocery", "choices", "stage_seconds"):
+        for key in ("targets", "grocery", "choices", "stage_seconds", "stage_cpu_seconds"):
             if key in self.extra:
                 lines += ["", f"{key}: {json.dumps(self.extra[key], default=_plain)}"]
         lines.append(f"total: {self.seconds:.0f} s")
@@ -152,6 +152,7 @@ def run(cfg: TextConfig, out: Path | None, cache: Path | None = None, progress: 
     t0 = time.perf_counter()
     say = progress or (lambda _m: None)
     stages: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # process CPU seconds per stage: the work itself, whatever else loads the machine
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     else:
@@ -165,7 +166,7 @@ def run(cfg: TextConfig, out: Path | None, cache: Path | None = None, progress: 
     store = Cache(cache, "text")
 
     # --- teacher ---------------------------------------------------------------------------------------------
-    s = time.perf_counter()
+    s, c = time.perf_counter(), time.process_time()
     teacher = load_minilm(max_len=cfg.max_len)
     full_json = (minilm_dir() / "tokenizer.json").read_text(encoding="utf-8")
     pre = TextPreprocessing("tokenizer.json", cfg.max_len)
@@ -188,10 +189,11 @@ def run(cfg: TextConfig, out: Path | None, cache: Path | None = None, progress: 
         store.save_arrays(f"teacher-{part}", key, {"emb": t_emb[part]},
                           {"texts": len(texts), "seconds": dt, "ms_per_text": 1e3 * dt / max(1, len(texts))})
     stages["teacher_embeddings"] = time.perf_counter() - s
+    cpu["teacher_embeddings"] = time.process_time() - c
     say(f"teacher embeddings: {stages['teacher_embeddings']:.0f} s ({teacher_s:.0f} s computing)")
 
     # --- student vocabulary and students ---------------------------------------------------------------------
-    s = time.perf_counter()
+    s, c = time.perf_counter(), time.process_time()
     vocab_texts = list(split.train.texts) + list(parts["g_desc"]) + list(parts["g_title"])
     small_json, old_ids = reduce_tokenizer(full_json, vocab_texts, cfg.student.min_token_count)
     small_tok = TextTokenizer(small_json, pre)
@@ -224,13 +226,14 @@ def run(cfg: TextConfig, out: Path | None, cache: Path | None = None, progress: 
                          {"train_s": log.seconds, "losses": list(log.losses)})
         students[label], seconds[label] = st.eval(), log.seconds
     stages["students"] = time.perf_counter() - s
+    cpu["students"] = time.process_time() - c
     ratio = num_params(students[DISTILLED]) / num_params(teacher)
     if ratio > cfg.max_student_ratio:
         raise ValueError(f"student has {ratio:.3f} of the teacher's parameters, above max_student_ratio "
                          f"{cfg.max_student_ratio}; shrink the student or raise the limit")
 
     # --- evaluation (eager) ----------------------------------------------------------------------------------
-    s = time.perf_counter()
+    s, c = time.perf_counter(), time.process_time()
     emb: dict[str, dict[str, np.ndarray]] = {TEACHER: t_emb}
     for label, st in students.items():
         emb[label] = {p: embed(st, *tok[p], batch=128, desc=f"{label} embeds {p}") for p in parts}
@@ -256,6 +259,7 @@ def run(cfg: TextConfig, out: Path | None, cache: Path | None = None, progress: 
         evals.append(ModelEval(f"{m} → teacher gallery", num_params(students[m]), test, valid))
     by = {e.model: e for e in evals}
     stages["evaluation"] = time.perf_counter() - s
+    cpu["evaluation"] = time.process_time() - c
 
     grocery_rows = {}
     if grocery:
@@ -287,7 +291,7 @@ def run(cfg: TextConfig, out: Path | None, cache: Path | None = None, progress: 
                                       if k in by[a].test and k in by[b].test}
 
     # --- bundle ----------------------------------------------------------------------------------------------
-    s = time.perf_counter()
+    s, c = time.perf_counter(), time.process_time()
     artifacts: list[ArtifactRow] = []
     bundle = None
     student = students[exported]
@@ -314,9 +318,11 @@ def run(cfg: TextConfig, out: Path | None, cache: Path | None = None, progress: 
                                               valid=valid_set, test=test_set, quality=quality, progress=progress)
         say(f"bundle: {bundle}")
     stages["bundle"] = time.perf_counter() - s
+    cpu["bundle"] = time.process_time() - c
 
     extra: dict[str, Any] = {"comparisons": comparisons, "choices": choices, "grocery": grocery_rows,
                              "student_to_teacher_params": ratio, "stage_seconds": stages,
+                             "stage_cpu_seconds": cpu,
                              "vocab": {"teacher": teacher.cfg.vocab_size, "student": len(old_ids)}}
     desc = (f"{split.train.describe()} (train), {len(split.valid)} valid, {len(split.test)} test; grocery "
             f"{len(grocery)} products; max_len {cfg.max_len}; student {num_params(student) / 1e6:.2f}M params "
@@ -443,13 +449,14 @@ def run_demo(out: Path, cache: Path | None = None, progress: Progress = print,
     out = Path(out)
     summary = run(cfg, out, cache=cache, progress=progress)
     if summary.bundle is not None:
-        s = time.perf_counter()
+        s, c = time.perf_counter(), time.process_time()
         teacher = load_minilm(max_len=cfg.max_len)
         tdir = teacher_bundle(teacher, cfg.max_len, cache, progress)
         split, _ = load_data(cfg)
         full_json = (minilm_dir() / "tokenizer.json").read_text(encoding="utf-8")
         summary.extra["timing"] = benchmark(summary.bundle, tdir, full_json, split.test.texts, cfg.max_len)
         summary.extra["stage_seconds"]["timing"] = time.perf_counter() - s
+        summary.extra["stage_cpu_seconds"]["timing"] = time.process_time() - c
     summary.extra["targets"] = targets(summary)
     summary = dataclasses.replace(summary, seconds=summary.seconds + summary.extra["stage_seconds"].get("timing", 0))
     write_summary(summary, out)

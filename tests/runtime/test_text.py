@@ -178,3 +178,20 @@ def test_cli_search_text_json(text_bundle, capsys):
                  "--json", "--backend", "onnxruntime"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["results"]) == 2 and doc["route"]["department"][0]["label"] in ("Dresses", "Bottoms")
+
+
+def test_text_timing_splits_tokenizer_from_model(text_bundle):
+    from edgecart.benchmarks.text_task import TextModel, markdown, speedup, time_text_models
+    from edgecart.runtime import load
+
+    s = load(text_bundle["path"], "onnxruntime", threads=1)
+    models = {"a": TextModel(s, text_bundle["tok"]), "b": TextModel(s, text_bundle["tok"])}
+    rows = time_text_models(models, ["a long message about a dress " * 5, "short"], rounds=6, warmup=1)
+    assert set(rows) == {"a", "b"}
+    for r in rows.values():
+        assert r["rounds"] == 6 and len(r["samples_ms"]) == 6 and r["threads"] == 1
+        assert 0 < r["tokenize_ms_p50"] and 0 < r["encode_ms_p50"] and r["tokens_mean"] > 2
+    assert speedup(rows, "a", "b")["speedup_p50"] > 0
+    assert "| a |" in markdown(rows)
+    with pytest.raises(ValueError):
+        time_text_models(models, [], rounds=3)
