@@ -120,7 +120,7 @@ def write_text_bundle(out: Path, model: TextEncoder, tokenizer_json: str, cfg: T
             say(f"{name}: fp32 {fmt}")
             art = export_artifact(w, model, samples[0], fmt, golden=golden)
             ref = evaluate_artifact(w, art, gate_eval)
-            w.update_artifact(art.name, quality={"valid_gate": ref})
+            art = w.update_artifact(art.name, quality={f"valid_gate.{k}": v for k, v in ref.items()})
             _record(w, art, test, gq, gallery_labels, gs, head_wb, rows, backend_for_format(fmt).name)
             if not cfg.int8:
                 continue
@@ -145,7 +145,9 @@ def _record(w: BundleWriter, art: Artifact, test: EvalSet, gallery: np.ndarray, 
     keep: list[dict[str, np.ndarray]] = []
     ev = session_evaluator(test.ids, test.mask, test.labels, gallery, gallery_labels, scales, heads, keep)
     metrics = evaluate_artifact(w, art, ev)
-    art = w.update_artifact(art.name, quality={**art.quality, "test": metrics})
+    # flat, as the manifest schema wants: "valid_gate.<metric>" (the gate's validation figures), "test.<metric>"
+    valid = {(k if k.startswith("valid_gate.") else f"valid_gate.{k}"): v for k, v in art.quality.items()}
+    art = w.update_artifact(art.name, quality={**valid, **{f"test.{k}": v for k, v in metrics.items()}})
     size = w.manifest().artifact_bytes(art)
     recipe = (art.quantization or {}).get("recipe")
     rows.append(ArtifactRow(art.name, art.format, art.precision, backend, size, metrics,

@@ -57,6 +57,13 @@ def _key(*parts: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def student_key(label: str, cfg: TextConfig, vocab_texts: Sequence[str], train_ids: Sequence[str]) -> str:
+    """Cache key of a trained student: what shapes its weights (not threads, formats or the gate)."""
+    fields = {k: v for k, v in cfg.to_dict().items()
+              if k in ("max_len", "train", "valid", "test", "split_seed", "student", "student_train")}
+    return _key(label, fields, list(vocab_texts), list(train_ids))
+
+
 @dataclass(frozen=True)
 class ModelEval:
     """One model's per-query results on the test split, and its validation means."""
@@ -208,7 +215,7 @@ def run(cfg: TextConfig, out: Path | None, cache: Path | None = None, progress: 
     seconds: dict[str, float | None] = {}
     for label, distill in ((DISTILLED, True), (LABELS_ONLY, False)):
         st = make_student(cfg.student, len(old_ids), cfg.max_len, teacher.cfg.embedding_dim, teacher, old_ids)
-        key = _key(label, cfg.to_dict(), list(vocab_texts), split.train.ids)
+        key = student_key(label, cfg, vocab_texts, split.train.ids)
         hit = store.load_state(f"student-{'distilled' if distill else 'labels'}", key)
         if hit is not None:
             st.load_state_dict(hit[0])

@@ -70,6 +70,12 @@ def test_bundle_holds_a_hashed_tokenizer_and_text_preprocessing(text_bundle):
     assert m.file("tokenizer.json").bytes > 0
     assert [s.name for s in m.inputs] == ["input_ids", "attention_mask"]
     assert Manifest.from_json(m.to_json()) == m
+    jsonschema = pytest.importorskip("jsonschema")
+    from importlib.resources import files
+
+    schema = json.loads(files("edgecart.runtime").joinpath("manifest.schema.json").read_text())
+    jsonschema.validate(json.loads((text_bundle["path"] / "manifest.json").read_text()), schema)
+    assert all("test.recall@10" in a.quality for a in m.artifacts)
 
 
 def test_search_matches_brute_force_on_the_eager_model(text_bundle):
