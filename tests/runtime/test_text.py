@@ -201,3 +201,22 @@ def test_text_timing_splits_tokenizer_from_model(text_bundle):
     assert "| a |" in markdown(rows)
     with pytest.raises(ValueError):
         time_text_models(models, [], rounds=3)
+
+
+def test_text_sections_are_required_by_schema_and_parser(text_bundle):
+    jsonschema = pytest.importorskip("jsonschema")
+    from importlib.resources import files
+
+    from edgecart.runtime import ManifestError
+
+    schema = json.loads(files("edgecart.runtime").joinpath("manifest.schema.json").read_text())
+    data = json.loads((text_bundle["path"] / "manifest.json").read_text())
+    for bad in ({**data, "catalog": None}, {**data, "preprocessing": None}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+        with pytest.raises(ManifestError):
+            Manifest.from_dict(bad)
+    routing = {**data["catalog"]["routing"], "department": {**data["catalog"]["routing"]["department"],
+                                                            "weights": "catalog/not-listed.npy"}}
+    with pytest.raises(ManifestError, match="not-listed"):
+        Manifest.from_dict({**data, "catalog": {**data["catalog"], "routing": routing}})
