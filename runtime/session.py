@@ -154,7 +154,7 @@ def load(path: str | os.PathLike[str] | Bundle, backend: str = "auto", *, artifa
 
         verify_manifest_signature(bundle.manifest, public_key)
     if threads is not None and threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+        raise InputSpecError(f"threads must be >= 1 (or None for the engine default), got {threads}")
     art, be = select(bundle.manifest, backend, artifact, precision)
     session = Session(bundle, art, be, threads, check_finite=check_finite, options=options)
     if self_test:
