@@ -479,6 +479,7 @@ class Manifest:
     quality: dict[str, Any] = field(default_factory=dict)
     signature: Signature | None = None
     schema_version: str = SCHEMA_VERSION
+    backend_preference: dict[str, Any] | None = None  # per platform, fastest backend first (runtime/preference.py)
 
     def __post_init__(self) -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -534,6 +535,7 @@ class Manifest:
                 raise ManifestError(f"{where}: refers to {p!r}, which files does not list")
         if self.signature is not None and not isinstance(self.signature, Signature):
             raise ManifestError("signature: must be a Signature record or null")
+        _obj(self.backend_preference, "backend_preference", optional=True)
 
     def artifact(self, name: str) -> Artifact:
         for a in self.artifacts:
