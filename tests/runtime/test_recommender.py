@@ -174,7 +174,7 @@ def test_runtime_scores_the_user_vector_with_the_int8_table(rec_bundle):
     from edgecart.runtime.recommender import Recommender
 
     rec = Recommender(rec_bundle[0], backend="onnxruntime")
-    x = rec._model_input([3, 4, 5])
+    x = rec._pad([3, 4, 5])  # the model input (the name the ARM runner uses)
     assert x.shape == (1, 8, 16) and x.dtype == np.float32 and not x[0, :5].any()  # zero rows = padding
     vec = rec.session.run(x)["user_vector"][0]
     scores = rec.table.scores(vec)[0]
