@@ -186,3 +186,19 @@ def test_grocery_loader_reads_the_bundled_photos_as_rgb(tmp_path):
     assert (grocery_dir() / "LICENSE").is_file() and (grocery_dir() / "SOURCE.md").is_file()
     with pytest.raises(DatasetMissingError, match="data/grocery-store"):
         grocery_dir(tmp_path)
+
+
+def test_grocery_demo_data_shape():
+    """The demo searches the shop's product pictures with shop photos; the training photos are a second catalog."""
+    from edgecart.vision.config import tiny_config
+    from edgecart.vision.demo import DEMO_CONFIG, grocery_search_data
+
+    cfg = tiny_config(data={"limit_per_class": 1, "catalog_repeat": 2})
+    d = grocery_search_data(cfg)
+    assert d.catalog is d.shipped and len(d.catalog) == 81 and d.catalog.ids[5] == "Avocado"
+    assert len(d.train) == 81 + 2 * 81 and set(d.catalog.ids) <= set(d.train.ids)
+    assert list(d.extra_catalogs) == ["training photos"] and len(d.extra_catalogs["training photos"]) == 81
+    assert d.val.ids[0].startswith("val/") and d.test.ids[0].startswith("test/")
+    assert d.train.images.shape[1:] == (32, 32, 3)
+    assert DEMO_CONFIG.student.size <= DEMO_CONFIG.teacher.size and DEMO_CONFIG.export.gate_metrics == (
+        "recall@1", "map@10")
