@@ -208,6 +208,7 @@ class _Context:
     def students(self, teacher, temb) -> dict[str, dict[str, Any]]:
         """Distilled and label-only students for each seed, with their embeddings of every set."""
         import torch
+        from edgecart.models.vision import MobileStudent
 
         from .train import embed, train_student
 
@@ -224,7 +225,23 @@ class _Context:
             for kind in ("distilled", "labels"):
                 kw = dict(teacher_emb=temb["train"], prototypes=protos, proto_scale=teacher.classifier.scale) \
                     if kind == "distilled" else {}
-                model = train_student(train, sc, pre, dim=dim, seed=seed, desc=f"student {kind} seed {seed}", **kw)
+                key = config_hash({"student": self.cfg.to_dict()["student"], "teacher": self.teacher_key,
+                                   "kind": kind, "seed": seed, "v": 1})
+                hit = self.vc.load_state(f"student-{kind}", key)
+                if hit is not None:
+                    model = MobileStudent(dim, len(train.classes), size=sc.size, in_channels=pre.channels,
+                                          width=sc.width)
+                    model.load_state_dict(hit[0])
+                    model.eval()
+                    self.cached[f"student_{kind}_{seed}"] = True
+                else:
+                    t1 = time.perf_counter()
+                    model = train_student(train, sc, pre, dim=dim, seed=seed, desc=f"student {kind} seed {seed}",
+                                          **kw)
+                    self.vc.save_state(f"student-{kind}", key, {k: v.contiguous() for k, v in
+                                                                 model.state_dict().items()},
+                                       {"key": key, "train_s": time.perf_counter() - t1})
+                    self.cached[f"student_{kind}_{seed}"] = False
                 emb = {n: embed(model, self.sets[n].images, pre) for n in ("val", "test", "catalog")}
                 emb["shipped"] = emb["catalog"] if data.shipped is data.catalog else embed(
                     model, data.shipped.images, pre)

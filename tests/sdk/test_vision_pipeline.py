@@ -123,6 +123,19 @@ def test_build_from_a_folder_end_to_end(built, capsys):
     assert sum(c == "blue" for c in top.categories) >= 6
 
 
+def test_a_rebuild_reads_teacher_students_and_embeddings_from_the_cache(built):
+    tmp, images, out = built
+    first = json.loads((out / "summary.json").read_text())
+    assert first["cached"] and not any(first["cached"].values())
+    again = tmp / "again"
+    assert _cli("build", "image-search", "--images", images, "--out", again, "--config", tmp / "build.toml",
+                "--cache", out / "cache") == 0
+    s = json.loads((again / "summary.json").read_text())
+    assert s["cached"] and all(s["cached"].values()) and "teacher_train_s" not in s["timings"]
+    assert s["pick"] == first["pick"]
+    assert [a["recall@1"] for a in s["artifacts"]] == [a["recall@1"] for a in first["artifacts"]]
+
+
 def test_build_reports_the_skipped_picture_on_stderr(tmp_path, capsys):
     from edgecart.vision.build import _print_result
 
