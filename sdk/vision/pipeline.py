@@ -165,7 +165,6 @@ class _Context:
 
     def embeddings(self, who: str, model, pre, key: str) -> dict[str, np.ndarray]:
         """``model``'s embeddings of every set (cached under ``key``)."""
-        from .train import embed
 
         want = {name: len(s) for name, s in self.sets.items() if not (name == "shipped" and s is self.data.catalog)}
         k = config_hash({"model": key, "sets": fingerprint(*[self.sets[n] for n in want]), "who": who})
@@ -175,7 +174,7 @@ class _Context:
             emb = hit[0]
         else:
             t0 = time.perf_counter()
-            emb = {n: embed(model, self.sets[n].images, pre, desc=f"{who} embeds {n}") for n in want}
+            emb = self.embed_sets(model, pre, list(want), desc=f"{who} embeds")
             self.timings[f"{who}_embed_s"] = time.perf_counter() - t0
             self.vc.save_arrays(f"{who}-embeddings", k, emb, {"key": k, "embed_s": self.timings[f"{who}_embed_s"]})
             self.cached[f"{who}_embeddings"] = False
@@ -184,6 +183,24 @@ class _Context:
         if "shipped" not in emb:
             emb["shipped"] = emb["catalog"]
         return emb
+
+    def embed_sets(self, model, pre, names: list[str], desc: str = "embed") -> dict[str, np.ndarray]:
+        """Embeddings of the named sets, each distinct picture (by id) embedded once: the sets overlap (the
+        training photos are also a catalog; a folder build's catalog is its training split)."""
+        from .train import embed
+
+        where: dict[str, int] = {}
+        pics: list[tuple[str, int]] = []
+        for n in names:
+            for i, pid in enumerate(self.sets[n].ids):
+                if pid not in where:
+                    where[pid] = len(pics)
+                    pics.append((n, i))
+        if not pics:
+            return {n: np.zeros((0, 0), np.float32) for n in names}
+        images = np.stack([self.sets[n].images[i] for n, i in pics])
+        rows = embed(model, images, pre, desc=f"{desc} {len(pics)} pictures")
+        return {n: rows[[where[pid] for pid in self.sets[n].ids]] for n in names}
 
     def imagenet_baseline(self) -> dict[str, np.ndarray]:
         """Embeddings of the ImageNet-only teacher (no fine-tuning): Lite0's pooled 1280-d features, normalised."""
@@ -210,7 +227,7 @@ class _Context:
         import torch
         from edgecart.models.vision import MobileStudent
 
-        from .train import embed, train_student
+        from .train import train_student
 
         sc, pre, dim = self.cfg.student, self.cfg.student_preprocessing, self.cfg.teacher.dim
         data = self.data
@@ -242,11 +259,11 @@ class _Context:
                                                                  model.state_dict().items()},
                                        {"key": key, "train_s": time.perf_counter() - t1})
                     self.cached[f"student_{kind}_{seed}"] = False
-                emb = {n: embed(model, self.sets[n].images, pre) for n in ("val", "test", "catalog")}
-                emb["shipped"] = emb["catalog"] if data.shipped is data.catalog else embed(
-                    model, data.shipped.images, pre)
-                for n in data.extra_catalogs:
-                    emb[f"extra:{n}"] = embed(model, data.extra_catalogs[n].images, pre)
+                names = ["val", "test", "catalog", *(f"extra:{n}" for n in data.extra_catalogs)]
+                if data.shipped is not data.catalog:
+                    names.append("shipped")
+                emb = self.embed_sets(model, pre, names, desc=f"student {kind} embeds")
+                emb.setdefault("shipped", emb["catalog"])
                 out[f"{kind}/{seed}"] = {"model": model, "emb": emb, "kind": kind, "seed": seed}
         self.timings["students_s"] = time.perf_counter() - t0
         return out
