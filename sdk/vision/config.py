@@ -103,7 +103,8 @@ class StudentConfig:
     embedding cosine to the teacher, relational (pairwise cosine matrix MSE), label cross-entropy on the teacher's
     class prototypes, optional soft-label KL at ``temperature``. ``seeds``: how many seeds the distilled and the
     label-only students are trained with (the comparison is reported over them; the first seed's pair is exported
-    when the validation pick says so)."""
+    when the validation pick says so). ``baseline=false`` skips the label-only students (half the student time;
+    the distilled-vs-label-only comparison is then not measured)."""
 
     size: int = 64
     width: int = 32
@@ -119,6 +120,7 @@ class StudentConfig:
     augment: float = 0.5
     seeds: int = 1
     seed: int = 0
+    baseline: bool = True
 
     def __post_init__(self) -> None:
         _positive(self, "size", "width", "epochs", "batch_size", "lr", "temperature", "seeds")

@@ -235,14 +235,16 @@ class _Context:
         train = data.train.resized(pre)
         t0 = time.perf_counter()
         out: dict[str, dict[str, Any]] = {}
-        self.progress(f"students: distilled and label-only at {sc.size}x{sc.size}, width {sc.width}, {sc.epochs} "
+        kinds = "distilled and label-only" if sc.baseline else "distilled"
+        self.progress(f"students: {kinds} at {sc.size}x{sc.size}, width {sc.width}, {sc.epochs} "
                       f"epochs, {sc.seeds} seed(s)")
         for i in range(sc.seeds):
             seed = sc.seed + i
-            for kind in ("distilled", "labels"):
+            for kind in ("distilled", "labels") if sc.baseline else ("distilled",):
                 kw = dict(teacher_emb=temb["train"], prototypes=protos, proto_scale=teacher.classifier.scale) \
                     if kind == "distilled" else {}
-                key = config_hash({"student": self.cfg.to_dict()["student"], "teacher": self.teacher_key,
+                st_cfg = {k: v for k, v in self.cfg.to_dict()["student"].items() if k != "baseline"}
+                key = config_hash({"student": st_cfg, "teacher": self.teacher_key,
                                    "kind": kind, "seed": seed, "v": 1})
                 hit = self.vc.load_state(f"student-{kind}", key)
                 if hit is not None:
@@ -276,6 +278,7 @@ class _Context:
             "distilled student → student catalog": (f"distilled/{seed}", "student"),
             "label-only student → student catalog": (f"labels/{seed}", "student"),
         }
+        cands = {k: v for k, v in cands.items() if v[0] in students}
         val = {}
         for name, (sk, cat) in cands.items():
             s = students[sk]["emb"]
@@ -382,6 +385,8 @@ class _Context:
         data = self.data
         out = []
         for seed in sorted({s["seed"] for s in students.values()}):
+            if f"labels/{seed}" not in students:
+                continue
             d, lab = students[f"distilled/{seed}"]["emb"], students[f"labels/{seed}"]["emb"]
             row: dict[str, Any] = {"seed": seed}
             for split, qset in (("val", data.val), ("test", data.test)):

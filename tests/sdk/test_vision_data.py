@@ -202,3 +202,7 @@ def test_grocery_demo_data_shape():
     assert d.train.images.shape[1:] == (32, 32, 3)
     assert DEMO_CONFIG.student.size <= DEMO_CONFIG.teacher.size and DEMO_CONFIG.export.gate_metrics == (
         "recall@1", "map@10")
+    from edgecart.models.vision import MobileStudent, embedding_params
+
+    s = DEMO_CONFIG.student
+    assert embedding_params(MobileStudent(128, 81, s.size, 3, s.width)) <= 0.1 * 3_534_976

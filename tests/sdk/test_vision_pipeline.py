@@ -136,6 +136,21 @@ def test_a_rebuild_reads_teacher_students_and_embeddings_from_the_cache(built):
     assert [a["recall@1"] for a in s["artifacts"]] == [a["recall@1"] for a in first["artifacts"]]
 
 
+def test_a_build_without_the_label_only_baseline(built):
+    """``student.baseline = false`` trains only the distilled student; the pick is among its catalog models."""
+    tmp, images, out = built
+    toml = tmp / "nobase.toml"
+    toml.write_text(TINY_TOML.replace("[student]", "[student]\nbaseline = false"))
+    again = tmp / "nobase"
+    assert _cli("build", "image-search", "--images", images, "--out", again, "--config", toml, "--cache",
+                out / "cache") == 0
+    s = json.loads((again / "summary.json").read_text())
+    assert s["pick"].startswith("distilled") and not s["seeds"]
+    assert not any(r["model"].startswith("label-only") for r in s["models"])
+    assert s["cached"]["student_distilled_0"] is True  # the same distilled student as the full build
+    assert "not measured" in s["targets"]["distilled beats label-only"]["value"]
+
+
 def test_build_reports_the_skipped_picture_on_stderr(tmp_path, capsys):
     from edgecart.vision.build import _print_result
 
