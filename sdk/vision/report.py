@@ -138,11 +138,13 @@ def plot(s: dict[str, Any], path: Path) -> None:
     arts = s["artifacts"]
     if arts:
         big = max(a["bytes"] for a in arts)
-        for a in arts:
+        offsets = [(6, 8), (6, -18), (-70, 8), (-70, -18), (6, 22), (-70, 22)]  # keep close points' labels apart
+        for i, a in enumerate(arts):
             ax.scatter(a["p50_ms"], a["recall@1"], s=40 + 400 * a["bytes"] / big, alpha=0.6,
-                       marker="o" if a["precision"] == "fp32" else "s")
-            ax.annotate(f"{a['format']} {a['precision']}\n{a['bytes'] / 1e3:.0f} KB", (a["p50_ms"], a["recall@1"]),
-                        fontsize=7, xytext=(4, 4), textcoords="offset points")
+                       marker="o" if a["precision"] == "fp32" else "s", label=f"{a['format']} {a['precision']}")
+            ax.annotate(f"{a['format']} {a['precision']}, {a['bytes'] / 1e3:.0f} KB", (a["p50_ms"], a["recall@1"]),
+                        fontsize=6, xytext=offsets[i % len(offsets)], textcoords="offset points",
+                        arrowprops={"arrowstyle": "-", "lw": 0.4})
     t = next((r for r in s["models"] if r["model"].startswith("teacher") and r["catalog"] == "evaluation catalog"),
              None)
     if t is not None:
@@ -150,6 +152,7 @@ def plot(s: dict[str, Any], path: Path) -> None:
         ax.annotate(f"teacher (eager torch)\n{t['params'] / 1e6:.1f}M params", (s["teacher_eager_p50_ms"],
                     t["recall@1"]), fontsize=7, xytext=(4, -14), textcoords="offset points")
     ax.set_xscale("log")
+    ax.margins(x=0.25, y=0.2)
     ax.set_xlabel("p50 latency, 1 picture (ms, log scale)")
     ax.set_ylabel("instance R@1 (test queries)")
     ax.set_title(f"{s['name']}: quality vs latency vs size (marker area ~ bytes)")
