@@ -73,9 +73,10 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None:
             return None
-        for a in args:  # the first member whose shape fits
-            if dataclasses.is_dataclass(a) and isinstance(value, dict):
-                return from_dict(a, value, where)
+        classes = [a for a in args if dataclasses.is_dataclass(a)]
+        if len(classes) == 1 and isinstance(value, dict):
+            return from_dict(classes[0], value, where)
+        for a in args:  # several dataclasses: the class's own __post_init__ tells them apart (e.g. by "kind")
             if typing.get_origin(a) is tuple and isinstance(value, (list, tuple)):
                 return _convert(a, value, where)
         return value

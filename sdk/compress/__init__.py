@@ -1,0 +1,40 @@
+"""Compression as a layer: one verb per stage, each taking a frozen, JSON-round-tripping config.
+
+- ``prune(model, StructuredPruning(...) | MagnitudePruning(...), example_inputs)`` → a pruned copy;
+- ``quantize(model, recipe, example_inputs, calibration)`` → the int8 model in torch (PT2E numerics); the exporters
+  write int8 files from the same typed recipes (``StaticInt8``, ``DynamicInt8``, ``WeightOnlyInt8``, ``QAT``);
+- ``diagnose_int8`` ranks layers by the error their quantization adds; ``rescue_plan`` keeps the worst in float;
+- ``Recipe`` chains prune → distil → quantize (``load_recipe`` reads TOML/JSON); ``export_compressed`` writes the
+  bundle and records the recipe applied; ``report`` measures each step.
+
+Imports are lazy: ``import edgecart.compress`` does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "prune": "prune", "StructuredPruning": "prune", "MagnitudePruning": "prune", "sparsity": "prune",
+    "PRUNERS": "prune",
+    "quantize": "quantize", "diagnose_int8": "quantize", "rescue_plan": "quantize", "gate_rescue": "quantize",
+    "agreement_evaluator": "quantize", "LayerError": "quantize",
+    "Recipe": "recipe", "DistillStage": "recipe", "QuantizeStage": "recipe", "load_recipe": "recipe",
+    "register_stage": "recipe", "STAGE_RUNNERS": "recipe",
+    "export_compressed": "pipeline",
+    "StaticInt8": "_recipes", "DynamicInt8": "_recipes", "WeightOnlyInt8": "_recipes", "QAT": "_recipes",
+    "RECIPES": "_recipes", "resolve_recipe": "_recipes",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'edgecart.compress' has no attribute {name!r}")
+    if mod == "_recipes":
+        return getattr(importlib.import_module("edgecart.exporters.recipes"), name)
+    return getattr(importlib.import_module(f"edgecart.compress.{mod}"), name)
+
+
+__all__ = sorted(_EXPORTS)
