@@ -93,7 +93,9 @@ def pt2e_quantize(model: Any, request: ExportRequest, quantizer: Any, fold_quant
     with torch.no_grad():
         graph = torch.export.export(model.eval(), tuple(request.example_inputs)).module()
     if isinstance(recipe, QAT):
-        prepared = prepare_qat_pt2e(graph, quantizer)
+        import copy
+
+        prepared = prepare_qat_pt2e(copy.deepcopy(graph), quantizer)  # never train the caller's weights
         _fine_tune(prepared, model, request.calibration, recipe)
     else:
         prepared = prepare_pt2e(graph, quantizer)
@@ -107,7 +109,7 @@ def _fine_tune(prepared: Any, reference: Any, data: Sequence[tuple[Any, ...]], r
     """``recipe.steps`` optimiser steps over the calibration batches, pulling the fake-quantized model's outputs
     towards the float model's (or whatever ``QAT_LOSSES[recipe.loss]`` measures)."""
     import torch
-    from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
+    from torchao.quantization.pt2e import move_exported_model_to_eval
 
     loss_fn = QAT_LOSSES[recipe.loss]
     torch.manual_seed(recipe.seed)
@@ -117,7 +119,9 @@ def _fine_tune(prepared: Any, reference: Any, data: Sequence[tuple[Any, ...]], r
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=recipe.lr)
-    move_exported_model_to_train(prepared)
+    # BatchNorm and dropout stay in inference form: the statistics are the float model's, only weights and
+    # quantization ranges adapt (train-mode BN would re-estimate statistics from a few calibration batches)
+    move_exported_model_to_eval(prepared)
     for step in range(recipe.steps):
         i = step % len(data)
         opt.zero_grad()

@@ -16,10 +16,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "prune": "prune", "StructuredPruning": "prune", "MagnitudePruning": "prune", "sparsity": "prune",
-    "PRUNERS": "prune",
-    "quantize": "quantize", "diagnose_int8": "quantize", "rescue_plan": "quantize", "gate_rescue": "quantize",
-    "agreement_evaluator": "quantize", "LayerError": "quantize",
+    "prune": "pruning", "StructuredPruning": "pruning", "MagnitudePruning": "pruning", "sparsity": "pruning",
+    "PRUNERS": "pruning",
+    "quantize": "quantization", "diagnose_int8": "quantization", "rescue_plan": "quantization",
+    "gate_rescue": "quantization", "agreement_evaluator": "quantization", "LayerError": "quantization",
     "Recipe": "recipe", "DistillStage": "recipe", "QuantizeStage": "recipe", "load_recipe": "recipe",
     "register_stage": "recipe", "STAGE_RUNNERS": "recipe",
     "export_compressed": "pipeline",

@@ -21,7 +21,7 @@ from edgecart.exporters import (
 from edgecart.exporters.export import DEFAULT_TOLERANCE, ParityTolerance
 from edgecart.runtime.manifest import IOSpec, Manifest, Preprocessing
 
-from .quantize import agreement_evaluator, gate_rescue
+from .quantization import agreement_evaluator, gate_rescue
 from .recipe import QuantizeStage, Recipe
 
 Evaluate = Callable[[Any], dict[str, float]]

@@ -31,7 +31,7 @@ from edgecart.config import ConfigError, from_dict, load_file, to_dict
 from edgecart.exporters.recipes import QAT, QuantRecipe, recipe_to_dict, resolve_recipe
 from edgecart.runtime.registry import Registry
 
-from .prune import PruneConfig, prune_config_from_dict, prune_config_to_dict
+from .pruning import PruneConfig, prune_config_from_dict, prune_config_to_dict
 
 #: Runners of stages whose code lives elsewhere, by name: fn(student, config, **context) -> model. The distillation
 #: trainer registers "distill" here; a recipe that names an unregistered runner fails listing the registered ones.
@@ -137,7 +137,7 @@ class Recipe:
         """Run the float stages (prune, distil) on ``model``; returns (compressed float model, record). The quantize
         stage runs at export (:func:`edgecart.compress.export_compressed`), where each format applies its recipes.
         ``context`` goes to the distillation runner (teacher, data, ...)."""
-        from .prune import prune, sparsity
+        from .pruning import prune, sparsity
 
         say = progress or (lambda _m: None)
         record: dict[str, Any] = {"recipe": self.to_dict(), "stages": []}
