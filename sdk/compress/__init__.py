@@ -15,6 +15,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# torch-free at import; imported eagerly so that ``edgecart.compress.distill`` is the function, not the module
+from .distill import DistillConfig, DistillData, DistillError, DistillResult, distill
+from .losses import LOSSES, MSE, Cosine, Hint, KLDivergence, LabelCE, LossTerm, RankingKD, Relational, loss_from_dict
+
 _EXPORTS = {
     "prune": "pruning", "StructuredPruning": "pruning", "MagnitudePruning": "pruning", "sparsity": "pruning",
     "PRUNERS": "pruning",
@@ -23,6 +27,7 @@ _EXPORTS = {
     "Recipe": "recipe", "DistillStage": "recipe", "QuantizeStage": "recipe", "load_recipe": "recipe",
     "register_stage": "recipe", "STAGE_RUNNERS": "recipe",
     "export_compressed": "pipeline",
+
     "StaticInt8": "_recipes", "DynamicInt8": "_recipes", "WeightOnlyInt8": "_recipes", "QAT": "_recipes",
     "RECIPES": "_recipes", "resolve_recipe": "_recipes",
 }
@@ -37,4 +42,9 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f"edgecart.compress.{mod}"), name)
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["Cosine", "DistillConfig", "DistillData", "DistillError", "DistillResult", "DistillStage", "DynamicInt8",
+           "Hint", "KLDivergence", "LOSSES", "LabelCE", "LayerError", "LossTerm", "MSE", "MagnitudePruning",
+           "PRUNERS", "QAT", "QuantizeStage", "RECIPES", "RankingKD", "Recipe", "Relational", "STAGE_RUNNERS",
+           "StaticInt8", "StructuredPruning", "WeightOnlyInt8", "agreement_evaluator", "diagnose_int8", "distill",
+           "export_compressed", "gate_rescue", "load_recipe", "loss_from_dict", "prune", "quantize",
+           "register_stage", "rescue_plan", "resolve_recipe", "sparsity"]

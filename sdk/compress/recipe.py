@@ -5,9 +5,9 @@ name = "small-and-int8"
 [prune]                      # optional: kind = "structured" | "magnitude"
 kind = "structured"
 ratio = 0.5
-[distill]                    # optional: run by the runner registered under `runner` (see STAGE_RUNNERS)
-runner = "distill"
-epochs = 2.0
+[distill]                    # optional: edgecart.compress.distill from the unpruned model (DistillConfig)
+epochs = 2
+losses = [{ name = "mse", weight = 1.0 }]
 [quantize]                   # optional: int8 recipes tried in order behind a quality gate, per format
 recipes = ["static-int8-per-channel", { kind = "static_int8", per_channel = false }]
 gate_metric = "cosine"
@@ -29,6 +29,7 @@ from typing import Any
 
 from edgecart.config import ConfigError, from_dict, load_file, to_dict
 from edgecart.exporters.recipes import QAT, QuantRecipe, recipe_to_dict, resolve_recipe
+from edgecart.runtime.errors import UnknownNameError
 from edgecart.runtime.registry import Registry
 
 from .pruning import PruneConfig, prune_config_from_dict, prune_config_to_dict
@@ -45,23 +46,57 @@ def register_stage(name: str, runner: Callable[..., Any]) -> Callable[..., Any]:
 
 @dataclass(frozen=True)
 class DistillStage:
-    """Recover quality after pruning by distillation from the unpruned model (the teacher). Recorded as given; run
-    by ``STAGE_RUNNERS[runner]``. ``options``: runner-specific settings (JSON values), e.g. loss weights."""
+    """Recover quality after pruning by distillation from the unpruned model (the teacher), run by
+    ``STAGE_RUNNERS[runner]``. ``config``: the runner's settings; for the built-in ``distill`` runner a
+    :class:`~edgecart.compress.distill.DistillConfig` table (losses, epochs, lr, ...), checked when the recipe loads."""
 
     runner: str = "distill"
-    epochs: float = 1.0
-    lr: float = 1e-3
-    batch_size: int = 64
-    temperature: float = 1.0
-    options: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.runner:
+        if not isinstance(self.runner, str) or not self.runner:
             raise ConfigError("distill.runner must name a registered runner")
-        if not self.epochs > 0 or not self.lr > 0 or self.batch_size < 1 or not self.temperature > 0:
-            raise ConfigError("distill: epochs, lr, temperature must be > 0 and batch_size >= 1")
-        if not isinstance(self.options, dict):
-            raise ConfigError("distill.options must be a table")
+        if not isinstance(self.config, dict):
+            raise ConfigError("distill.config must be a table")
+        if self.runner == "distill":
+            _distill_config(self.config)  # fail at load, not after pruning
+
+    @classmethod
+    def from_table(cls, data: dict[str, Any]) -> DistillStage:
+        """``[distill]`` in a recipe file: ``runner`` (optional) and the runner's settings side by side."""
+        if not isinstance(data, dict):
+            raise ConfigError("[distill] must be a table")
+        body = dict(data)
+        return cls(runner=body.pop("runner", "distill"), config=body)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runner": self.runner, **self.config}
+
+
+def _distill_config(table: dict[str, Any]) -> Any:
+    from .distill import DistillConfig
+
+    try:
+        return DistillConfig.from_dict(table)
+    except (ConfigError, UnknownNameError):
+        raise
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"distill: {exc}") from None
+
+
+def _run_distill(student: Any, stage: DistillStage, *, teacher: Any = None, data: Any = None,
+                 **kwargs: Any) -> Any:
+    """The built-in runner: :func:`edgecart.compress.distill` from ``teacher`` (default: the unpruned model) on
+    ``data`` (a ``DistillData``)."""
+    from .distill import distill
+
+    if data is None:
+        raise ConfigError("the recipe distils: pass data=DistillData(...) (training inputs) to Recipe.apply")
+    distill(student, teacher, data, _distill_config(stage.config), **kwargs)
+    return student
+
+
+register_stage("distill", _run_distill)
 
 
 @dataclass(frozen=True)
@@ -113,7 +148,7 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name,
                 "prune": prune_config_to_dict(self.prune) if self.prune else None,
-                "distill": to_dict(self.distill) if self.distill else None,
+                "distill": self.distill.to_dict() if self.distill else None,
                 "quantize": self.quantize.to_dict() if self.quantize else None}
 
     @classmethod
@@ -128,7 +163,7 @@ class Recipe:
         return cls(
             name=data.get("name", "recipe"),
             prune=prune_config_from_dict(data["prune"]) if data.get("prune") is not None else None,
-            distill=from_dict(DistillStage, data["distill"], "distill") if data.get("distill") is not None else None,
+            distill=DistillStage.from_table(data["distill"]) if data.get("distill") is not None else None,
             quantize=from_dict(QuantizeStage, quant, "quantize") if quant is not None else None,
         )
 
@@ -136,12 +171,14 @@ class Recipe:
               **context: Any) -> tuple[Any, dict[str, Any]]:
         """Run the float stages (prune, distil) on ``model``; returns (compressed float model, record). The quantize
         stage runs at export (:func:`edgecart.compress.export_compressed`), where each format applies its recipes.
-        ``context`` goes to the distillation runner (teacher, data, ...)."""
+        ``context`` goes to the distillation runner (``data=``, optionally ``teacher=``: by default the model as it
+        was before pruning)."""
         from .pruning import prune, sparsity
 
         say = progress or (lambda _m: None)
         record: dict[str, Any] = {"recipe": self.to_dict(), "stages": []}
         before = sparsity(model)
+        original = model
         if self.prune is not None:
             say(f"prune: {self.prune.kind}")
             model = prune(model, self.prune, example_inputs)
@@ -149,6 +186,7 @@ class Recipe:
         if self.distill is not None:
             runner = STAGE_RUNNERS[self.distill.runner]
             say(f"distill: {self.distill.runner}")
+            context.setdefault("teacher", original.eval())
             model = runner(model, self.distill, **context)
             record["stages"].append({"stage": "distill", "runner": self.distill.runner})
         return model, record

@@ -74,10 +74,11 @@ def test_from_dict_builds_nested_dataclasses_and_tuples():
 
 def test_recipe_loads_from_toml_and_json_and_round_trips(tmp_path):
     toml = tmp_path / "r.toml"
-    toml.write_text('name = "r"\n[prune]\nkind = "structured"\nratio = 0.25\n[distill]\nepochs = 2.0\n'
+    toml.write_text('name = "r"\n[prune]\nkind = "structured"\nratio = 0.25\n'
+                    '[distill]\nepochs = 2\nlosses = [{name = "mse"}]\n'
                     '[quantize]\nrecipes = ["static-int8-per-channel", {kind = "qat", steps = 4}]\nmax_drop = 0.02\n')
     r = load_recipe(toml)
-    assert r.prune == StructuredPruning(ratio=0.25) and r.distill.epochs == 2.0
+    assert r.prune == StructuredPruning(ratio=0.25) and r.distill.config["epochs"] == 2
     assert r.quantize.recipes == (StaticInt8(), QAT(steps=4)) and r.stages == ["prune", "distill", "quantize"]
     js = tmp_path / "r.json"
     js.write_text(json.dumps(r.to_dict()))
@@ -85,6 +86,8 @@ def test_recipe_loads_from_toml_and_json_and_round_trips(tmp_path):
 
 
 def test_recipe_errors_name_the_fix(tmp_path):
+    with pytest.raises(UnknownNameError, match="epochz"):  # the trainer's own config is checked at load
+        Recipe.from_dict({"distill": {"epochz": 2, "losses": [{"name": "mse"}]}})
     with pytest.raises(ConfigError, match="unknown stage.*known"):
         Recipe.from_dict({"prune": {"kind": "structured"}, "qantize": {}})
     with pytest.raises(UnknownNameError, match="magnitude, structured"):
@@ -98,6 +101,6 @@ def test_recipe_errors_name_the_fix(tmp_path):
 def test_unregistered_distill_runner_lists_known(tiny_model):
     import torch
 
-    r = Recipe(distill=from_dict(DistillStage, {"runner": "no-such-trainer"}))
+    r = Recipe(distill=DistillStage.from_table({"runner": "no-such-trainer"}))
     with pytest.raises(UnknownNameError, match="no-such-trainer"):
         r.apply(tiny_model, (torch.zeros(1, 1, 28, 28),))

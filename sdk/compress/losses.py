@@ -1,0 +1,191 @@
+"""Distillation losses as small composable pieces, each a frozen config registered by name.
+
+A term compares the student's output with the teacher's (or with the labels) on one batch and returns a scalar.
+``weight`` scales it; ``student`` / ``teacher`` pick a named output when a model returns a dict (None: the whole
+output). Terms::
+
+    cosine        1 - cos(s, t), averaged                          (embeddings)
+    mse           mean squared error                               (embeddings, hidden states)
+    relational    MSE between the batch's cosine-similarity matrices of s and of t (structure of the space)
+    kl            T^2 * KL(softmax(t/T) || softmax(s/T))           (logits, Hinton et al. 2015)
+    ranking       cross-entropy of s against the teacher's top-K as soft positives, softmax(t_topK / T)
+                  (ranking distillation over a full catalog: Tang & Wang 2018 use the top-K as weighted positives)
+    label         cross-entropy of s against the labels (no teacher)
+    hint          MSE between a learned linear projection of s and t (FitNets, Romero et al. 2015)
+
+``loss_from_dict({"name": "kl", "temperature": 4})`` builds one from JSON; an unknown name or option raises an
+error listing the known ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from edgecart.runtime.errors import UnknownNameError
+from edgecart.runtime.registry import Registry
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """Base of every term: its weight and which outputs it reads."""
+
+    weight: float = 1.0
+    student: str | None = None
+    teacher: str | None = None
+    name: ClassVar[str] = ""
+    needs_teacher: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.weight, (int, float)) or isinstance(self.weight, bool) or self.weight < 0:
+            raise ValueError(f"{self.name}: weight must be a number >= 0, got {self.weight!r}")
+
+    def __call__(self, s: Any, t: Any, labels: Any = None, projection: Any = None) -> Any:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **dataclasses.asdict(self)}
+
+
+LOSSES: Registry[type[LossTerm]] = Registry("distillation loss")
+
+
+def _register(cls: type[LossTerm]) -> type[LossTerm]:
+    LOSSES.register(cls.name, cls)
+    return cls
+
+
+def _flat(x: Any) -> Any:
+    return x.reshape(-1, x.shape[-1]) if x.dim() > 2 else x
+
+
+@_register
+@dataclass(frozen=True)
+class Cosine(LossTerm):
+    name: ClassVar[str] = "cosine"
+
+    def __call__(self, s, t, labels=None, projection=None):
+        from torch.nn import functional as F  # noqa: N812
+
+        return (1 - F.cosine_similarity(_flat(s), _flat(t), dim=-1)).mean()
+
+
+@_register
+@dataclass(frozen=True)
+class MSE(LossTerm):
+    name: ClassVar[str] = "mse"
+
+    def __call__(self, s, t, labels=None, projection=None):
+        from torch.nn import functional as F  # noqa: N812
+
+        return F.mse_loss(s, t)
+
+
+@_register
+@dataclass(frozen=True)
+class Relational(LossTerm):
+    name: ClassVar[str] = "relational"
+
+    def __call__(self, s, t, labels=None, projection=None):
+        from torch.nn import functional as F  # noqa: N812
+
+        s, t = F.normalize(_flat(s), dim=-1), F.normalize(_flat(t), dim=-1)
+        return F.mse_loss(s @ s.T, t @ t.T)
+
+
+@_register
+@dataclass(frozen=True)
+class KLDivergence(LossTerm):
+    temperature: float = 2.0
+    name: ClassVar[str] = "kl"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.temperature > 0:
+            raise ValueError(f"kl: temperature must be > 0, got {self.temperature!r}")
+
+    def __call__(self, s, t, labels=None, projection=None):
+        from torch.nn import functional as F  # noqa: N812
+
+        tt = self.temperature
+        return F.kl_div(F.log_softmax(_flat(s) / tt, -1), F.log_softmax(_flat(t) / tt, -1), reduction="batchmean",
+                        log_target=True) * tt * tt
+
+
+@_register
+@dataclass(frozen=True)
+class RankingKD(LossTerm):
+    top_k: int = 50
+    temperature: float = 1.0
+    exclude_first: bool = False
+    name: ClassVar[str] = "ranking"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.top_k, int) or self.top_k < 1:
+            raise ValueError(f"ranking: top_k must be an integer >= 1, got {self.top_k!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"ranking: temperature must be > 0, got {self.temperature!r}")
+
+    def __call__(self, s, t, labels=None, projection=None):
+        import torch
+        from torch.nn import functional as F  # noqa: N812
+
+        s, t = _flat(s), _flat(t)
+        if self.exclude_first:  # e.g. a padding column that is never a valid answer
+            t = t.clone()
+            t[:, 0] = -torch.inf
+        top, idx = torch.topk(t, min(self.top_k, t.shape[-1]), dim=-1)
+        w = torch.softmax(top / self.temperature, dim=-1)
+        return -(F.log_softmax(s, -1).gather(1, idx) * w).sum(1).mean()
+
+
+@_register
+@dataclass(frozen=True)
+class LabelCE(LossTerm):
+    label_smoothing: float = 0.0
+    name: ClassVar[str] = "label"
+    needs_teacher: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label: label_smoothing must lie in [0, 1), got {self.label_smoothing!r}")
+
+    def __call__(self, s, t, labels=None, projection=None):
+        from torch.nn import functional as F  # noqa: N812
+
+        if labels is None:
+            raise ValueError("the 'label' loss needs labels: pass DistillData(labels=...)")
+        return F.cross_entropy(_flat(s), labels.reshape(-1), label_smoothing=self.label_smoothing)
+
+
+@_register
+@dataclass(frozen=True)
+class Hint(LossTerm):
+    name: ClassVar[str] = "hint"
+
+    def __call__(self, s, t, labels=None, projection=None):
+        from torch.nn import functional as F  # noqa: N812
+
+        if projection is None:
+            raise ValueError("the 'hint' loss needs its projection (the trainer makes it)")
+        return F.mse_loss(projection(s), t)
+
+
+def loss_from_dict(data: Any) -> LossTerm:
+    """Build a loss term from ``{"name": ..., option: value, ...}`` (allowlist of the term's fields)."""
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise ValueError(f"a loss term is an object with a 'name' (one of {LOSSES.names()}), got {data!r}")
+    cls = LOSSES[data["name"]]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    opts = {k: v for k, v in data.items() if k != "name"}
+    unknown = sorted(set(opts) - fields)
+    if unknown:
+        raise UnknownNameError(f"unknown option(s) {unknown} for loss {cls.name!r}; known: {sorted(fields)}")
+    return cls(**opts)
+
+
+__all__ = ["LOSSES", "Cosine", "Hint", "KLDivergence", "LabelCE", "LossTerm", "MSE", "RankingKD", "Relational",
+           "loss_from_dict"]
