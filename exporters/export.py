@@ -115,8 +115,9 @@ def export_artifact(writer: BundleWriter, model: Any, example_inputs: tuple[Any,
     rel = f"models/{writer.meta['name']}.{precision}{exporter.suffix}"
     if recipe is not None and typed is not None:
         rel = f"models/{writer.meta['name']}.{precision}.{typed.name}{exporter.suffix}"
-    request = ExportRequest(model, tuple(example_inputs), tuple(s.name for s in io.inputs),
-                            tuple(s.name for s in io.outputs), precision, typed, tuple(calibration))
+    request = ExportRequest(model, _plain(example_inputs), tuple(s.name for s in io.inputs),
+                            tuple(s.name for s in io.outputs), precision, typed,
+                            tuple(_plain(b) for b in calibration))
     before = _staged(writer)
     try:
         try:
@@ -156,6 +157,18 @@ def export_artifact(writer: BundleWriter, model: Any, example_inputs: tuple[Any,
             "the exported model does not reproduce the eager one — check for unsupported ops or loosen tolerance"
         )
     return art
+
+
+def _plain(tensors: Sequence[Any]) -> tuple[Any, ...]:
+    """Row-major copies with freshly computed strides: a numpy view given a new axis carries a 0 stride (which
+    ExecuTorch refuses) and a channels-last tensor would be read as NHWC by some converters."""
+    out = []
+    for t in tensors:
+        if hasattr(t, "new_empty") and hasattr(t, "copy_"):
+            out.append(t.new_empty(tuple(t.shape)).copy_(t))
+        else:
+            out.append(t)
+    return tuple(out)
 
 
 def _staged(writer: BundleWriter) -> set[Path]:
