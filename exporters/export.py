@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 from edgecart.runtime.backends import backend_for_format
-from edgecart.runtime.errors import InputSpecError, ParityError
+from edgecart.runtime.errors import BundleError, EdgecartError, InputSpecError, ParityError
 from edgecart.runtime.golden import compare
 from edgecart.runtime.manifest import DTYPES, Artifact, IOSpec, Manifest, Parity, Preprocessing, TensorSpec
 from edgecart.runtime.session import Session
@@ -145,8 +145,11 @@ def export_artifact(writer: BundleWriter, model: Any, example_inputs: tuple[Any,
         return art
     try:
         parity = measure_parity(writer, art, golden[0], golden[1], tolerance)
-    except BaseException:
+    except BaseException as exc:
         writer.remove_artifact(name)
+        if _engine_refused(exc):  # the toolchain wrote a file its own engine cannot run (e.g. a bad QDQ axis)
+            raise ToolchainError(f"{name}: the exported file does not run on its engine: "
+                                 f"{type(exc).__name__}: {str(exc)[:800]}") from exc
         raise
     art = writer.update_artifact(name, parity=parity)
     if check and not parity.within_tolerance():
@@ -157,6 +160,14 @@ def export_artifact(writer: BundleWriter, model: Any, example_inputs: tuple[Any,
             "the exported model does not reproduce the eager one — check for unsupported ops or loosen tolerance"
         )
     return art
+
+
+def _engine_refused(exc: BaseException) -> bool:
+    """An engine failure while running a fresh artifact: raised by the engine itself, or the runtime's typed wrapper
+    of one (an EdgecartError that is not about the bundle or the inputs)."""
+    if is_toolchain_error(exc):
+        return True
+    return isinstance(exc, EdgecartError) and not isinstance(exc, (BundleError, InputSpecError))
 
 
 def _plain(tensors: Sequence[Any]) -> tuple[Any, ...]:
