@@ -89,22 +89,6 @@ class DynamicInt8:
 
 
 @dataclass(frozen=True)
-class WeightOnlyInt8:
-    """int8 weights stored in the file and dequantized to float at run time: a smaller file, float arithmetic."""
-
-    per_channel: bool = True
-    kind: ClassVar[str] = "weight_only_int8"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.per_channel, bool):
-            raise ConfigError("weight_only_int8.per_channel must be true or false")
-
-    @property
-    def name(self) -> str:
-        return "weight-only-int8-" + ("per-channel" if self.per_channel else "per-tensor")
-
-
-@dataclass(frozen=True)
 class QAT:
     """Quantization-aware training: insert fake-quantization (``prepare_qat_pt2e``), fine-tune ``steps`` passes over
     the calibration inputs so the int8 model matches the float model's outputs (``loss``, a name in ``QAT_LOSSES``),
@@ -134,8 +118,8 @@ class QAT:
             f"-float{len(self.exclude)}" if self.exclude else "")
 
 
-QuantRecipe = StaticInt8 | DynamicInt8 | WeightOnlyInt8 | QAT
-RECIPE_TYPES: tuple[type, ...] = (StaticInt8, DynamicInt8, WeightOnlyInt8, QAT)
+QuantRecipe = StaticInt8 | DynamicInt8 | QAT
+RECIPE_TYPES: tuple[type, ...] = (StaticInt8, DynamicInt8, QAT)
 
 #: Recipe kinds by their ``kind`` field, for ``{"kind": "static_int8", ...}`` documents.
 RECIPE_KINDS: Registry[type] = Registry("quantization recipe kind")
@@ -147,7 +131,7 @@ RECIPES: Registry[QuantRecipe] = Registry("quantization recipe")
 for _r in (StaticInt8(), StaticInt8(per_channel=False), StaticInt8(calibration="percentile"),
            StaticInt8(calibration="minmax"), StaticInt8(per_channel=False, calibration="minmax"),
            StaticInt8(calibration="minmax", ops=("conv", "linear")), DynamicInt8(), DynamicInt8(per_channel=False),
-           WeightOnlyInt8(), QAT()):
+           QAT()):
     RECIPES.register(_r.name, _r)
 for _old, _r in {
     "pt2e-xnnpack-per-channel": StaticInt8(), "pt2e-xnnpack-per-tensor": StaticInt8(per_channel=False),
@@ -200,4 +184,4 @@ def _match_float(out: Any, ref: Any) -> Any:
 QAT_LOSSES.register("match_float", _match_float)
 
 __all__ = ["CALIBRATIONS", "OP_KINDS", "QAT", "QAT_LOSSES", "RECIPES", "RECIPE_KINDS", "RECIPE_TYPES", "DynamicInt8",
-           "QuantRecipe", "StaticInt8", "WeightOnlyInt8", "recipe_from_dict", "recipe_to_dict", "resolve_recipe"]
+           "QuantRecipe", "StaticInt8", "recipe_from_dict", "recipe_to_dict", "resolve_recipe"]

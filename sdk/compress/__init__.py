@@ -2,7 +2,7 @@
 
 - ``prune(model, StructuredPruning(...) | MagnitudePruning(...), example_inputs)`` → a pruned copy;
 - ``quantize(model, recipe, example_inputs, calibration)`` → the int8 model in torch (PT2E numerics); the exporters
-  write int8 files from the same typed recipes (``StaticInt8``, ``DynamicInt8``, ``WeightOnlyInt8``, ``QAT``);
+  write int8 files from the same typed recipes (``StaticInt8``, ``DynamicInt8``, ``QAT``);
 - ``diagnose_int8`` ranks layers by the error their quantization adds; ``rescue_plan`` keeps the worst in float;
 - ``Recipe`` chains prune → distil → quantize (``load_recipe`` reads TOML/JSON); ``export_compressed`` writes the
   bundle and records the recipe applied; ``report`` measures each step.
@@ -29,7 +29,7 @@ _EXPORTS = {
     "export_compressed": "pipeline",
     "model_stats": "report", "write_report": "report", "StepRow": "report",
 
-    "StaticInt8": "_recipes", "DynamicInt8": "_recipes", "WeightOnlyInt8": "_recipes", "QAT": "_recipes",
+    "StaticInt8": "_recipes", "DynamicInt8": "_recipes", "QAT": "_recipes",
     "RECIPES": "_recipes", "resolve_recipe": "_recipes",
 }
 
@@ -46,6 +46,6 @@ def __getattr__(name: str) -> Any:
 __all__ = ["Cosine", "DistillConfig", "DistillData", "DistillError", "DistillResult", "DistillStage", "DynamicInt8",
            "Hint", "KLDivergence", "LOSSES", "LabelCE", "LayerError", "LossTerm", "MSE", "MagnitudePruning",
            "PRUNERS", "QAT", "QuantizeStage", "RECIPES", "RankingKD", "Recipe", "Relational", "STAGE_RUNNERS",
-           "StaticInt8", "StepRow", "StructuredPruning", "WeightOnlyInt8", "agreement_evaluator", "diagnose_int8",
+           "StaticInt8", "StepRow", "StructuredPruning", "agreement_evaluator", "diagnose_int8",
            "distill", "export_compressed", "gate_rescue", "load_recipe", "loss_from_dict", "model_stats", "prune",
            "quantize", "register_stage", "rescue_plan", "resolve_recipe", "sparsity", "write_report"]
