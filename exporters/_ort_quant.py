@@ -75,11 +75,16 @@ def quantize_onnx(float_path: Path, out_path: Path, request: ExportRequest, reci
                 b = next(self._it, None)
                 return None if b is None else dict(zip(names, b, strict=True))
 
+        # uint8 activations (asymmetric) by default: ReLU/ReLU6 clips fold into QLinearConv's output range, and
+        # ONNX Runtime runs U8S8 fastest on x86 (benchmarks/results/compression/ort_int8.md)
+        unsigned = recipe.activations in ("auto", "uint8")
+        symmetric = not unsigned and method == CalibrationMethod.MinMax
         quantize_static(
             str(pre), str(out_path), _Reader(), quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=method,
-            extra_options={"ActivationSymmetric": True} if method == CalibrationMethod.MinMax else {},
+            activation_type=QuantType.QUInt8 if unsigned else QuantType.QInt8, weight_type=QuantType.QInt8,
+            calibrate_method=method, extra_options={"ActivationSymmetric": True} if symmetric else {},
             op_types_to_quantize=ops, nodes_to_exclude=excluded,
         )
-    return {**base, "method": "ONNX Runtime static QDQ", "activations": "int8 static", "calibration": method.name,
+    acts = "uint8 static, asymmetric" if unsigned else "int8 static" + (", symmetric" if symmetric else "")
+    return {**base, "method": "ONNX Runtime static QDQ", "activations": acts, "calibration": method.name,
             "calibration_samples": len(batches), "quantized_op_types": ops or "all that ONNX Runtime supports"}

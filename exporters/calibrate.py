@@ -21,7 +21,7 @@ def pt2e_supports(recipe: QuantRecipe) -> bool:
     """Recipes the PT2E quantizers (XNNPACK, litert-torch) can apply: static/dynamic/QAT int8, with exclusions;
     no op-kind restriction (their annotators choose the patterns) and no percentile/entropy calibration."""
     if isinstance(recipe, StaticInt8):
-        return recipe.calibration in PT2E_CALIBRATIONS and not recipe.ops
+        return recipe.calibration in PT2E_CALIBRATIONS and not recipe.ops and recipe.activations != "uint8"
     return isinstance(recipe, (DynamicInt8, QAT))
 
 

@@ -20,6 +20,8 @@ from edgecart.runtime.registry import Registry
 
 #: Calibration methods: ``auto`` is each toolchain's default (ONNX Runtime: MinMax; PT2E: histogram observer).
 CALIBRATIONS = ("auto", "minmax", "percentile", "entropy", "histogram")
+#: Activation types of static int8 (``auto``: the toolchain's default, see StaticInt8).
+ACTIVATIONS = ("auto", "int8", "uint8")
 #: Op kinds a recipe may restrict quantization to (empty = every op the toolchain quantizes).
 OP_KINDS = ("conv", "linear")
 
@@ -36,12 +38,15 @@ class StaticInt8:
 
     ``exclude``: module names (``features.0``; a name covers its submodules) kept in float. ``ops``: quantize only
     these op kinds (``conv``, ``linear``), keeping the rest (gathers, adds, norms, softmax) in float.
+    ``activations``: ``int8`` (symmetric), ``uint8`` (asymmetric; lets ONNX Runtime fold ReLU/ReLU6 clips into the
+    quantized convs) or ``auto`` (each toolchain's fastest measured choice: uint8 on ONNX Runtime, int8 on PT2E).
     """
 
     per_channel: bool = True
     calibration: str = "auto"
     exclude: tuple[str, ...] = ()
     ops: tuple[str, ...] = ()
+    activations: str = "auto"
     kind: ClassVar[str] = "static_int8"
 
     def __post_init__(self) -> None:
@@ -51,6 +56,8 @@ class StaticInt8:
             raise ConfigError("static_int8.per_channel must be true or false")
         if self.calibration not in CALIBRATIONS:
             raise ConfigError(f"static_int8.calibration {self.calibration!r} is unknown; known: {list(CALIBRATIONS)}")
+        if self.activations not in ACTIVATIONS:
+            raise ConfigError(f"static_int8.activations {self.activations!r} unknown; known: {list(ACTIVATIONS)}")
         bad = [o for o in self.ops if o not in OP_KINDS]
         if bad:
             raise ConfigError(f"static_int8.ops {bad} unknown; known: {list(OP_KINDS)}")
@@ -61,6 +68,8 @@ class StaticInt8:
         parts = ["static-int8", "per-channel" if self.per_channel else "per-tensor"]
         if self.calibration != "auto":
             parts.append(self.calibration)
+        if self.activations != "auto":
+            parts.append(f"{self.activations}-activations")
         if self.ops:
             parts.append("-".join(self.ops) + "-only")
         if self.exclude:
@@ -136,10 +145,11 @@ for _r in (StaticInt8(), StaticInt8(per_channel=False), StaticInt8(calibration="
 for _old, _r in {
     "pt2e-xnnpack-per-channel": StaticInt8(), "pt2e-xnnpack-per-tensor": StaticInt8(per_channel=False),
     "pt2e-litert-per-channel": StaticInt8(), "pt2e-litert-per-tensor": StaticInt8(per_channel=False),
-    "ort-static-qdq-per-channel-minmax": StaticInt8(calibration="minmax"),
-    "ort-static-qdq-per-channel-percentile": StaticInt8(calibration="percentile"),
-    "ort-static-qdq-per-channel-minmax-weights-only-ops": StaticInt8(calibration="minmax", ops=("conv", "linear")),
-    "ort-static-qdq-per-tensor-minmax": StaticInt8(per_channel=False, calibration="minmax"),
+    "ort-static-qdq-per-channel-minmax": StaticInt8(calibration="minmax", activations="int8"),
+    "ort-static-qdq-per-channel-percentile": StaticInt8(calibration="percentile", activations="int8"),
+    "ort-static-qdq-per-channel-minmax-weights-only-ops": StaticInt8(calibration="minmax", ops=("conv", "linear"),
+                                                                     activations="int8"),
+    "ort-static-qdq-per-tensor-minmax": StaticInt8(per_channel=False, calibration="minmax", activations="int8"),
 }.items():
     RECIPES.register(_old, _r)
 

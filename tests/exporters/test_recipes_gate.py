@@ -97,7 +97,7 @@ def test_typed_recipe_is_recorded_in_the_manifest(tmp_path, tiny_model):
     q = open_bundle(tmp_path / "b").manifest.artifacts[0].quantization
     assert art.path.endswith(".static-int8-per-channel-minmax-float1.onnx")
     assert q["config"] == {"kind": "static_int8", "per_channel": True, "calibration": "minmax", "exclude": ["head"],
-                           "ops": []}
+                           "ops": [], "activations": "auto"}
     assert q["float_nodes"] and all("linear" in n.lower() or "gemm" in n.lower() for n in q["float_nodes"])
 
 
