@@ -12,7 +12,7 @@ from typing import Any
 from .harness import matching
 from .report import BenchReport, write_report
 from .result import BenchResult, failed, from_raw
-from .stats import ratio_ci
+from .stats import block_ratio_ci, ratio_ci
 from .targets_local import Job, WorkerClient
 
 
@@ -28,9 +28,11 @@ def pick_jobs(manifest: Any, config: Any, threads: int | None) -> list[Job]:
 
 
 def interleave(clients: list[WorkerClient], level: str, rounds: int, per_round: int, seconds_per_round: float,
-               bar: Any = None) -> tuple[dict[int, list[float]], list[list[str]]]:
+               bar: Any = None, by_round: dict[int, list[list[float]]] | None = None,
+               ) -> tuple[dict[int, list[float]], list[list[str]]]:
     """Run ``rounds`` rounds; in round r the clients go in order rotated by r. Returns samples per client index and
-    the schedule actually run (backend names per round)."""
+    the schedule actually run (backend names per round); ``by_round``, when given, receives each client's samples
+    round by round (for the block bootstrap of :func:`ratios`)."""
     samples: dict[int, list[float]] = {i: [] for i in range(len(clients))}
     schedule: list[list[str]] = []
     live = [i for i, c in enumerate(clients) if c.error is None]
@@ -42,7 +44,10 @@ def interleave(clients: list[WorkerClient], level: str, rounds: int, per_round: 
             if c.error is not None:
                 continue
             try:
-                samples[i].extend(c.run(level, per_round, seconds_per_round))
+                got = c.run(level, per_round, seconds_per_round)
+                samples[i].extend(got)
+                if by_round is not None:
+                    by_round.setdefault(i, [[] for _ in range(rounds)])[r] = list(got)
                 schedule[-1].append(c.job.backend)
             except RuntimeError:
                 pass
@@ -51,14 +56,20 @@ def interleave(clients: list[WorkerClient], level: str, rounds: int, per_round: 
     return samples, schedule
 
 
-def ratios(results: list[BenchResult], config: Any) -> dict[str, Any]:
+def ratios(results: list[BenchResult], config: Any,
+           rounds: dict[str, list[list[float]]] | None = None) -> dict[str, Any]:
+    """p50 of each result over the fastest's, with a 95% interval: a block bootstrap over the interleaved rounds
+    when ``rounds`` (samples per round, by result label) is given, else a bootstrap over single calls."""
     ok = [r for r in results if r.ok and r.samples_ms]
     if not ok:
         return {"fastest": None, "rows": []}
     fastest = min(ok, key=lambda r: r.p50_ms or math.inf)
     rows = []
     for r in ok:
-        ratio, lo, hi = ratio_ci(r.samples_ms, fastest.samples_ms, 50.0, config.bootstrap)  # type: ignore[arg-type]
+        if rounds and r.label in rounds and fastest.label in rounds:
+            ratio, lo, hi = block_ratio_ci(rounds[r.label], rounds[fastest.label], 50.0, config.bootstrap)
+        else:
+            ratio, lo, hi = ratio_ci(r.samples_ms, fastest.samples_ms, 50.0, config.bootstrap)  # type: ignore[arg-type]
         rows.append({"label": r.label, "backend": r.backend, "artifact": r.artifact, "p50_ms": r.p50_ms,
                      "ratio": ratio, "ratio_ci": [lo, hi]})
     rows.sort(key=lambda row: row["ratio"])
@@ -84,7 +95,9 @@ def compare(bundle: Path, config: Any, *, out: str | os.PathLike[str] | None = N
         try:
             with tqdm(total=config.rounds, desc=f"compare t={threads}", unit="round", disable=not progress,
                       leave=False) as bar:
-                samples, schedule = interleave(clients, config.mode, config.rounds, per_round, seconds_per_round, bar)
+                per_client: dict[int, list[list[float]]] = {}
+                samples, schedule = interleave(clients, config.mode, config.rounds, per_round, seconds_per_round, bar,
+                                               by_round=per_client)
             block = []
             for i, c in enumerate(clients):
                 if c.error is not None or not samples[i]:
@@ -99,7 +112,9 @@ def compare(bundle: Path, config: Any, *, out: str | os.PathLike[str] | None = N
                 c.close()
         comparison.append({"threads": threads, "rounds": config.rounds, "per_round": per_round,
                            "order": "round-robin, rotated each round", "level": config.mode, "schedule": schedule,
-                           **ratios(block, config)})
+                           "interval": "block bootstrap over rounds",
+                           **ratios(block, config, {b.label: per_client[i] for i, b in enumerate(block)
+                                                    if i in per_client})})
         results.extend(block)
     if not config.keep_samples:
         results = [BenchResult.from_dict({**r.to_dict(), "samples_ms": None}) for r in results]

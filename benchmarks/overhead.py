@@ -16,20 +16,25 @@ from typing import Any
 from .compare import pick_jobs
 from .report import BenchReport, write_report
 from .result import BenchResult, failed, from_raw
-from .stats import percentile, ratio_ci
+from .stats import block_ratio_ci, percentile, ratio_ci
 from .targets_local import WorkerClient
 
 #: The target of issue 4 for the image student: Session.run within 5 % of the bare engine at p50.
 OVERHEAD_BUDGET_PCT = 5.0
 
 
-def summarize_overhead(samples: dict[str, list[float]], config: Any) -> dict[str, Any]:
-    """p50 per level (ms) and the overhead of ``session`` over ``engine`` and ``raw`` in percent, with CIs."""
+def summarize_overhead(samples: dict[str, list[float]], config: Any,
+                       by_round: dict[str, list[list[float]]] | None = None) -> dict[str, Any]:
+    """p50 per level (ms) and the overhead of ``session`` over ``engine`` and ``raw`` in percent, with CIs (a block
+    bootstrap over the interleaved rounds when ``by_round`` holds each level's samples round by round)."""
     p50 = {lvl: percentile(s, 50.0) * 1e3 for lvl, s in samples.items() if s}
     out: dict[str, Any] = {"p50_ms": p50, "n": {lvl: len(s) for lvl, s in samples.items()}}
     for base, key in (("engine", "overhead_pct"), ("raw", "overhead_vs_raw_pct")):
         if samples.get("session") and samples.get(base):
-            r, lo, hi = ratio_ci(samples["session"], samples[base], 50.0, config.bootstrap)
+            if by_round and by_round.get("session") and by_round.get(base):
+                r, lo, hi = block_ratio_ci(by_round["session"], by_round[base], 50.0, config.bootstrap)
+            else:
+                r, lo, hi = ratio_ci(samples["session"], samples[base], 50.0, config.bootstrap)
             out[key] = (r - 1.0) * 100.0
             out[key.replace("_pct", "_ms")] = p50["session"] - p50[base]
             out[key + "_ci"] = [(lo - 1.0) * 100.0, (hi - 1.0) * 100.0]
@@ -64,15 +69,18 @@ def overhead(bundle: Path, config: Any, *, out: str | os.PathLike[str] | None = 
                 levels = list(client.info.get("levels", ["session", "engine"]))
                 # levels alternate in blocks inside the one process, order rotated each round
                 samples: dict[str, list[float]] = {lvl: [] for lvl in levels}
+                by_round: dict[str, list[list[float]]] = {lvl: [] for lvl in levels}
                 for r in range(config.rounds):
                     k = r % len(levels)
                     for lvl in levels[k:] + levels[:k]:
-                        samples[lvl].extend(client.run(lvl, per_round, seconds_per_round))
+                        got = client.run(lvl, per_round, seconds_per_round)
+                        samples[lvl].extend(got)
+                        by_round[lvl].append(list(got))
                     bar.update(1)
                 done = client.finish()
             finally:
                 client.close()
-            summary = summarize_overhead(samples, config)
+            summary = summarize_overhead(samples, config, by_round)
             rows.append({"artifact": job.artifact, "backend": job.backend, "threads": job.threads,
                          "rounds": config.rounds, "per_round": per_round, **summary})
             for lvl, s in samples.items():

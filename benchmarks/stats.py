@@ -1,4 +1,7 @@
-"""Latency statistics: percentiles with percentile-bootstrap confidence intervals (numpy, fixed seed)."""
+"""Latency statistics: percentiles with percentile-bootstrap confidence intervals (numpy, fixed seed).
+
+One run's intervals (:func:`bootstrap_ci`, :func:`ratio_ci`) resample single calls; comparisons interleaved in rounds
+use :func:`block_ratio_ci`, which resamples whole rounds, because calls within a round share its conditions."""
 
 from __future__ import annotations
 
@@ -116,6 +119,37 @@ def ratio_ci(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, q
     return float(np.percentile(xa, q) / np.percentile(xb, q)), float(lo), float(hi)
 
 
+def block_ratio_ci(a_rounds: Sequence[Sequence[float]], b_rounds: Sequence[Sequence[float]], q: float = 50.0,
+                   config: BootstrapConfig = DEFAULT_BOOTSTRAP) -> tuple[float, float, float]:
+    """``percentile(a) / percentile(b)`` for an interleaved comparison, with a **block bootstrap over rounds**.
+
+    ``a_rounds[r]`` and ``b_rounds[r]`` are the samples of round ``r`` (measured back to back, so they share that
+    round's conditions: other load on the machine, clock, cache state). Calls inside a round are not independent —
+    a slow round is slow for all its calls — so resampling single calls (:func:`ratio_ci`) gives intervals narrower
+    than the run-to-run spread. Here whole rounds are resampled with replacement, the same rounds for ``a`` and
+    ``b`` (paired), and the interval is the central ``config.confidence`` range of the resampled ratios. With fewer
+    than 2 usable rounds there is nothing to resample and the interval is NaN.
+    """
+    pairs = [(np.asarray(x, np.float64), np.asarray(y, np.float64)) for x, y in zip(a_rounds, b_rounds, strict=True)]
+    pairs = [(x, y) for x, y in pairs if x.size and y.size]
+    if not pairs:
+        raise ValueError("no rounds with samples on both sides")
+    xa = np.concatenate([x for x, _ in pairs])
+    xb = np.concatenate([y for _, y in pairs])
+    ratio = float(np.percentile(xa, q) / np.percentile(xb, q))
+    if len(pairs) < 2:
+        return ratio, float("nan"), float("nan")
+    rng = np.random.default_rng(config.seed)
+    est = np.empty(config.resamples)
+    for i in range(config.resamples):
+        pick = rng.integers(0, len(pairs), size=len(pairs))
+        est[i] = (np.percentile(np.concatenate([pairs[j][0] for j in pick]), q)
+                  / np.percentile(np.concatenate([pairs[j][1] for j in pick]), q))
+    alpha = (1.0 - config.confidence) / 2.0
+    lo, hi = np.quantile(est, [alpha, 1.0 - alpha])
+    return ratio, float(lo), float(hi)
+
+
 def reliable_percentiles(n: int) -> list[str]:
     """Percentiles with at least 10 samples in the tail beyond them."""
     return [name for name, q in PERCENTILES.items() if n * (100.0 - q) / 100.0 >= 10.0 - 1e-9]
@@ -142,6 +176,6 @@ def summarize(samples_s: Sequence[float] | np.ndarray, config: BootstrapConfig =
     )
 
 
-__all__ = ["DEFAULT_BOOTSTRAP", "PERCENTILES", "BootstrapConfig", "LatencyStats", "bootstrap_ci", "percentile",
-           "ratio_ci",
+__all__ = ["DEFAULT_BOOTSTRAP", "PERCENTILES", "BootstrapConfig", "LatencyStats", "block_ratio_ci", "bootstrap_ci",
+           "percentile", "ratio_ci",
            "reliable_percentiles", "summarize"]

@@ -1,21 +1,26 @@
-"""Write a bundle: files staged in a temporary folder beside the destination, renamed into place on commit.
+"""Write a bundle: files staged in a folder beside the destination, swapped into place on commit.
 
-An interrupted export leaves no half bundle: the destination appears only when ``commit`` succeeds.
+An interrupted export leaves no half bundle: the destination changes only when ``commit`` succeeds, and then in one
+step (an atomic exchange of the two folders where the system has one; otherwise the old bundle is renamed aside, the
+new one renamed in, and a run killed between the two is repaired by the next run). Staging and old folders carry the
+writing process's id (``.NAME.staging-PID-*``, ``.NAME.old-PID-*``); a later run removes those whose process is gone.
+Everything is fsync'd before the swap. A directory that is not a bundle (no manifest.json) is never replaced.
 """
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
+import errno
 import io
 import os
 import shutil
-import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgecart.runtime.bundle import Bundle, sha256_file
+from edgecart.runtime.archive import pack_bundle, remove_path, stale_leftovers, unique_sibling
+from edgecart.runtime.bundle import Bundle, fsync_dir, sha256_file
 from edgecart.runtime.errors import BundleError
 from edgecart.runtime.manifest import (
     MANIFEST_NAME,
@@ -31,6 +36,65 @@ from edgecart.runtime.manifest import (
 from .base import toolchain_versions
 
 
+def _refuse_non_bundle(out: Path) -> None:
+    if out.is_symlink():
+        raise BundleError(f"{out} is a link; pass the real folder to replace, or another --out")
+    if not out.is_dir():
+        raise BundleError(f"{out} exists and is not a directory; choose another --out")
+    m = out / MANIFEST_NAME
+    if not m.is_file() or m.is_symlink():
+        raise BundleError(f"refusing to replace {out}: it is not an edgecart bundle (no manifest.json), and "
+                          "replacing it would delete it; remove it yourself or choose another --out")
+
+
+def recover_leftovers(out: Path) -> list[Path]:
+    """Clean up after killed runs that wrote ``out``: remove their staging and old folders; when ``out`` itself is
+    missing and a killed run had moved the previous bundle aside, put it back. Returns what was removed/restored."""
+    done = []
+    for kind, p in sorted(stale_leftovers(out.parent, out.name), key=lambda kp: kp[0] != "old"):
+        if kind == "old" and not out.exists() and not out.is_symlink() and (p / MANIFEST_NAME).is_file():
+            os.replace(p, out)  # the swap was cut between its two renames: the old bundle is the valid one
+            fsync_dir(out.parent)
+        else:
+            remove_path(p)
+        done.append(p)
+    return done
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE). False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirs, names in os.walk(root, topdown=False):
+        for n in names:
+            p = os.path.join(dirpath, n)
+            if os.path.islink(p):
+                continue
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(dirpath)
+
+
 class BundleWriter:
     """Collects files and artifacts in a staging folder, then commits them atomically as ``out``."""
 
@@ -38,12 +102,15 @@ class BundleWriter:
                  inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
                  preprocessing: Preprocessing | None = None, overwrite: bool = False) -> None:
         self.out = Path(out).absolute()
-        if self.out.exists() and not overwrite:
-            raise BundleError(f"{self.out} already exists; choose another --out or pass overwrite=True")
-        if self.out.exists() and not self.out.is_dir():
-            raise BundleError(f"{self.out} exists and is not a directory; choose another --out")
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.staging-", dir=self.out.parent))
+        recover_leftovers(self.out)
+        if self.out.exists() or self.out.is_symlink():
+            if not overwrite:
+                raise BundleError(f"{self.out} already exists; choose another --out or pass overwrite=True")
+            _refuse_non_bundle(self.out)
+        self.overwrite = overwrite
+        self.staging = unique_sibling(self.out, "staging")
+        os.mkdir(self.staging, 0o777)  # the process's umask applies: a bundle is as shared as the user's files
         self._files: dict[str, FileEntry] = {}
         self._artifacts: dict[str, Artifact] = {}
         self._golden: Golden | None = None
@@ -140,16 +207,23 @@ class BundleWriter:
         for extra in self._unlisted():
             (self.staging / extra).unlink()
         verify(self.staging)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.staging, 0o777 & ~umask)  # mkdtemp made it private; a bundle is meant to be shared
-        old = None
-        if self.out.exists():
-            old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
-            os.replace(self.out, old)
-        os.replace(self.staging, self.out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _fsync_tree(self.staging)
+        if self.out.exists() or self.out.is_symlink():
+            if not self.overwrite:
+                raise BundleError(f"{self.out} appeared while exporting; choose another --out or pass overwrite=True")
+            _refuse_non_bundle(self.out)
+            if _exchange(self.staging, self.out):  # one step: out is the new bundle, staging holds the old one
+                fsync_dir(self.out.parent)
+                shutil.rmtree(self.staging, ignore_errors=True)
+            else:
+                old = unique_sibling(self.out, "old")
+                os.replace(self.out, old)
+                os.replace(self.staging, self.out)  # a kill between these two: the next run restores ``old``
+                fsync_dir(self.out.parent)
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.staging, self.out)
+            fsync_dir(self.out.parent)
         self._done = True
         if archive:
             pack(self.out)
@@ -179,14 +253,9 @@ class BundleWriter:
             self.abort()
 
 
-def pack(bundle_dir: str | os.PathLike[str], dest: str | os.PathLike[str] | None = None) -> Path:
-    """Write ``<bundle>.tar.gz`` (or ``dest``) holding the bundle folder, plain files only."""
-    src = Path(bundle_dir)
-    dest = Path(dest) if dest else src.with_name(src.name + ".tar.gz")
-    tmp = dest.with_name(dest.name + ".tmp")
-    with tarfile.open(tmp, "w:gz") as tar:
-        for p in sorted(src.rglob("*")):
-            if p.is_file():
-                tar.add(p, arcname=f"{src.name}/{p.relative_to(src).as_posix()}", recursive=False)
-    os.replace(tmp, dest)
-    return dest
+def pack(bundle_dir: str | os.PathLike[str], dest: str | os.PathLike[str] | None = None, **kwargs: Any) -> Path:
+    """Verify the bundle and write ``<bundle>.tar.gz`` (or ``dest``): deterministic, listed files only.
+
+    Keyword arguments go to :func:`edgecart.runtime.archive.pack_bundle` (``formats``, ``private_key``, ...).
+    """
+    return pack_bundle(bundle_dir, dest, **kwargs).path

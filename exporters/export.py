@@ -42,7 +42,7 @@ class ParityTolerance:
 
     fp32_max_abs: float = 1e-3
     fp32_min_cosine: float = 0.9999
-    int8_max_abs: float | None = None
+    int8_max_abs: float | None = 0.5  # a bound on gross errors; the cosine is the finer gate (trust-b, issue 11)
     int8_min_cosine: float = 0.98
 
     def __post_init__(self) -> None:

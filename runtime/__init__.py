@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from .bundle import Bundle, open_bundle, sha256_file, verify
 from .errors import (
+    ArchiveLimitError,
     ArtifactNotFoundError,
     BackendUnavailableError,
     BundleError,
     EdgecartError,
+    EngineError,
+    InferenceError,
     InputSpecError,
     IntegrityError,
     ManifestError,
     MissingFileError,
+    ModelLoadError,
+    NonFiniteOutputError,
     ParityError,
+    SignatureError,
+    SigningUnavailableError,
     UnknownNameError,
     UnlistedFileError,
     UnsafePathError,
@@ -27,6 +34,7 @@ from .manifest import (
     Manifest,
     Parity,
     SequencePreprocessing,
+    Signature,
     TensorSpec,
 )
 from .recommender import Recommendation, Recommender
@@ -34,10 +42,12 @@ from .search import Catalog, ImageSearch, SearchResult
 from .session import Session, available_backends, load, select
 
 __all__ = [
-    "SCHEMA_VERSION", "Artifact", "ArtifactNotFoundError", "BackendUnavailableError", "Bundle", "BundleError",
-    "Catalog", "EdgecartError", "FileEntry", "Golden", "ImagePreprocessing", "ImageSearch", "InputSpecError", "IOSpec",
+    "SCHEMA_VERSION", "ArchiveLimitError", "Artifact", "ArtifactNotFoundError", "BackendUnavailableError", "Bundle",
+    "BundleError", "Catalog", "EdgecartError", "EngineError", "FileEntry", "Golden", "ImagePreprocessing",
+    "ImageSearch", "InferenceError", "InputSpecError", "IOSpec", "ModelLoadError", "NonFiniteOutputError",
     "IntegrityError", "Manifest", "ManifestError", "MissingFileError", "Parity", "ParityError", "Recommendation",
-    "Recommender", "SearchResult", "SequencePreprocessing", "Session", "TensorSpec", "UnknownNameError",
+    "Recommender", "SearchResult", "SequencePreprocessing", "Session", "Signature", "SignatureError",
+    "SigningUnavailableError", "TensorSpec", "UnknownNameError",
     "UnlistedFileError", "UnsafePathError", "available_backends", "load", "open_bundle", "select", "sha256_file",
     "verify",
 ]

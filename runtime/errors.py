@@ -20,7 +20,11 @@ class MissingFileError(BundleError):
 
 
 class IntegrityError(BundleError):
-    """A file's size or sha256 differs from what the manifest records (corrupt or tampered)."""
+    """A file's size or sha256 differs from what the manifest records.
+
+    Without a signature this detects accidental corruption (a cut download, a flipped bit, a wrong file), not
+    deliberate tampering: whoever can edit a file can edit the manifest's hash too. Sign bundles for that.
+    """
 
 
 class UnlistedFileError(BundleError):
@@ -29,6 +33,18 @@ class UnlistedFileError(BundleError):
 
 class UnsafePathError(BundleError):
     """A path in the manifest escapes the bundle directory or is not a plain relative path."""
+
+
+class SignatureError(BundleError):
+    """A public key was given and the bundle is unsigned, signed by another key, or its signature does not match."""
+
+
+class ArchiveLimitError(BundleError):
+    """A bundle archive exceeds a cap (members, bytes per file, bytes in total): refused before anything is written."""
+
+
+class SigningUnavailableError(EdgecartError, ImportError):
+    """Signing or checking a signature needs the ``cryptography`` package: ``pip install 'edgecart[sign]'``."""
 
 
 class ArtifactNotFoundError(BundleError):
@@ -52,3 +68,21 @@ class UnknownNameError(EdgecartError, KeyError):
 
     def __str__(self) -> str:  # KeyError would print the repr of the message
         return str(self.args[0]) if self.args else ""
+
+
+class EngineError(BundleError):
+    """An inference engine (ONNX Runtime, LiteRT, ExecuTorch) refused or failed on an artifact. The message names the
+    artifact and carries the engine's own message."""
+
+
+class ModelLoadError(EngineError):
+    """An artifact's model file is malformed, or its engine could not load it (found before or by the engine)."""
+
+
+class InferenceError(EngineError):
+    """An engine failed while running an artifact, or returned outputs that break the manifest's I/O spec
+    (wrong size, NaN or Inf)."""
+
+
+class NonFiniteOutputError(InferenceError):
+    """An engine returned NaN or Inf for finite inputs (load with ``check_finite=False`` to get them anyway)."""

@@ -1,17 +1,30 @@
 """The bundle manifest: frozen dataclasses, strict JSON (de)serialisation through an allowlist.
 
-The JSON Schema in ``manifest.schema.json`` (next to this file) describes the same document for app developers;
-a test keeps the two in step.
+Parsing is typed and bounded: every field must have exactly the JSON type its dataclass field declares (``true`` is
+not an integer, ``1.7`` is not a dimension, ``123`` is not a name), nesting is at most :data:`MAX_DEPTH` levels,
+integers at most :data:`MAX_INT_DIGITS` digits, and every failure is a :class:`ManifestError` naming the field.
+The parser is driven by the dataclasses' type hints, so a new field is parsed (and type-checked) as soon as it is
+declared; the JSON Schema in ``manifest.schema.json`` (next to this file) describes the same document for app
+developers, and tests validate every kind of bundle edgecart writes against it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import functools
 import json
 import math
+import operator
 import posixpath
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from .errors import ManifestError, UnsafePathError
 
@@ -22,22 +35,68 @@ DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
 TASKS = ("image_search", "recommendations", "text_search", "generic")
 PRECISIONS = ("fp32", "fp16", "int8")
 FILE_ROLES = ("model", "weights", "catalog", "golden", "metadata")
+SIGNATURE_ALGORITHMS = ("ed25519",)
+
+#: Bounds of the parser: a manifest is small, flat data; anything beyond these is refused, never recursed into.
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 32
+MAX_INT_DIGITS = 19  # int64
+MAX_FLOAT_CHARS = 40
+MAX_DIM = 2**31 - 1
+MAX_BYTES = 2**63 - 1
+
+#: Files a catalog section refers to, per ``catalog.kind``: key paths ("*" = every key of that object). A runtime
+#: opens these, so they must be plain paths the manifest's ``files`` list. A new task's catalog: one line here.
+CATALOG_FILE_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "image_embeddings": (("items_file",), ("embeddings", "*", "path"), ("embeddings", "*", "scale_path")),
+    "item_table": (("items",), ("popularity",), ("item_embeddings", "path"), ("item_embeddings", "scale")),
+}
+#: The catalog kind (and preprocessing class name) a task's bundles must carry. A new task: one line here.
+TASK_SECTIONS: dict[str, tuple[str, str | None]] = {
+    "image_search": ("image_embeddings", None),
+    "recommendations": ("item_table", "SequencePreprocessing"),
+}
 
 
-def check_relative_path(path: str) -> str:
+def check_relative_path(path: str, where: str = "") -> str:
     """Return ``path`` if it is a plain relative POSIX path inside the bundle, else raise UnsafePathError."""
+    at = f"{where}: " if where else ""
     if not isinstance(path, str) or not path:
-        raise UnsafePathError(f"bundle path {path!r} must be a non-empty string")
+        raise UnsafePathError(f"{at}bundle path {_short(path)} must be a non-empty string")
     if "\\" in path or "\x00" in path or path.startswith("/") or (len(path) > 1 and path[1] == ":"):
-        raise UnsafePathError(f"bundle path {path!r} must be relative and use '/' separators")
+        raise UnsafePathError(f"{at}bundle path {_short(path)} must be relative and use '/' separators")
     norm = posixpath.normpath(path)
     if norm != path or norm == "." or norm.split("/")[0] == "..":
-        raise UnsafePathError(f"bundle path {path!r} is not a normalised path inside the bundle")
+        raise UnsafePathError(f"{at}bundle path {_short(path)} is not a normalised path inside the bundle")
     return path
 
 
-def _json_safe(value: Any, where: str) -> None:
-    if value is None or isinstance(value, (bool, str, int)):
+def _short(value: Any, limit: int = 60) -> str:
+    r = repr(value)
+    return r if len(r) <= limit else r[: limit - 5] + "…" + r[-4:]
+
+
+def _is_surrogate_free(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json_safe(value: Any, where: str, depth: int = 0) -> None:
+    """Refuse what is not plain, finite, bounded JSON data (free-form sections: quality, catalog, quantization)."""
+    if depth > MAX_DEPTH:
+        raise ManifestError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        if not _is_surrogate_free(value):
+            raise ManifestError(f"{where}: text holds an unpaired surrogate; it is not valid Unicode")
+        return
+    if isinstance(value, int):
+        if abs(value) > MAX_BYTES:
+            raise ManifestError(f"{where}: integer {_short(value)} is out of the int64 range")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -45,15 +104,74 @@ def _json_safe(value: Any, where: str) -> None:
         return
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            _json_safe(v, f"{where}[{i}]")
+            _json_safe(v, f"{where}[{i}]", depth + 1)
         return
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):
-                raise ManifestError(f"{where}: key {k!r} must be a string")
-            _json_safe(v, f"{where}.{k}")
+                raise ManifestError(f"{where}: key {_short(k)} must be a string")
+            _json_safe(k, f"{where} key", depth + 1)
+            _json_safe(v, f"{where}.{k}", depth + 1)
         return
     raise ManifestError(f"{where}: {type(value).__name__} is not JSON data")
+
+
+# --- strict value checks (used by the dataclasses, so code that builds a manifest is held to them too) --------------
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ManifestError(f"{where}: expected a non-empty string, got {_short(value)}")
+    return value
+
+
+def _int(value: Any, where: str, minimum: int | None = None, maximum: int = MAX_BYTES) -> int:
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, (float, np.floating)):
+        raise ManifestError(f"{where}: expected an integer, got {_short(value)}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ManifestError(f"{where}: expected an integer, got {_short(value)}") from None
+    if (minimum is not None and v < minimum) or v > maximum:
+        lo = "" if minimum is None else f" >= {minimum}"
+        raise ManifestError(f"{where}: {v} is out of range (expected an integer{lo}, at most {maximum})")
+    return int(v)
+
+
+def _real(value: Any, where: str, minimum: float | None = None) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ManifestError(f"{where}: expected a number, got {_short(value)}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ManifestError(f"{where}: {v!r} is not a finite number")
+    if minimum is not None and v < minimum:
+        raise ManifestError(f"{where}: {v} must be >= {minimum}")
+    return v
+
+
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ManifestError(f"{where}: {_short(value)} is not one of {allowed}")
+    return value
+
+
+def _str_map(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ManifestError(f"{where}: expected an object of strings, got {type(value).__name__}")
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ManifestError(f"{where}: {_short(k)} -> {_short(v)} must map a string to a string")
+        _json_safe(v, f"{where}.{k}")
+    return value
+
+
+def _obj(value: Any, where: str, optional: bool = False) -> dict[str, Any] | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, dict):
+        null = " or null" if optional else ""
+        raise ManifestError(f"{where}: expected an object{null}, got {type(value).__name__}")
+    _json_safe(value, where)
+    return value
 
 
 @dataclass(frozen=True)
@@ -67,15 +185,20 @@ class TensorSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not self.name:
-            raise ManifestError("tensor name must not be empty")
-        if self.dtype not in DTYPES:
-            raise ManifestError(f"tensor {self.name!r}: dtype {self.dtype!r} is not one of {DTYPES}")
-        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
-        if any(d <= 0 for d in self.shape):
-            raise ManifestError(f"tensor {self.name!r}: shape {self.shape} must be positive (static shapes only)")
-        if self.layout is not None and len(self.layout) != len(self.shape):
-            raise ManifestError(f"tensor {self.name!r}: layout {self.layout!r} does not match rank {len(self.shape)}")
+        _name(self.name, "tensor name")
+        w = f"tensor {self.name!r}"
+        _choice(self.dtype, DTYPES, f"{w}: dtype")
+        if isinstance(self.shape, (str, bytes, dict)) or not hasattr(self.shape, "__iter__"):
+            raise ManifestError(f"{w}: shape must be a list of integers, got {_short(self.shape)}")
+        shape = tuple(_int(d, f"{w}: shape[{i}]", 1, MAX_DIM) for i, d in enumerate(self.shape))
+        object.__setattr__(self, "shape", shape)
+        if not shape:
+            raise ManifestError(f"{w}: shape must have at least one axis (the batch)")
+        if self.layout is not None:
+            if not isinstance(self.layout, str) or len(self.layout) != len(shape):
+                raise ManifestError(f"{w}: layout {_short(self.layout)} does not match rank {len(shape)}")
+        if not isinstance(self.description, str):
+            raise ManifestError(f"{w}: description must be a string")
 
 
 @dataclass(frozen=True)
@@ -85,6 +208,12 @@ class IOSpec:
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+
+
+def _floats(values: Any, where: str) -> tuple[float, ...]:
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise ManifestError(f"{where}: expected a list of numbers, got {_short(values)}")
+    return tuple(_real(v, f"{where}[{i}]") for i, v in enumerate(values))
 
 
 @dataclass(frozen=True)
@@ -101,23 +230,25 @@ class ImagePreprocessing:
     kind: str = "image"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "size", tuple(int(s) for s in self.size))
-        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
-        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if isinstance(self.size, (str, bytes, dict)) or not hasattr(self.size, "__iter__"):
+            raise ManifestError(f"preprocessing.size: expected [height, width], got {_short(self.size)}")
+        size = tuple(_int(s, f"preprocessing.size[{i}]", 1, MAX_DIM) for i, s in enumerate(self.size))
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "scale", _real(self.scale, "preprocessing.scale"))
+        object.__setattr__(self, "mean", _floats(self.mean, "preprocessing.mean"))
+        object.__setattr__(self, "std", _floats(self.std, "preprocessing.std"))
         channels = {"rgb": 3, "grayscale": 1}
         if self.kind != "image":
-            raise ManifestError(f"image preprocessing kind must be 'image', got {self.kind!r}")
-        if len(self.size) != 2 or min(self.size) <= 0:
-            raise ManifestError(f"image size {self.size} must be (height, width), both positive")
-        if self.color not in channels:
-            raise ManifestError(f"image color {self.color!r} must be one of {sorted(channels)}")
+            raise ManifestError(f"preprocessing.kind: image preprocessing kind must be 'image', got {self.kind!r}")
+        if len(size) != 2:
+            raise ManifestError(f"preprocessing.size: image size {size} must be (height, width), both positive")
+        _choice(self.color, tuple(channels), "preprocessing.color")
         n = channels[self.color]
         if len(self.mean) != n or len(self.std) != n or any(s <= 0 for s in self.std):
-            raise ManifestError(f"image mean/std need {n} values (std > 0) for color {self.color!r}")
-        if self.layout not in ("NCHW", "NHWC"):
-            raise ManifestError(f"image layout {self.layout!r} must be 'NCHW' or 'NHWC'")
-        if self.resize not in ("bilinear", "nearest"):
-            raise ManifestError(f"image resize {self.resize!r} must be 'bilinear' or 'nearest'")
+            raise ManifestError(f"preprocessing.mean/std: image mean/std need {n} values (std > 0) for color "
+                                f"{self.color!r}")
+        _choice(self.layout, ("NCHW", "NHWC"), "preprocessing.layout")
+        _choice(self.resize, ("bilinear", "nearest"), "preprocessing.resize")
 
     @property
     def channels(self) -> int:
@@ -135,13 +266,14 @@ class SequencePreprocessing:
 
     def __post_init__(self) -> None:
         if self.kind != "sequence":
-            raise ManifestError(f"sequence preprocessing kind must be 'sequence', got {self.kind!r}")
-        if self.max_len <= 0:
-            raise ManifestError(f"max_len must be positive, got {self.max_len}")
-        if self.padding not in ("left", "right"):
-            raise ManifestError(f"padding {self.padding!r} must be 'left' or 'right'")
+            raise ManifestError(f"preprocessing.kind: sequence preprocessing kind must be 'sequence', got "
+                                f"{self.kind!r}")
+        object.__setattr__(self, "max_len", _int(self.max_len, "preprocessing.max_len", 1, MAX_DIM))
+        object.__setattr__(self, "pad_index", _int(self.pad_index, "preprocessing.pad_index", 0, MAX_DIM))
+        _choice(self.padding, ("left", "right"), "preprocessing.padding")
 
 
+#: Every preprocessing dataclass; the parser picks one by its ``kind``. A new kind: add its class here.
 Preprocessing = ImagePreprocessing | SequencePreprocessing
 
 
@@ -157,13 +289,12 @@ class FileEntry:
     def __post_init__(self) -> None:
         check_relative_path(self.path)
         if self.path == MANIFEST_NAME:
-            raise ManifestError("manifest.json must not list itself")
-        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
-            raise ManifestError(f"{self.path}: sha256 must be 64 lowercase hex digits")
-        if self.bytes < 0:
-            raise ManifestError(f"{self.path}: bytes must be >= 0")
-        if self.role not in FILE_ROLES:
-            raise ManifestError(f"{self.path}: role {self.role!r} is not one of {FILE_ROLES}")
+            raise ManifestError("files: manifest.json must not list itself")
+        if not isinstance(self.sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ManifestError(f"files[{self.path}].sha256: must be 64 lowercase hex digits, got "
+                                f"{_short(self.sha256)}")
+        _int(self.bytes, f"files[{self.path}].bytes", 0)
+        _choice(self.role, FILE_ROLES, f"files[{self.path}].role")
 
 
 @dataclass(frozen=True)
@@ -176,6 +307,18 @@ class Parity:
     min_cosine: float | None
     samples: int
     reference: str = "eager-fp32"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_abs_diff", _real(self.max_abs_diff, "parity.max_abs_diff", 0.0))
+        object.__setattr__(self, "cosine", _real(self.cosine, "parity.cosine"))
+        if self.max_abs_tolerance is not None:
+            object.__setattr__(self, "max_abs_tolerance",
+                               _real(self.max_abs_tolerance, "parity.max_abs_tolerance", 0.0))
+        if self.min_cosine is not None:
+            object.__setattr__(self, "min_cosine", _real(self.min_cosine, "parity.min_cosine"))
+        object.__setattr__(self, "samples", _int(self.samples, "parity.samples", 0))
+        if not isinstance(self.reference, str):
+            raise ManifestError("parity.reference: must be a string")
 
     def within_tolerance(self) -> bool:
         ok = True
@@ -201,16 +344,21 @@ class Artifact:
     quality: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.name:
-            raise ManifestError("artifact name must not be empty")
-        if self.format not in FORMATS:
-            raise ManifestError(f"artifact {self.name!r}: format {self.format!r} is not one of {FORMATS}")
-        if self.precision not in PRECISIONS:
-            raise ManifestError(f"artifact {self.name!r}: precision {self.precision!r} is not one of {PRECISIONS}")
+        _name(self.name, "artifact name")
+        w = f"artifact {self.name!r}"
+        _choice(self.format, FORMATS, f"{w}: format")
+        _choice(self.precision, PRECISIONS, f"{w}: precision")
         check_relative_path(self.path)
-        object.__setattr__(self, "side_files", tuple(check_relative_path(p) for p in self.side_files))
-        _json_safe(self.quantization, f"artifact {self.name}.quantization")
-        _json_safe(self.quality, f"artifact {self.name}.quality")
+        if self.delegate is not None and not isinstance(self.delegate, str):
+            raise ManifestError(f"{w}: delegate must be a string or null, got {_short(self.delegate)}")
+        if isinstance(self.side_files, (str, bytes, dict)) or not hasattr(self.side_files, "__iter__"):
+            raise ManifestError(f"{w}: side_files must be a list of paths")
+        object.__setattr__(self, "side_files", tuple(check_relative_path(p, f"{w}: side_files[{i}]")
+                                                     for i, p in enumerate(self.side_files)))
+        _obj(self.quantization, f"{w}: quantization", optional=True)
+        _obj(self.quality, f"{w}: quality")
+        if self.parity is not None and not isinstance(self.parity, Parity):
+            raise ManifestError(f"{w}: parity must be a Parity record or null")
 
 
 @dataclass(frozen=True)
@@ -221,8 +369,64 @@ class Golden:
     outputs: dict[str, str]
 
     def __post_init__(self) -> None:
-        for p in [*self.inputs.values(), *self.outputs.values()]:
-            check_relative_path(p)
+        _str_map(self.inputs, "golden.inputs")
+        _str_map(self.outputs, "golden.outputs")
+        for group, paths in (("inputs", self.inputs), ("outputs", self.outputs)):
+            for k, p in paths.items():
+                check_relative_path(p, f"golden.{group}.{k}")
+
+
+@dataclass(frozen=True)
+class Signature:
+    """An Ed25519 signature over the manifest's canonical digest (see :mod:`edgecart.runtime.signing`)."""
+
+    algorithm: str
+    key_id: str
+    value: str
+
+    def __post_init__(self) -> None:
+        _choice(self.algorithm, SIGNATURE_ALGORITHMS, "signature.algorithm")
+        if not isinstance(self.key_id, str) or not re.fullmatch(r"[0-9a-f]{64}", self.key_id):
+            raise ManifestError("signature.key_id: must be the public key's sha256, 64 lowercase hex digits")
+        if not isinstance(self.value, str) or len(self.value) != 88:
+            raise ManifestError("signature.value: must be 88 base64 characters (a 64-byte Ed25519 signature)")
+        try:
+            raw = base64.b64decode(self.value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ManifestError("signature.value: is not valid base64") from None
+        if len(raw) != 64:
+            raise ManifestError("signature.value: must decode to 64 bytes")
+
+    def raw(self) -> bytes:
+        return base64.b64decode(self.value)
+
+
+def _catalog_paths(catalog: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(where, path) of every file the catalog section refers to (see :data:`CATALOG_FILE_KEYS`)."""
+    if not catalog:
+        return []
+    kind = catalog.get("kind")
+    found: list[tuple[str, str]] = []
+
+    def walk(node: Any, keys: tuple[str, ...], where: str) -> None:
+        if not keys:
+            if not isinstance(node, str):
+                raise ManifestError(f"{where}: expected a file path string, got {_short(node)}")
+            found.append((where, check_relative_path(node)))
+            return
+        if not isinstance(node, dict):
+            return
+        head, rest = keys[0], keys[1:]
+        if head == "*":
+            for k, v in node.items():
+                if isinstance(v, dict):
+                    walk(v, rest, f"{where}.{k}")
+        elif head in node:
+            walk(node[head], rest, f"{where}.{head}")
+
+    for keys in CATALOG_FILE_KEYS.get(kind, ()) if isinstance(kind, str) else ():
+        walk(catalog, keys, "catalog")
+    return found
 
 
 @dataclass(frozen=True)
@@ -242,44 +446,63 @@ class Manifest:
     golden: Golden | None = None
     catalog: dict[str, Any] | None = None
     quality: dict[str, Any] = field(default_factory=dict)
-    signature: dict[str, Any] | None = None
+    signature: Signature | None = None
     schema_version: str = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
         if self.schema_version != SCHEMA_VERSION:
             raise ManifestError(
-                f"manifest schema_version {self.schema_version!r} is not supported (this edgecart reads "
+                f"schema_version: {_short(self.schema_version)} is not supported (this edgecart reads "
                 f"{SCHEMA_VERSION!r}); re-export the bundle or upgrade edgecart"
             )
-        if self.task not in TASKS:
-            raise ManifestError(f"task {self.task!r} is not one of {TASKS}")
-        for group, specs in (("input", self.inputs), ("output", self.outputs)):
+        _name(self.name, "name")
+        _name(self.version, "version")
+        if not isinstance(self.created_at, str):
+            raise ManifestError("created_at: must be a string (ISO 8601 time)")
+        _choice(self.task, TASKS, "task")
+        _str_map(self.toolchain, "toolchain")
+        for group, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
+            if not all(isinstance(s, TensorSpec) for s in specs):
+                raise ManifestError(f"{group}: must hold TensorSpec records")
             names = [s.name for s in specs]
             if not names or len(set(names)) != len(names):
-                raise ManifestError(f"{group} names must be present and unique, got {names}")
+                raise ManifestError(f"{group}: names must be present and unique, got {names}")
         paths = [f.path for f in self.files]
         if len(set(paths)) != len(paths):
-            raise ManifestError("files lists a path twice")
+            raise ManifestError("files: lists a path twice")
         listed = set(paths)
         names = [a.name for a in self.artifacts]
         if len(set(names)) != len(names):
-            raise ManifestError(f"artifact names must be unique, got {names}")
+            raise ManifestError(f"artifacts: names must be unique, got {names}")
         for a in self.artifacts:
             for p in (a.path, *a.side_files):
                 if p not in listed:
-                    raise ManifestError(f"artifact {a.name!r} refers to {p!r}, which files does not list")
+                    raise ManifestError(f"artifacts: artifact {a.name!r} refers to {p!r}, which files does not list")
         if self.golden is not None:
             for p in [*self.golden.inputs.values(), *self.golden.outputs.values()]:
                 if p not in listed:
-                    raise ManifestError(f"golden file {p!r} is not listed in files")
+                    raise ManifestError(f"golden: file {p!r} is not listed in files")
             if set(self.golden.inputs) != {s.name for s in self.inputs}:
-                raise ManifestError("golden inputs must name exactly the model inputs")
+                raise ManifestError("golden.inputs: must name exactly the model inputs")
             if set(self.golden.outputs) != {s.name for s in self.outputs}:
-                raise ManifestError("golden outputs must name exactly the model outputs")
-        _json_safe(self.toolchain, "toolchain")
-        _json_safe(self.catalog, "catalog")
-        _json_safe(self.quality, "quality")
-        _json_safe(self.signature, "signature")
+                raise ManifestError("golden.outputs: must name exactly the model outputs")
+        _obj(self.catalog, "catalog", optional=True)
+        _obj(self.quality, "quality")
+        want = TASK_SECTIONS.get(self.task)
+        if want is not None:
+            kind, pre = want
+            if not self.catalog or self.catalog.get("kind") != kind:
+                raise ManifestError(f"catalog: a {self.task!r} bundle needs a catalog of kind {kind!r}, got "
+                                    f"{_short((self.catalog or {}).get('kind'))}; re-export it with the {self.task} "
+                                    "pipeline")
+            if pre is not None and type(self.preprocessing).__name__ != pre:
+                raise ManifestError(f"preprocessing: a {self.task!r} bundle needs {pre}, got "
+                                    f"{type(self.preprocessing).__name__}")
+        for where, p in _catalog_paths(self.catalog):
+            if p not in listed:
+                raise ManifestError(f"{where}: refers to {p!r}, which files does not list")
+        if self.signature is not None and not isinstance(self.signature, Signature):
+            raise ManifestError("signature: must be a Signature record or null")
 
     def artifact(self, name: str) -> Artifact:
         for a in self.artifacts:
@@ -314,83 +537,208 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
         if not isinstance(data, dict):
-            raise ManifestError("manifest must be a JSON object")
+            raise ManifestError(f"manifest must be a JSON object, got {type(data).__name__}")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ManifestError(
-                f"manifest schema_version {version!r} is not supported (this edgecart reads {SCHEMA_VERSION!r}); "
+                f"schema_version: {_short(version)} is not supported (this edgecart reads {SCHEMA_VERSION!r}); "
                 "re-export the bundle with this edgecart version or upgrade edgecart"
             )
-        d = _take(cls, data, "manifest")
-        d["inputs"] = tuple(_build(TensorSpec, x, "inputs") for x in _list(d["inputs"], "inputs"))
-        d["outputs"] = tuple(_build(TensorSpec, x, "outputs") for x in _list(d["outputs"], "outputs"))
-        d["files"] = tuple(_build(FileEntry, x, "files") for x in _list(d["files"], "files"))
-        arts = []
-        for x in _list(d["artifacts"], "artifacts"):
-            a = _take(Artifact, x, "artifacts")
-            if a.get("parity") is not None:
-                a["parity"] = _build(Parity, a["parity"], "artifact parity")
-            a["side_files"] = tuple(_list(a.get("side_files", []), "side_files"))
-            arts.append(_construct(Artifact, a, "artifacts"))
-        d["artifacts"] = tuple(arts)
-        pre = d.get("preprocessing")
-        if pre is not None:
-            kinds = {"image": ImagePreprocessing, "sequence": SequencePreprocessing}
-            if not isinstance(pre, dict) or pre.get("kind") not in kinds:
-                raise ManifestError(f"preprocessing.kind must be one of {sorted(kinds)}")
-            d["preprocessing"] = _build(kinds[pre["kind"]], pre, "preprocessing")
-        if d.get("golden") is not None:
-            d["golden"] = _build(Golden, d["golden"], "golden")
-        return _construct(cls, d, "manifest")
+        _json_safe(data, "manifest")
+        return _parse_dataclass(cls, data, "")
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Manifest:
+        return cls.from_dict(parse_json(text, MANIFEST_NAME))
+
+
+# --- bounded JSON decoding ------------------------------------------------------------------------------------------
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_LONG_INT = re.compile(r"-?\d{" + str(MAX_INT_DIGITS + 1) + ",}")
+
+
+def _position(text: str, index: int) -> str:
+    line = text.count("\n", 0, index) + 1
+    col = index - (text.rfind("\n", 0, index) + 1) + 1
+    return f"line {line} column {col}"
+
+
+def _blank_strings(text: str) -> str:
+    """``text`` with every JSON string's content blanked (same length, so positions still hold)."""
+    return _STRING.sub(lambda m: '"' + " " * (len(m.group()) - 2) + '"', text)
+
+
+def _too_deep(bare: str) -> int | None:
+    """Index where nesting first exceeds MAX_DEPTH (strings blanked), else None. Linear, no recursion."""
+    b = np.frombuffer(bare.encode("ascii", "replace"), np.uint8)
+    level, chunk = 0, 1 << 20
+    for start in range(0, len(b), chunk):
+        c = b[start:start + chunk]
+        d = ((c == 0x5B) | (c == 0x7B)).astype(np.int32) - ((c == 0x5D) | (c == 0x7D))
+        if not d.any():
+            continue
+        cs = np.cumsum(d) + level
+        over = np.flatnonzero(cs > MAX_DEPTH)
+        if over.size:
+            return start + int(over[0])
+        level = int(cs[-1])
+    return None
+
+
+class _NumberRefused(Exception):
+    pass
+
+
+def _parse_int(s: str) -> int:
+    if len(s.lstrip("-")) > MAX_INT_DIGITS:
+        raise _NumberRefused(f"an integer of {len(s.lstrip('-'))} digits (at most {MAX_INT_DIGITS} allowed)")
+    return int(s)
+
+
+def _parse_float(s: str) -> float:
+    if len(s) > MAX_FLOAT_CHARS:
+        raise _NumberRefused(f"a number written with {len(s)} characters (at most {MAX_FLOAT_CHARS} allowed)")
+    v = float(s)
+    if not math.isfinite(v):
+        raise _NumberRefused(f"the number {s} overflows to {v}")
+    return v
+
+
+def _refuse_constant(s: str) -> float:
+    raise _NumberRefused(f"{s} is not a JSON number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ManifestError(f"key {_short(dup)} appears twice in one object; a manifest must be unambiguous")
+    return d
+
+
+def parse_json(text: str | bytes, what: str = MANIFEST_NAME) -> Any:
+    """Decode JSON with bounds: size, nesting depth, number length, no NaN/Infinity, no duplicate keys.
+
+    Every failure is a :class:`ManifestError` that says where.
+    """
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        if len(text) > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes; refusing to parse it")
         try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"manifest.json is not valid JSON ({exc}); the bundle is corrupt, re-export it") \
-                from None
-        return cls.from_dict(data)
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"{what}: not UTF-8 text ({exc.reason} at byte {exc.start}); the bundle is corrupt, "
+                                "re-export it") from None
+    if not isinstance(text, str):
+        raise ManifestError(f"{what}: expected JSON text, got {type(text).__name__}")
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes; refusing to parse it")
+    bare = _blank_strings(text)
+    deep = _too_deep(bare)
+    if deep is not None:
+        raise ManifestError(f"{what}: nested more than {MAX_DEPTH} levels deep at {_position(text, deep)}; "
+                            "a manifest is flat data — the file is corrupt or hostile")
+    try:
+        return json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant,
+                          object_pairs_hook=_unique_keys)
+    except _NumberRefused as exc:
+        m = _LONG_INT.search(bare)
+        where = f" at {_position(text, m.start())}" if m else ""
+        raise ManifestError(f"{what}: {exc}{where}; the file is corrupt or hostile") from None
+    except (json.JSONDecodeError, RecursionError, ValueError, TypeError) as exc:
+        raise ManifestError(f"{what}: not valid JSON ({exc}); the bundle is corrupt, re-export it") from None
 
 
-def _list(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise ManifestError(f"{where} must be a list")
-    return value
+# --- typed parsing driven by the dataclasses' type hints -----------------------------------------------------------
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
-def _take(cls: type, data: Any, where: str) -> dict[str, Any]:
-    """Check ``data``'s keys against ``cls``'s fields (allowlist) and return a shallow copy."""
+def _join(where: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where}.{key}" if where else key
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _parse(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            if len(args) < len(typing.get_args(hint)):
+                return None
+            raise ManifestError(f"{where}: must not be null")
+        if len(args) == 1:
+            return _parse(args[0], value, where)
+        if all(dataclasses.is_dataclass(a) for a in args):
+            kinds = {f.default: a for a in args for f in dataclasses.fields(a) if f.name == "kind"}
+            kind = value.get("kind") if isinstance(value, dict) else None
+            if not isinstance(kind, str) or kind not in kinds:
+                raise ManifestError(f"{_join(where, 'kind')}: {_short(kind)} is not one of {sorted(kinds)}")
+            return _parse(kinds[kind], value, where)
+        raise ManifestError(f"{where}: unsupported union {hint}")  # a programming error, reported typed
+    if hint in (str, int, float, bool):
+        ok = type(value) is hint or (hint is float and type(value) is int)
+        if not ok:
+            raise ManifestError(f"{where}: expected {_TYPE_NAMES[hint]}, got {_json_type(value)} {_short(value)}")
+        return float(value) if hint is float else value
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ManifestError(f"{where}: expected a list, got {_json_type(value)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_parse(args[0], v, _join(where, i)) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ManifestError(f"{where}: expected a list of {len(args)} values, got {len(value)}")
+        return tuple(_parse(a, v, _join(where, i)) for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        _k, vt = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ManifestError(f"{where}: expected an object, got {_json_type(value)}")
+        return {k: _parse(vt, v, _join(where, k)) for k, v in value.items()}
+    if dataclasses.is_dataclass(hint):
+        return _parse_dataclass(hint, value, where)
+    raise ManifestError(f"{where}: cannot parse a field of type {hint}")
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _parse_dataclass(cls: type, data: Any, where: str) -> Any:
+    label = where or "manifest"
     if not isinstance(data, dict):
-        raise ManifestError(f"{where}: expected an object, got {type(data).__name__}")
+        raise ManifestError(f"{label}: expected an object, got {_json_type(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ManifestError(f"{where}: unknown keys {unknown}; the manifest was written by another edgecart version")
-    missing = [
-        n for n, f in fields.items()
-        if n not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
+        raise ManifestError(f"{label}: unknown keys {[_short(u) for u in unknown]}; the manifest was written by "
+                            "another edgecart version, or edited")
+    missing = [n for n, f in fields.items()
+               if n not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
-        raise ManifestError(f"{where}: missing keys {missing}")
-    return dict(data)
-
-
-def _construct(cls: type, d: dict[str, Any], where: str) -> Any:
+        raise ManifestError(f"{label}: missing keys {missing}")
+    hints = _hints(cls)
+    kwargs = {k: _parse(hints[k], v, _join(where, k)) for k, v in data.items()}
     try:
-        return cls(**d)
-    except ManifestError:
-        raise
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ManifestError(f"{where}: {exc}") from None
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    d = _take(cls, data, where)
-    for k, v in d.items():
-        if isinstance(v, list) and k in ("shape", "size", "mean", "std"):
-            d[k] = tuple(v)
-    return _construct(cls, d, where)
+        return cls(**kwargs)
+    except ManifestError as exc:
+        msg = str(exc)
+        raise ManifestError(msg if not where or msg.startswith(where) else f"{where}: {msg}") from None
+    except UnsafePathError as exc:
+        raise UnsafePathError(f"{label}: {exc}") from None
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise ManifestError(f"{label}: {exc}") from None
 
 
 def _to_jsonable(value: Any) -> Any:

@@ -68,6 +68,10 @@ def resize_batch(images: np.ndarray, size: tuple[int, int], method: str = "bilin
     return np.einsum("oh,nhwc,pw->nopc", ry, x, rx, optimize=True).astype(np.float32, copy=False)
 
 
+#: the most pixels one picture may have (Pillow's own decompression-bomb threshold, applied to arrays as well)
+MAX_PIXELS = 89_478_485
+
+
 def load_image(image: Any) -> np.ndarray:
     """A file path, PIL image or uint8 array as a uint8 array (H, W) or (H, W, 3)."""
     if isinstance(image, (str, os.PathLike)):
@@ -127,6 +131,9 @@ def _check_array(a: np.ndarray) -> np.ndarray:
         raise ImageInputError(f"image arrays must be HxW, HxWx1 or HxWx3, got shape {a.shape}")
     if min(a.shape[:2]) < 1:
         raise ImageInputError(f"image has no pixels (shape {a.shape})")
+    if a.shape[0] * a.shape[1] > MAX_PIXELS:
+        raise ImageInputError(f"image of {a.shape[0]}x{a.shape[1]} pixels is larger than {MAX_PIXELS} pixels (Pillow's "
+                              "decompression-bomb limit); downscale it first")
     return np.ascontiguousarray(a)
 
 
@@ -142,5 +149,5 @@ def _read_file(p: Path) -> np.ndarray:
             img.load()
             img = img.convert("L") if img.mode in ("L", "1", "I;16", "I", "F", "LA") else img.convert("RGB")
             return _check_array(np.asarray(img))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageInputError(f"{p}: not a readable image ({exc}); pass a JPEG or PNG file") from None

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import Bundle, open_bundle
-from .errors import BundleError
+from .errors import BundleError, InputSpecError
 from .manifest import SequencePreprocessing
 from .search import top_k
 from .session import Session, load
@@ -82,14 +82,17 @@ class Recommender:
 
     def index_of(self, item_id: Any) -> int | None:
         """The model index of a shop item id, or None when the bundle does not know it."""
-        return self._index.get(_key(item_id))
+        try:
+            return self._index.get(_key(item_id))
+        except TypeError:  # unhashable (a list, a dict ...): not an item id
+            raise InputSpecError(f"item id {item_id!r} is a {type(item_id).__name__}; ids are numbers or strings") \
+                from None
 
     def recommend(self, history: Iterable[Any], k: int = 10, exclude_seen: bool = True) -> Recommendation:
         """The ``k`` items most likely next after ``history`` (shop ids, oldest first)."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        if isinstance(history, (str, bytes)):
-            raise TypeError("history must be a sequence of item ids, not a single string")
+        _check_k(k)
+        if isinstance(history, (str, bytes)) or not isinstance(history, Iterable):
+            raise InputSpecError(f"history must be a sequence of item ids, not {type(history).__name__}")
         known, unknown = [], []
         for item in history:
             idx = self.index_of(item)
@@ -110,8 +113,7 @@ class Recommender:
 
     def similar(self, item_id: Any, k: int = 10) -> Recommendation:
         """Items whose (int8) embeddings are closest to ``item_id``'s by cosine — "similar items" on the device."""
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        _check_k(k)
         q, scale = self._item_embeddings()
         idx = self.index_of(item_id)
         if idx is None:
@@ -150,6 +152,12 @@ class Recommender:
                 f"artifact={self.session.artifact.name!r}, backend={self.session.backend.name!r})")
 
 
+def _check_k(k: Any) -> None:
+    """k is a positive integer (InputSpecError, a ValueError, otherwise)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputSpecError(f"k must be a positive integer, got {k!r}")
+
+
 def _key(item: Any) -> Any:
     """Normalise an id for lookup: numpy scalars become Python ones; integral strings and ints compare equal."""
     if isinstance(item, np.generic):
@@ -157,7 +165,10 @@ def _key(item: Any) -> Any:
     if isinstance(item, str):
         s = item.strip()
         if s.lstrip("-").isdigit():
-            return int(s)
+            try:
+                return int(s)
+            except ValueError:  # digits int() does not take ("²") or more than Python converts
+                return s
         return s
     if isinstance(item, float) and item.is_integer():
         return int(item)

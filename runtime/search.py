@@ -190,7 +190,13 @@ class ImageSearch:
     def search_embedding(self, embedding: np.ndarray, k: int = 10) -> SearchResult:
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
             raise InputSpecError(f"k must be an integer, got {type(k).__name__}")
-        idx, scores = self.catalog.top_k(np.asarray(embedding, np.float32)[None], int(k))
+        try:
+            e = np.asarray(embedding, np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InputSpecError(f"the query embedding must be numbers ({exc})") from None
+        if not np.isfinite(e).all():
+            raise InputSpecError("the query embedding holds NaN or Inf; it ranks nothing — check the model's input")
+        idx, scores = self.catalog.top_k(e[None], int(k))
         idx, scores = idx[0], scores[0]
         c = self.catalog
         names = [c.category_names[int(i)] if 0 <= int(i) < len(c.category_names) else str(int(i))

@@ -1,9 +1,17 @@
-"""``load`` a bundle and ``run`` one of its artifacts with inputs checked against the manifest's I/O spec."""
+"""``load`` a bundle and ``run`` one of its artifacts with inputs checked against the manifest's I/O spec.
+
+Opening reads the artifact's file (and side files) once, checks those bytes against the manifest's size and sha256,
+and hands the same bytes to the engine. Running checks the inputs (names, shape, dtype, NaN/Inf) before the engine
+and the outputs (count, size, NaN/Inf) after it; every engine failure is an
+:class:`~edgecart.runtime.errors.EngineError` that names the artifact.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import posixpath
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,7 +20,17 @@ import numpy as np
 
 from .backends import AUTO_ORDER, BACKENDS, Backend, OpenRequest
 from .bundle import Bundle, open_bundle
-from .errors import ArtifactNotFoundError, BackendUnavailableError, InputSpecError
+from .errors import (
+    ArtifactNotFoundError,
+    BackendUnavailableError,
+    EdgecartError,
+    InferenceError,
+    InputSpecError,
+    IntegrityError,
+    MissingFileError,
+    NonFiniteOutputError,
+    UnsafePathError,
+)
 from .manifest import Artifact, Manifest, TensorSpec
 
 Inputs = np.ndarray | Mapping[str, np.ndarray] | Sequence[np.ndarray]
@@ -32,8 +50,11 @@ class Session:
         self.threads = threads
         self.check_finite = check_finite
         m = bundle.manifest
+        model_dir = posixpath.dirname(artifact.path)
+        sides = tuple((posixpath.relpath(rel, model_dir or "."), read_verified(bundle, rel))
+                      for rel in artifact.side_files)
         request = OpenRequest(bundle.path(artifact.path), artifact, m.inputs, m.outputs, threads,
-                              tuple(sorted((options or {}).items())))
+                              tuple(sorted((options or {}).items())), read_verified(bundle, artifact.path), sides)
         self.engine = backend.open(request)
         self._in_plans = [(spec, np.dtype(spec.dtype), np.dtype(dt))
                           for spec, dt in zip(m.inputs, self.engine.input_dtypes, strict=True)]
@@ -79,12 +100,39 @@ class Session:
                 if fast[3] and self.check_finite and not _all_finite(x):
                     raise _not_finite(fast[0])
                 feeds = [x]
-        outs = self.engine.run(feeds if feeds is not None else self.prepare(inputs))
+        if feeds is None:
+            feeds = self.prepare(inputs)
+        try:
+            outs = self.engine.run(feeds)
+        except EdgecartError:
+            raise
+        except MemoryError:
+            raise
+        except Exception as exc:  # the engine's own error types: one typed error naming the artifact
+            text = str(exc).strip().replace("\n", " ")[:500]
+            raise InferenceError(f"{self.artifact.path}: {self.backend.name} failed running artifact "
+                                 f"{self.artifact.name!r} ({type(exc).__name__}: {text})") from exc
+        return self._check_outputs(outs)
+
+    def _check_outputs(self, outs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs in the manifest's shapes and dtypes; a wrong count or size, or NaN/Inf, is an InferenceError."""
+        if len(outs) != len(self._out_plans):
+            raise InferenceError(f"{self.artifact.path}: the engine returned {len(outs)} outputs, the manifest "
+                                 f"declares {len(self._out_plans)}; re-export the bundle")
         result = {}
         for (spec, want, size), y in zip(self._out_plans, outs, strict=True):
+            y = np.asarray(y)
+            if y.size != size:
+                raise InferenceError(f"{self.artifact.path}: output {spec.name!r} has shape {y.shape} "
+                                     f"({y.size} values), the manifest declares {spec.shape}; re-export the bundle")
             if y.dtype != want and want.kind == "f":
                 y = y.astype(want)
-            result[spec.name] = y.reshape(spec.shape) if y.shape != spec.shape and y.size == size else y
+            if self.check_finite and y.dtype.kind == "f" and not _all_finite(y):
+                raise NonFiniteOutputError(
+                    f"{self.artifact.path}: output {spec.name!r} holds NaN or Inf (the inputs were finite: they are "
+                    "outside what the model handles, e.g. far larger than its training data); check the inputs, or "
+                    "load with check_finite=False to get them anyway")
+            result[spec.name] = y.reshape(spec.shape) if y.shape != spec.shape else y
         return result
 
     def __repr__(self) -> str:
@@ -94,17 +142,32 @@ class Session:
 
 def load(path: str | os.PathLike[str] | Bundle, backend: str = "auto", *, artifact: str | None = None,
          precision: str | None = None, threads: int | None = None, check_finite: bool = True,
-         strict: bool = True, options: Mapping[str, str] | None = None) -> Session:
+         strict: bool = True, options: Mapping[str, str] | None = None, public_key: object = None,
+         self_test: bool = False) -> Session:
     """Verify a bundle and open one of its artifacts.
 
     ``backend``: ``"auto"`` or a registered backend name (``onnxruntime``, ``litert``, ``executorch``).
     ``artifact`` picks an artifact by name; otherwise ``precision`` (or int8, then fp32) and the backend decide.
+    ``public_key``: refuse a bundle not signed by this Ed25519 key (PEM path or bytes); see edgecart.runtime.signing.
+    ``check_finite``: refuse NaN/Inf inputs (InputSpecError) and outputs (NonFiniteOutputError).
+    ``self_test``: run the bundle's golden inputs once and refuse (ParityError) an artifact that does not reproduce
+    the golden outputs within its recorded parity tolerance — what catches a model file changed together with its
+    hash in the manifest when no signature key is at hand (it costs one inference per golden sample).
     """
-    bundle = path if isinstance(path, Bundle) else open_bundle(Path(path), strict=strict)
+    bundle = path if isinstance(path, Bundle) else open_bundle(Path(path), strict=strict, public_key=public_key)
+    if isinstance(path, Bundle) and public_key is not None:
+        from .signing import verify_manifest_signature
+
+        verify_manifest_signature(bundle.manifest, public_key)
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     art, be = select(bundle.manifest, backend, artifact, precision)
-    return Session(bundle, art, be, threads, check_finite=check_finite, options=options)
+    session = Session(bundle, art, be, threads, check_finite=check_finite, options=options)
+    if self_test:
+        from .golden import check_golden
+
+        check_golden(session, require=True)
+    return session
 
 
 def select(manifest: Manifest, backend: str = "auto", artifact: str | None = None,
@@ -209,6 +272,31 @@ def _check_one(x: np.ndarray, spec: TensorSpec, engine_dtype: np.dtype, check_fi
     elif x.dtype != want:
         raise InputSpecError(f"input {spec.name!r}: dtype {x.dtype}, expected {want}")
     return np.ascontiguousarray(x, dtype=engine_dtype)
+
+
+def read_verified(bundle: Bundle, rel: str) -> bytes:
+    """Read a listed file once and check those bytes against the manifest's size and sha256 (a file replaced after
+    the bundle was verified is caught here, and the engine gets exactly the bytes that were checked)."""
+    entry = bundle.manifest.file(rel)
+    path = bundle.path(rel)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise MissingFileError(f"{rel}: listed in the manifest but missing; copy the bundle again or re-export it") \
+            from None
+    except OSError as exc:
+        raise UnsafePathError(f"{rel}: cannot be opened as a plain file ({exc.strerror}); bundles hold plain files "
+                              "only — re-export the bundle") from None
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(entry.bytes + 1)
+    if len(data) != entry.bytes:
+        raise IntegrityError(f"{rel}: {len(data)}{'+' if len(data) > entry.bytes else ''} bytes, the manifest says "
+                             f"{entry.bytes}; the file changed after the bundle was verified — copy it again")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry.sha256:
+        raise IntegrityError(f"{rel}: sha256 {digest[:12]}… differs from the manifest's {entry.sha256[:12]}…; the file "
+                             "changed after the bundle was verified — copy the bundle again or re-export it")
+    return data
 
 
 def available_backends() -> list[str]:

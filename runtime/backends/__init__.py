@@ -2,6 +2,11 @@
 
 A backend module imports its engine only inside ``open``; when the engine is missing it raises
 :class:`~edgecart.runtime.errors.BackendUnavailableError` naming the extra to install.
+
+Engines get the model's bytes, never its path: the session reads each file once, checks those bytes against the
+manifest's size and sha256 and hands the same bytes over, so a file swapped after verification cannot be loaded.
+Every engine failure surfaces as an :class:`~edgecart.runtime.errors.EngineError` naming the artifact
+(:meth:`Backend.open` wraps load failures; the session wraps run failures).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, EdgecartError, ModelLoadError
 from ..manifest import Artifact, TensorSpec
 from ..registry import Registry
 
@@ -31,7 +36,9 @@ class Engine(Protocol):
 
 @dataclass(frozen=True)
 class OpenRequest:
-    """Everything a backend needs to open one artifact."""
+    """Everything a backend needs to open one artifact. ``model_bytes`` are the verified contents of ``model_path``
+    and ``side_files`` the verified ``(path relative to the model's folder, bytes)`` of its side files; engines load
+    from these, never from the path (which only names the artifact in messages)."""
 
     model_path: Path
     artifact: Artifact
@@ -39,6 +46,12 @@ class OpenRequest:
     outputs: tuple[TensorSpec, ...]
     threads: int | None = None
     options: tuple[tuple[str, str], ...] = ()
+    model_bytes: bytes = b""
+    side_files: tuple[tuple[str, bytes], ...] = ()
+
+    def data(self) -> bytes:
+        """The model's bytes (read from ``model_path`` only when a caller built the request without them)."""
+        return self.model_bytes or self.model_path.read_bytes()
 
 
 @dataclass(frozen=True)
@@ -65,7 +78,18 @@ class Backend:
         )
 
     def open(self, request: OpenRequest) -> Engine:
-        return self.opener(request)
+        """Open ``request``'s artifact; any failure of the engine becomes a :class:`ModelLoadError`."""
+        try:
+            return self.opener(request)
+        except EdgecartError:
+            raise
+        except MemoryError:
+            raise
+        except Exception as exc:  # engines raise RuntimeError, ValueError, their own types ...: one typed error
+            raise ModelLoadError(
+                f"{request.artifact.path}: {self.name} could not load artifact {request.artifact.name!r} "
+                f"({type(exc).__name__}: {_first_line(exc)}); the file is corrupt, was replaced, or needs a newer "
+                f"engine — re-export the bundle or upgrade {self.module}") from exc
 
 
 BACKENDS: Registry[Backend] = Registry("backend")
@@ -85,6 +109,11 @@ def backend_for_format(fmt: str) -> Backend:
     from ..errors import UnknownNameError
 
     raise UnknownNameError(f"no backend runs format {fmt!r}; formats with a backend: {known}")
+
+
+def _first_line(exc: BaseException, limit: int = 500) -> str:
+    text = str(exc).strip().replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 E = TypeVar("E")
@@ -108,7 +137,8 @@ class PerThread(Generic[E]):
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
     info = np.iinfo(dtype)
-    q = np.round(x.astype(np.float32) / np.float32(scale)) + zero_point
+    with np.errstate(over="ignore"):  # values beyond the range saturate, as the engines' own quantizers do
+        q = np.round(x.astype(np.float32) / np.float32(scale)) + zero_point
     return np.clip(q, info.min, info.max).astype(dtype)
 
 

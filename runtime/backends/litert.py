@@ -1,6 +1,7 @@
 """LiteRT / TFLite backend (``.tflite``). Uses ``ai_edge_litert``; falls back to ``tflite_runtime`` on devices that
 only have that. Interpreters are not thread-safe: one per thread. Quantised (int8) I/O tensors are converted with the
-tensor's own scale and zero-point, so callers always pass and get floats."""
+tensor's own scale and zero-point, so callers always pass and get floats. The interpreter is built from the verified
+bytes (``model_content``), after a check of the FlatBuffer identifier and root offset."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import Backend, OpenRequest, PerThread, dequantize, quantize, register
+from ._precheck import check_tflite
 
 
 def _interpreter_class() -> Any:
@@ -26,10 +28,11 @@ def _interpreter_class() -> Any:
 class LiteRTEngine:
     def __init__(self, request: OpenRequest) -> None:
         cls = _interpreter_class()
-        path, threads = str(request.model_path), request.threads
+        data, threads = request.data(), request.threads
+        check_tflite(data, request.artifact.path)
 
         def make() -> Any:
-            it = cls(model_path=path, num_threads=threads) if threads else cls(model_path=path)
+            it = cls(model_content=data, num_threads=threads) if threads else cls(model_content=data)
             it.allocate_tensors()
             return it
 
@@ -38,9 +41,9 @@ class LiteRTEngine:
         self._inputs = first.get_input_details()
         self._outputs = first.get_output_details()
         if len(self._inputs) != len(request.inputs) or len(self._outputs) != len(request.outputs):
-            from ..errors import BundleError
+            from ..errors import ModelLoadError
 
-            raise BundleError(
+            raise ModelLoadError(
                 f"{request.model_path.name}: has {len(self._inputs)} inputs / {len(self._outputs)} outputs, the "
                 f"manifest declares {len(request.inputs)} / {len(request.outputs)}; re-export the bundle"
             )

@@ -30,6 +30,10 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray,
         raise ValueError(f"scores {s.shape} and targets {targets.shape} disagree on the number of users")
     if targets.size and (targets.min() < 1 or targets.max() >= s.shape[1]):
         raise ValueError("targets must be item indices in 1..num_items")
+    # NaN is no score: a NaN item never ranks above the target, and a target scored NaN ranks last (so a model that
+    # outputs NaN scores 0, not — as NaN comparisons would have it — a perfect rank 0)
+    nan_target = np.isnan(s[np.arange(len(targets)), targets]) if targets.size else np.zeros(0, bool)
+    s[np.isnan(s)] = -np.inf
     s[:, 0] = -np.inf
     if exclude is not None:
         for u, seen in enumerate(exclude):
@@ -37,7 +41,9 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray,
     t = s[np.arange(len(targets)), targets][:, None]
     greater = (s > t).sum(axis=1)
     ties = (s == t).sum(axis=1) - 1
-    return greater + ties / 2.0
+    ranks = greater + ties / 2.0
+    ranks[nan_target] = s.shape[1] - 1  # below every real item
+    return ranks
 
 
 def rank_metrics(ranks: np.ndarray, k: int = 10) -> dict[str, float]:
@@ -47,6 +53,8 @@ def rank_metrics(ranks: np.ndarray, k: int = 10) -> dict[str, float]:
     r = np.asarray(ranks, np.float64)
     if r.size == 0:
         raise ValueError("no users to evaluate")
+    if np.isnan(r).any():
+        raise ValueError("ranks hold NaN; compute them with target_ranks (which ranks NaN scores last)")
     return {f"recall@{k}": float((r < k).mean()), f"ndcg@{k}": float(user_ndcg(r, k).mean()), "users": int(r.size)}
 
 

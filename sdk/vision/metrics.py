@@ -47,9 +47,12 @@ def average_precision_at_k(rel: np.ndarray, k: int, relevant_total: np.ndarray) 
 
 
 def retrieval_from_ranks(ranked_labels: np.ndarray, query_labels: np.ndarray,
-                         gallery_labels: np.ndarray) -> Retrieval:
-    """Metrics from the category of each query's ranked results (Q, >=10)."""
+                         gallery_labels: np.ndarray, valid: np.ndarray | None = None) -> Retrieval:
+    """Metrics from the category of each query's ranked results (Q, >=10). A query with ``valid`` False (e.g. a
+    NaN/Inf embedding) counts as a miss whatever its ranking says."""
     rel = hits(ranked_labels, query_labels)
+    if valid is not None:
+        rel = rel & np.asarray(valid, bool)[:, None]
     totals = (np.asarray(gallery_labels)[None, :] == np.asarray(query_labels)[:, None]).sum(axis=1)
     return Retrieval(recall_at_k(rel, 1), recall_at_k(rel, 10), float(average_precision_at_k(rel, 10, totals).mean()),
                      len(query_labels))
@@ -59,7 +62,8 @@ def retrieval(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np.n
               gallery_labels: np.ndarray, gallery_scales: np.ndarray | None = None) -> Retrieval:
     """Exact cosine search of every query in the gallery (int8 rows with ``gallery_scales`` or float), scored."""
     idx = rank(query_emb, gallery_emb, gallery_scales, k=10)
-    return retrieval_from_ranks(np.asarray(gallery_labels)[idx], query_labels, gallery_labels)
+    valid = np.isfinite(np.asarray(query_emb, np.float64)).all(axis=1)  # a NaN/Inf embedding finds nothing
+    return retrieval_from_ranks(np.asarray(gallery_labels)[idx], query_labels, gallery_labels, valid)
 
 
 def rank(query_emb: np.ndarray, gallery_emb: np.ndarray, gallery_scales: np.ndarray | None = None, k: int = 10,

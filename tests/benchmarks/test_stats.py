@@ -78,3 +78,46 @@ def test_ratio_ci_of_a_known_ratio():
     assert lo < r < hi and hi - lo < 0.1
     same, lo, hi = ratio_ci(b, b, 50, BootstrapConfig(resamples=300))
     assert same == 1.0 and lo <= 1.0 <= hi
+
+
+def _drifting_rounds(seed: int, rounds: int = 12, calls: int = 60) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Interleaved rounds of two runtimes whose true p50 ratio is 1.25: each round has its own slow-down for each
+    side (another process waking, a clock change: what interleaving in blocks meets) plus small per-call noise."""
+    rng = np.random.default_rng(seed)
+    a, b = [], []
+    for _ in range(rounds):
+        a.append(1.25 * rng.lognormal(0.0, 0.15) * (1 + 0.01 * rng.standard_normal(calls)))
+        b.append(1.00 * rng.lognormal(0.0, 0.15) * (1 + 0.01 * rng.standard_normal(calls)))
+    return a, b
+
+
+def test_block_bootstrap_over_rounds_covers_round_to_round_drift():
+    from edgecart.benchmarks.stats import block_ratio_ci
+
+    cfg = BootstrapConfig(resamples=300, seed=1)
+    block_hits = call_hits = 0
+    widths = []
+    for seed in range(20):
+        a, b = _drifting_rounds(seed)
+        r, lo, hi = block_ratio_ci(a, b, 50.0, cfg)
+        r2, lo2, hi2 = ratio_ci(np.concatenate(a), np.concatenate(b), 50.0, cfg)
+        assert r == pytest.approx(r2) and lo <= r <= hi
+        block_hits += lo <= 1.25 <= hi
+        call_hits += lo2 <= 1.25 <= hi2
+        widths.append((hi - lo) / (hi2 - lo2))
+    # calls inside a round are not independent: resampling calls gives intervals that miss the true ratio most of
+    # the time; resampling rounds gives intervals several times wider that hold it about as often as promised
+    assert block_hits >= 16 and call_hits <= 10
+    assert np.median(widths) > 3
+
+
+def test_block_bootstrap_edge_cases():
+    from edgecart.benchmarks.stats import block_ratio_ci
+
+    r, lo, hi = block_ratio_ci([[2.0, 2.0]], [[1.0, 1.0]])
+    assert r == 2.0 and np.isnan(lo) and np.isnan(hi)  # one round: nothing to resample, no interval claimed
+    with pytest.raises(ValueError, match="no rounds"):
+        block_ratio_ci([[]], [[1.0]])
+    with pytest.raises(ValueError):
+        block_ratio_ci([[1.0]], [[1.0], [2.0]])  # rounds must pair up
+    assert block_ratio_ci([[1.0], [], [3.0]], [[1.0], [5.0], [1.0]])[0] == pytest.approx(2.0)  # empty round skipped

@@ -1,10 +1,11 @@
-"""A corrupt, truncated, tampered or incomplete bundle is refused before anything runs, with the right error."""
+"""A corrupt, truncated, edited or incomplete bundle is refused before anything runs, with the right error."""
 
 from __future__ import annotations
 
 import json
 import os
 import tarfile
+import tempfile
 
 import numpy as np
 import pytest
@@ -49,7 +50,7 @@ def test_byte_flip_is_refused(bundle_copy):
 
 
 def test_swapped_model_with_rewritten_size_is_refused(bundle_copy):
-    """Tampering: a different model dropped in and the manifest's byte count edited to match."""
+    """A different model dropped in and the manifest's byte count edited to match (the hash still differs)."""
     mpath = bundle_copy / "manifest.json"
     m = json.loads(mpath.read_text())
     art = next(a for a in m["artifacts"] if a["format"] == "onnx" and a["precision"] == "fp32")
@@ -144,12 +145,19 @@ def test_archive_round_trip_and_corrupt_archive(tiny_bundle, tmp_path):
         open_bundle(tmp_path / "cut.tar.gz")
 
 
-def test_archive_with_escaping_member_is_refused(tmp_path):
+def test_archive_with_escaping_member_is_refused(tmp_path, monkeypatch):
+    """Look where the extraction WOULD write: archives are extracted under tempfile.gettempdir(), pointed here at a
+    folder of this test, so '../escaped.txt' from the extraction folder would land in watched/escaped.txt."""
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(watched))
     evil = tmp_path / "evil.tar.gz"
     payload = tmp_path / "payload"
     payload.write_text("x")
     with tarfile.open(evil, "w:gz") as tar:
         tar.add(payload, arcname="../escaped.txt")
-    with pytest.raises(BundleError):
+        tar.add(payload, arcname="manifest.json")
+    with pytest.raises(UnsafePathError, match="escaped.txt"):
         open_bundle(evil)
-    assert not (tmp_path.parent / "escaped.txt").exists()
+    assert not (watched / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()
+    assert list(watched.iterdir()) == []

@@ -18,7 +18,7 @@ from edgecart.runtime import (
     UnsafePathError,
     open_bundle,
 )
-from edgecart.runtime.manifest import FileEntry, Golden, Parity
+from edgecart.runtime.manifest import FileEntry, Golden, Parity, Signature
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_round_trip_is_lossless(tiny_bundle):
 @pytest.mark.parametrize("cls,schema_def", [
     (Manifest, None), (TensorSpec, "tensor"), (ImagePreprocessing, "image_preprocessing"),
     (SequencePreprocessing, "sequence_preprocessing"), (Artifact, "artifact"), (FileEntry, "file"),
-    (Golden, "golden"), (Parity, "parity"),
+    (Golden, "golden"), (Parity, "parity"), (Signature, "signature"),
 ])
 def test_schema_and_dataclasses_name_the_same_fields(schema, cls, schema_def):
     node = schema if schema_def is None else schema["$defs"][schema_def]
@@ -60,7 +60,10 @@ def test_sequence_preprocessing_manifest_validates(tiny_bundle, schema):
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(dtype="complex64"), "dtype"),
-    (dict(shape=(1, 0)), "positive"),
+    (dict(shape=(1, 0)), r"shape\[1\].*out of range"),
+    (dict(shape=(1, 1.7)), r"shape\[1\].*expected an integer"),
+    (dict(shape=(True, 3)), r"shape\[0\].*expected an integer"),
+    (dict(name=123), "name"),
     (dict(layout="NCHW"), "layout"),
 ])
 def test_tensor_spec_validation(kwargs, match):

@@ -9,6 +9,7 @@ import pytest
 from edgecart.runtime import (
     ArtifactNotFoundError,
     BackendUnavailableError,
+    InferenceError,
     InputSpecError,
     UnknownNameError,
     load,
@@ -63,9 +64,78 @@ def test_non_finite_refused_on_every_input_path(session, value, form):
 
 
 def test_huge_finite_inputs_are_not_mistaken_for_inf(session):
-    """The quick check (a sum of squares) overflows for values near float32's limit; the exact check decides."""
+    """The quick check (a sum of squares) overflows for values near float32's limit; the exact check decides: the
+    input passes, and the Inf the model makes of it is reported, not returned."""
     x = np.full((1, 1, 28, 28), 3e38, np.float32)
-    assert session.run({"image": x})["embedding"].shape == (1, 16)  # accepted: no InputSpecError
+    with pytest.raises(InferenceError, match="NaN or Inf") as info:
+        session.run({"image": x})
+    assert session.artifact.path in str(info.value)
+    assert not isinstance(info.value, InputSpecError)
+
+
+@pytest.mark.parametrize("value", [1e38, 3e38])
+def test_non_finite_outputs_raise_by_default_and_pass_when_asked(tiny_bundle, value):
+    """A finite input that overflows inside the model gives Inf/NaN outputs: an error unless check_finite=False."""
+    x = np.full((1, 1, 28, 28), value, np.float32)
+    with pytest.raises(InferenceError, match="check_finite=False"):
+        load(tiny_bundle, "onnxruntime", precision="fp32").run(x)
+    out = load(tiny_bundle, "onnxruntime", precision="fp32", check_finite=False).run(x)["embedding"]
+    assert out.shape == (1, 16) and not np.isfinite(out).all()
+
+
+def test_wrong_size_outputs_raise(session):
+    class Short:
+        input_dtypes = session.engine.input_dtypes
+
+        def run(self, feeds):
+            return [np.zeros((1, 15), np.float32)]
+
+    real, session.engine = session.engine, Short()
+    try:
+        with pytest.raises(InferenceError, match=r"shape \(1, 15\)"):
+            session.run(np.zeros((1, 1, 28, 28), np.float32))
+        session.engine.run = lambda feeds: []
+        with pytest.raises(InferenceError, match="0 outputs"):
+            session.run(np.zeros((1, 1, 28, 28), np.float32))
+    finally:
+        session.engine = real
+
+
+def test_engine_failures_while_running_are_typed(session):
+    class Broken:
+        input_dtypes = session.engine.input_dtypes
+
+        def run(self, feeds):
+            raise RuntimeError("engine exploded")
+
+    real, session.engine = session.engine, Broken()
+    try:
+        with pytest.raises(InferenceError, match="engine exploded") as info:
+            session.run(np.zeros((1, 1, 28, 28), np.float32))
+        assert session.artifact.path in str(info.value) and session.backend.name in str(info.value)
+    finally:
+        session.engine = real
+
+
+def test_file_swapped_after_verification_is_caught(bundle_copy):
+    """Verification and loading read the same bytes: a model replaced after open_bundle is refused, not loaded."""
+    from edgecart.runtime import IntegrityError, open_bundle
+
+    bundle = open_bundle(bundle_copy)
+    model = bundle_copy / "models" / "tiny.fp32.onnx"
+    model.write_bytes(model.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(IntegrityError, match="changed after the bundle was verified"):
+        load(bundle, "onnxruntime", precision="fp32")
+
+
+def test_executorch_thread_pool_is_sized_once(tiny_bundle):
+    from edgecart.runtime.backends import executorch as et
+
+    first = et.set_threadpool_once(1)
+    assert first is not None
+    with pytest.warns(RuntimeWarning, match="process-wide"):
+        assert et.set_threadpool_once(first + 1) == first
+    load(tiny_bundle, "executorch", precision="fp32", threads=first)  # the same size: no warning, no reset
 
 
 def test_float64_and_dict_and_list_inputs_accepted(session):
@@ -134,3 +204,73 @@ def test_missing_engine_names_the_extra(tiny_bundle, monkeypatch):
 def test_bad_threads_refused(tiny_bundle):
     with pytest.raises(ValueError, match="threads"):
         load(tiny_bundle, "onnxruntime", threads=0)
+
+
+def _externalise_onnx(bundle, list_side_file: bool) -> None:
+    """Move the fp32 ONNX model's weights to a side file (as torch.onnx's default export does) and rewrite the
+    manifest; the side file is listed in the manifest only when asked."""
+    import hashlib
+    import json
+
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    model_path = bundle / "models" / "tiny.fp32.onnx"
+    m = onnx.load(model_path)
+    convert_model_to_external_data(m, all_tensors_to_one_file=True, location="tiny.fp32.onnx.data",
+                                   size_threshold=256)
+    onnx.save_model(m, model_path)
+    man = json.loads((bundle / "manifest.json").read_text())
+
+    def entry(rel, role):
+        data = (bundle / rel).read_bytes()
+        return {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "role": role}
+
+    man["files"] = [f for f in man["files"] if f["path"] != "models/tiny.fp32.onnx"]
+    man["files"].append(entry("models/tiny.fp32.onnx", "model"))
+    if list_side_file:
+        man["files"].append(entry("models/tiny.fp32.onnx.data", "weights"))
+        for a in man["artifacts"]:
+            if a["name"] == "tiny.fp32.onnx":
+                a["side_files"] = ["models/tiny.fp32.onnx.data"]
+    (bundle / "manifest.json").write_text(json.dumps(man))
+
+
+def test_onnx_external_weights_come_from_the_verified_side_file(tiny_bundle, bundle_copy):
+    x = np.random.default_rng(2).standard_normal((1, 1, 28, 28)).astype(np.float32)
+    want = load(tiny_bundle, "onnxruntime", precision="fp32").run(x)["embedding"]
+    _externalise_onnx(bundle_copy, list_side_file=True)
+    assert (bundle_copy / "models" / "tiny.fp32.onnx.data").stat().st_size > 1000
+    np.testing.assert_array_equal(load(bundle_copy, "onnxruntime", precision="fp32").run(x)["embedding"], want)
+
+
+def test_onnx_external_weights_not_in_the_manifest_are_never_read(bundle_copy, monkeypatch):
+    """Loaded from bytes, ONNX Runtime would resolve external weights against the current directory; the runtime
+    points it at a private folder holding only verified side files, so an unlisted weights file is not read."""
+    from edgecart.runtime import ModelLoadError
+
+    _externalise_onnx(bundle_copy, list_side_file=False)
+    monkeypatch.chdir(bundle_copy / "models")  # the unlisted weights file sits right here
+    with pytest.raises(ModelLoadError, match="tiny.fp32.onnx"):
+        load(bundle_copy, "onnxruntime", precision="fp32", strict=False)
+
+
+def test_engine_load_failures_are_typed_and_name_the_artifact(bundle_copy):
+    """A model file the engine cannot parse (re-hashed, so integrity passes): ModelLoadError with the engine's
+    message, for every backend."""
+    import hashlib
+    import json
+
+    from edgecart.runtime import ModelLoadError
+
+    man = json.loads((bundle_copy / "manifest.json").read_text())
+    for f in man["files"]:
+        if f["role"] == "model":
+            data = (bundle_copy / f["path"]).read_bytes()[:100]
+            (bundle_copy / f["path"]).write_bytes(data)
+            f["sha256"], f["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+    (bundle_copy / "manifest.json").write_text(json.dumps(man))
+    for backend in BACKENDS:
+        with pytest.raises(ModelLoadError) as info:
+            load(bundle_copy, backend, precision="fp32")
+        assert "models/tiny.fp32." in str(info.value)

@@ -121,8 +121,10 @@ def test_user_ndcg_matches_the_mean_and_paired_bootstrap_brackets_the_difference
     from edgecart.recs.metrics import paired_bootstrap, user_ndcg
 
     ranks = np.array([0.0, 1.0, 9.0, 10.0])
-    assert user_ndcg(ranks).mean() == pytest.approx(rank_metrics(ranks)["ndcg@10"])
-    assert user_ndcg(ranks)[3] == 0.0
+    by_hand = [1.0, 1 / math.log2(3), 1 / math.log2(11), 0.0]  # 1/log2(rank + 2) inside the top 10, else 0
+    assert user_ndcg(ranks) == pytest.approx(by_hand)
+    assert rank_metrics(ranks)["ndcg@10"] == pytest.approx(sum(by_hand) / 4)
+    assert user_ndcg(np.array([2.5]), k=3) == pytest.approx([1 / math.log2(4.5)])  # a split tie keeps its half
     rng = np.random.default_rng(1)
     b = rng.random(400)
     a = b + 0.1 + 0.01 * rng.standard_normal(400)  # a beats b by 0.1 on every user, up to small noise
@@ -134,3 +136,26 @@ def test_user_ndcg_matches_the_mean_and_paired_bootstrap_brackets_the_difference
     assert same["diff_lo"] < 0 < same["diff_hi"]
     with pytest.raises(ValueError, match="equal-length"):
         paired_bootstrap(a, b[:3])
+
+
+@pytest.mark.parametrize("fill", [np.nan, np.inf, -np.inf])
+def test_a_model_that_outputs_non_finite_scores_is_not_perfect(fill):
+    """NaN comparisons are all False, so a naive rank (items scored higher than the target) is 0 for an all-NaN
+    model: recall@10 = 1.0. NaN scores rank last; a constant Inf or -Inf is a tie over every item."""
+    users, items = 50, 200
+    scores = np.full((users, items + 1), fill)
+    targets = np.random.default_rng(0).integers(1, items + 1, users)
+    m = evaluate_scores(scores, targets, k=10)
+    assert m["recall@10"] < 0.1 and m["ndcg@10"] < 0.1
+    if np.isnan(fill):
+        assert m["recall@10"] == 0.0
+        assert (target_ranks(scores, targets) == items).all()
+
+
+def test_nan_on_other_items_never_outranks_the_target():
+    scores = np.array([[0.0, 1.0, np.nan, np.nan, 0.5]])
+    assert target_ranks(scores, np.array([1]))[0] == 0.0  # NaN items do not count as higher
+    assert target_ranks(scores, np.array([4]))[0] == 1.0
+    assert target_ranks(scores, np.array([2]))[0] == 4.0  # the NaN target ranks last
+    with pytest.raises(ValueError, match="NaN"):
+        rank_metrics(np.array([0.0, np.nan]))
