@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 from edgecart.runtime.backends import backend_for_format
-from edgecart.runtime.errors import BundleError, EdgecartError, InputSpecError, ParityError
+from edgecart.runtime.errors import BundleError, EdgecartError, EngineError, InputSpecError, ParityError
 from edgecart.runtime.golden import compare
 from edgecart.runtime.manifest import DTYPES, Artifact, IOSpec, Manifest, Parity, Preprocessing, TensorSpec
 from edgecart.runtime.session import Session
@@ -165,7 +165,7 @@ def export_artifact(writer: BundleWriter, model: Any, example_inputs: tuple[Any,
 def _engine_refused(exc: BaseException) -> bool:
     """An engine failure while running a fresh artifact: raised by the engine itself, or the runtime's typed wrapper
     of one (an EdgecartError that is not about the bundle or the inputs)."""
-    if is_toolchain_error(exc):
+    if is_toolchain_error(exc) or isinstance(exc, EngineError):
         return True
     return isinstance(exc, EdgecartError) and not isinstance(exc, (BundleError, InputSpecError))
 
