@@ -9,22 +9,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .harness import matching
+from .jobs import pick_jobs
 from .report import BenchReport, write_report
 from .result import BenchResult, failed, from_raw
 from .stats import block_ratio_ci, ratio_ci
-from .targets_local import Job, WorkerClient
-
-
-def pick_jobs(manifest: Any, config: Any, threads: int | None) -> list[Job]:
-    """One artifact per backend: the first matching ``config.artifacts``/``config.precision`` (fp32 preferred)."""
-    chosen: dict[str, Any] = {}
-    order = {"fp32": 0, "fp16": 1, "int8": 2}
-    for art, be in matching(sorted(manifest.artifacts, key=lambda a: order.get(a.precision, 9)), config):
-        chosen.setdefault(be.name, art)
-    if not chosen:
-        raise ValueError("nothing to compare: no artifact matches the backends/artifacts/precision asked for")
-    return [Job(a.name, b, threads) for b, a in chosen.items()]
+from .targets_local import WorkerClient
 
 
 def interleave(clients: list[WorkerClient], level: str, rounds: int, per_round: int, seconds_per_round: float,

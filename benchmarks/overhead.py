@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .compare import pick_jobs
+from .jobs import pick_jobs
 from .report import BenchReport, write_report
 from .result import BenchResult, failed, from_raw
 from .stats import block_ratio_ci, percentile, ratio_ci

@@ -142,6 +142,21 @@ def pin(cpus: Sequence[int] | None) -> list[int] | None:
         return None
 
 
+ENGINE_MODULES = {"onnxruntime": ("onnxruntime",), "litert": ("ai_edge_litert.interpreter",),
+                  "executorch": ("torch", "executorch.runtime")}
+
+
+def import_engine(backend: str) -> None:
+    """Import the engine library up front so ``load_s`` is the model's load time, not the library's import."""
+    import importlib
+
+    for mod in ENGINE_MODULES.get(backend, ()):
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            return  # load() raises the typed error naming the extra to install
+
+
 # ----------------------------------------------------------------------------------------------- the bundle
 
 def _sha256(path: Path) -> str:

@@ -16,7 +16,7 @@ from .result import BenchResult
 
 REPORT_SCHEMA_ID = "edgecart.bench"
 REPORT_SCHEMA_VERSION = "1.0"
-KINDS = ("bench", "compare", "overhead")
+KINDS = ("bench", "compare", "overhead", "task")
 
 #: JSON Schema (draft 2020-12) of the report document; ``validate_report`` checks a document against it.
 REPORT_SCHEMA: dict[str, Any] = {
@@ -37,6 +37,8 @@ REPORT_SCHEMA: dict[str, Any] = {
         "results": {"type": "array", "items": {"$ref": "#/$defs/result"}},
         "comparison": {"type": ["array", "null"]},
         "overhead": {"type": ["array", "null"]},
+        "tasks": {"type": ["array", "null"], "items": {"type": "object", "required": ["task", "backend", "busy",
+                                                                                     "p50_ms"]}},
     },
     "$defs": {
         "ci": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
@@ -79,6 +81,7 @@ class BenchReport:
     comparison: list[dict[str, Any]] | None = None
     overhead: list[dict[str, Any]] | None = None
     quality: dict[str, Any] = field(default_factory=dict)
+    tasks: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -87,14 +90,15 @@ class BenchReport:
     @staticmethod
     def create(kind: str, manifest: Any, config: dict[str, Any], results: list[BenchResult], *, target: str,
                command: str | None = None, comparison: list[dict[str, Any]] | None = None,
-               overhead: list[dict[str, Any]] | None = None) -> BenchReport:
+               overhead: list[dict[str, Any]] | None = None,
+               tasks: list[dict[str, Any]] | None = None) -> BenchReport:
         return BenchReport(
             kind=kind, target=target,
             bundle={"name": manifest.name, "version": manifest.version, "task": manifest.task},
             config=config, host=environment(), results=results,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             command=command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            comparison=comparison, overhead=overhead, quality=dict(manifest.quality or {}),
+            comparison=comparison, overhead=overhead, quality=dict(manifest.quality or {}), tasks=tasks,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +107,7 @@ class BenchReport:
             "created_at": self.created_at, "command": self.command, "target": self.target, "bundle": self.bundle,
             "bundle_quality": self.quality, "config": self.config, "host": self.host,
             "results": [r.to_dict() for r in self.results], "comparison": self.comparison, "overhead": self.overhead,
+            "tasks": self.tasks,
         }
 
     @staticmethod
@@ -112,7 +117,7 @@ class BenchReport:
                            host=doc["host"], results=[BenchResult.from_dict(r) for r in doc["results"]],
                            created_at=doc["created_at"], command=doc.get("command"),
                            comparison=doc.get("comparison"), overhead=doc.get("overhead"),
-                           quality=doc.get("bundle_quality") or {})
+                           quality=doc.get("bundle_quality") or {}, tasks=doc.get("tasks"))
 
 
 def validate_report(doc: dict[str, Any]) -> None:
@@ -248,7 +253,28 @@ def to_markdown(report: BenchReport) -> str:
             lines.append(f"| {o['artifact']} | {o['backend']} | {o['threads'] or 'default'} | "
                          f"{_f(o['p50_ms'].get('session'))} | {_f(o['p50_ms'].get('engine'))} | "
                          f"{_f(o['p50_ms'].get('raw'))} | {pct('overhead_pct')} | {pct('overhead_vs_raw_pct')} |")
+    if report.tasks:
+        lines += _task_lines(report.tasks)
     return "\n".join(lines) + "\n"
+
+
+def _task_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The task-level table: end to end beside the model alone, per busy count."""
+    lines = ["", "## Task level (end to end, interleaved with the model alone)", "",
+             "busy = spinning processes started beside the run (0 = quiet). task / model: p50 ratio [95% CI]; "
+             "target <= 2.", "",
+             "| task | artifact | backend | threads | busy | task p50 ms | preprocess | model | scoring | "
+             "task / model [CI] | scoring path | items |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        p = r.get("p50_ms", {})
+        ci = r.get("task_over_model_ci")
+        ratio = "–" if r.get("task_over_model") is None else (
+            f"{r['task_over_model']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""))
+        lines.append(f"| {r['task']} | {r.get('artifact')} | {r['backend']} | {r.get('threads') or 'default'} | "
+                     f"{r['busy']} | {_f(p.get('task'))} | {_f(p.get('preprocess'))} | {_f(p.get('model'))} | "
+                     f"{_f(p.get('scoring'))} | {ratio} | {r.get('scoring_path', '–')} | "
+                     f"{r.get('catalog_items', '–')} |")
+    return lines
 
 
 # ----------------------------------------------------------------------------------------------- plots

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from .jobs import Job
 from .result import BenchResult, failed
 from .stats import LatencyStats, summarize
-from .targets_local import Job
 
 TOOL_NAMES = {"executorch": "executor_runner", "litert": "benchmark_model", "onnxruntime": "onnxruntime_perf_test"}
 _NUM = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"

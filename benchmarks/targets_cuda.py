@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .jobs import Job
 from .result import BenchResult, skipped
 from .stats import summarize
-from .targets_local import Job
+from .targets_local import run_local
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 NO_DEVICE = "skipped: no CUDA device"
@@ -57,8 +58,6 @@ def ort_gpu_providers() -> list[str]:
 def run_cuda(bundle: Path, manifest: Any, jobs: list[Job], config: Any, progress: bool = True,
              reference_model: Any = None, device_present: bool | None = None) -> list[BenchResult]:
     """ONNX artifacts on each GPU provider (one worker process each); optional torch CUDA reference."""
-    from .harness import run_local
-
     present = cuda_device_present() if device_present is None else device_present
     onnx_jobs = [j for j in jobs if j.backend == "onnxruntime"]
     others = [j for j in jobs if j.backend != "onnxruntime"]

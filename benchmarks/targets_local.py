@@ -1,5 +1,6 @@
 """Local CPU target: each (artifact, backend, threads) in its own ``python -m edgecart.benchmarks.worker`` process,
-optionally pinned to cores; plus a client for workers in serve mode (interleaved comparisons, overhead)."""
+optionally pinned to cores (:func:`run_local`); plus a client for workers in serve mode (interleaved comparisons,
+overhead, task-level runs)."""
 
 from __future__ import annotations
 
@@ -8,27 +9,20 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .jobs import BenchConfig, Job
 from .result import BenchResult, failed, from_raw
 from .stats import DEFAULT_BOOTSTRAP, BootstrapConfig
-
-
-@dataclass(frozen=True)
-class Job:
-    """One measurement: which artifact, on which backend, with how many threads (None = the engine's default)."""
-
-    artifact: str
-    backend: str
-    threads: int | None
 
 
 def worker_args(bundle: Path, job: Job, *, warmup: int, mode: str, cpus: Sequence[int] | None,
                 options: dict[str, str] | None = None, check_finite: bool = True) -> list[str]:
     args = ["--bundle", str(bundle), "--backend", job.backend, "--artifact", job.artifact, "--warmup", str(warmup),
             "--mode", mode]
+    if job.task is not None:
+        args += ["--task", job.task]
     if job.threads is not None:
         args += ["--threads", str(job.threads)]
     if cpus:
@@ -64,6 +58,30 @@ def run_job(bundle: Path, job: Job, *, iterations: int, seconds: float, warmup: 
         raw = json.loads(out.read_text())
     raw.setdefault("artifact", job.artifact)
     return from_raw(raw, target, "local", bootstrap, keep_samples, provider=provider)
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="job", disable=not enabled, leave=False)
+
+
+def run_local(bundle: Path, jobs: list[Job], config: BenchConfig, progress: bool = True,
+              target: str = "local", options: dict[str, str] | None = None,
+              provider: str | None = None) -> list[BenchResult]:
+    """Each job in its own fresh worker process, one after another."""
+    results = []
+    with _progress(len(jobs), f"bench {target}", progress) as bar:
+        for job in jobs:
+            bar.set_postfix_str(f"{job.backend} t={job.threads}")
+            results.append(run_job(bundle, job, iterations=config.iterations, seconds=config.seconds,
+                                   warmup=config.warmup, mode=config.mode, cpus=config.cpus,
+                                   timeout_s=config.timeout_s, python=config.python, bootstrap=config.bootstrap,
+                                   keep_samples=config.keep_samples, target=target, options=options,
+                                   check_finite=config.check_finite,
+                                   provider=provider))
+            bar.update(1)
+    return results
 
 
 class WorkerClient:
@@ -129,4 +147,4 @@ class WorkerClient:
         self._stderr.close()
 
 
-__all__ = ["Job", "WorkerClient", "run_job", "worker_args"]
+__all__ = ["Job", "WorkerClient", "run_job", "run_local", "worker_args"]

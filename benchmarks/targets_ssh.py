@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .jobs import Job
 from .result import BenchResult, failed, from_raw
-from .targets_local import Job
 
 RUNNER = Path(__file__).with_name("remote_runner.py")
 

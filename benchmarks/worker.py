@@ -11,7 +11,9 @@ measurement)::
     -> {"event": "done", "peak_rss_kb": ...}
 
 Levels: ``session`` = ``edgecart.runtime.Session.run`` (what apps call), ``engine`` = the backend engine's ``run`` on
-inputs already checked and converted, ``raw`` = the engine library's own call (ONNX Runtime only).
+inputs already checked and converted, ``raw`` = the engine library's own call (ONNX Runtime only). With ``--task
+search|recommend`` the process loads the task instead (:mod:`edgecart.benchmarks.tasks`), with levels ``task``,
+``preprocess``, ``model``, ``scoring``.
 Library chatter on stdout is sent to stderr so the protocol channel stays clean.
 """
 
@@ -26,7 +28,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from .remote_runner import MIN_WARMUP, add_job_arguments, current_rss_kb, environment, measure, peak_rss_kb, pin
+from .remote_runner import (
+    MIN_WARMUP,
+    add_job_arguments,
+    current_rss_kb,
+    environment,
+    import_engine,
+    measure,
+    peak_rss_kb,
+    pin,
+)
+from .tasks import TASK_LEVELS, TaskTarget
 
 LEVELS = ("session", "engine", "raw")
 
@@ -39,7 +51,7 @@ class Target:
         from edgecart.runtime import load, open_bundle
 
         t0 = time.perf_counter()
-        _import_engine(backend)
+        import_engine(backend)
         self.import_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         b = open_bundle(Path(bundle))
@@ -82,21 +94,6 @@ class Target:
         }
 
 
-_ENGINE_MODULES = {"onnxruntime": ("onnxruntime",), "litert": ("ai_edge_litert.interpreter",),
-                   "executorch": ("torch", "executorch.runtime")}
-
-
-def _import_engine(backend: str) -> None:
-    """Import the engine library up front so ``load_s`` is the model's load time, not the library's import."""
-    import importlib
-
-    for mod in _ENGINE_MODULES.get(backend, ()):
-        try:
-            importlib.import_module(mod)
-        except ImportError:
-            return  # load() raises the typed error naming the extra to install
-
-
 def _active_providers(session: Any, options: dict[str, str] | None) -> list[str] | None:
     """ONNX Runtime's providers actually in use; refuses a silent fall-back from the provider asked for."""
     ort_session = getattr(session.engine, "session", None)
@@ -123,8 +120,14 @@ def start(args: argparse.Namespace) -> tuple[Target, dict[str, Any]]:
     affinity = pin(_cpus(args.cpus))
     rss_before = current_rss_kb()
     options = dict(kv.split("=", 1) for kv in args.option or [])
-    target = Target(args.bundle, args.backend, args.artifact, args.precision, args.threads, options or None,
-                    check_finite=not args.no_finite_check)
+    target: Target | TaskTarget
+    if args.task:
+        target = TaskTarget(args.task, args.bundle, args.backend, args.artifact, args.precision, args.threads,
+                            options or None, check_finite=not args.no_finite_check)
+        args.mode = "task"
+    else:
+        target = Target(args.bundle, args.backend, args.artifact, args.precision, args.threads, options or None,
+                        check_finite=not args.no_finite_check)
     main = target.levels[args.mode]
     first = measure(main, 1, 0.0)[0]
     warm = max(MIN_WARMUP, args.warmup)
@@ -181,7 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m edgecart.benchmarks.worker", description=__doc__.splitlines()[0])
     add_job_arguments(p)
     p.add_argument("--mode", choices=LEVELS, default="session")
-    p.add_argument("--levels", nargs="*", choices=LEVELS, help="extra levels to warm up (serve mode)")
+    p.add_argument("--levels", nargs="*", choices=LEVELS + TASK_LEVELS[1:], help="extra levels to warm up (serve mode)")
+    p.add_argument("--task", choices=("search", "recommend"), default=None,
+                   help="load the task (ImageSearch / Recommender) and time it end to end (levels: task, preprocess, "
+                        "model, scoring)")
     p.add_argument("--option", action="append", help="backend option KEY=VALUE (e.g. providers=...)")
     p.add_argument("--no-finite-check", action="store_true", help="load with check_finite=False")
     g = p.add_mutually_exclusive_group(required=True)

@@ -4,7 +4,7 @@ The bundle's ``manifest.catalog`` describes the catalog files (see :func:`read_c
 
     {"kind": "image_embeddings", "items": N, "dim": D, "metric": "cosine",
      "embedded_by": "teacher" | "student", "model": {...},
-     "items_file": "catalog/items.json",                       # {"ids": [...], "categories": [...]}
+     "items_file": "catalog/items.json",     # {"ids": [...], "categories": [...], "metadata": [{...}, ...]}
      "categories": ["T-shirt/top", ...],
      "embeddings": {"int8": {"path": ..., "dtype": "int8", "scale": "per-vector", "scale_path": ...},
                     "fp32": {"path": ..., "dtype": "float32"}},
@@ -12,27 +12,91 @@ The bundle's ``manifest.catalog`` describes the catalog files (see :func:`read_c
 
 int8 rows are ``round(e / s)`` with ``s = max|e| / 127`` per row (``scale: "per-vector"``) or one ``scale`` number
 for all rows (``scale: "global"``, the value under ``scale_value``); a score is ``s * (q . row)`` for the float query.
+``metadata`` (optional) holds one dict per item — the catalog's extra columns — returned with each hit. An optional
+``"index"`` entry describes an approximate IVF index (:mod:`edgecart.runtime.index`).
+
+Scoring runs on one thread: numpy's BLAS threads fought the engine's own thread pool (13.7 ms instead of 1.4 ms per
+search with one core busy), so BLAS is limited to one thread for each scoring call (threadpoolctl, restored after);
+without threadpoolctl a single query is scored with ``np.einsum`` (no BLAS at all; about 2x slower at 9k items).
+An int8 catalog is scored from a float32 copy dequantised ONCE at load when that copy is at most
+``FLOAT_COPY_LIMIT_BYTES`` (64 MiB: 131k items of dimension 128), else straight from the int8 rows, converted in
+small chunks inside ``np.einsum`` (4x less memory, no per-query full copy, slower); ``scoring=`` forces either.
+Measured figures: ``benchmarks/results/search/``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .bundle import Bundle, open_bundle
 from .errors import BundleError, InputSpecError, ManifestError
+from .index import IVFIndex, read_index
 from .manifest import ImagePreprocessing
 from .preprocess import preprocess
 from .session import Session, load
+from .topk import merge_top_k, top_k, top_k_row
+
+#: An int8 catalog is dequantised to a float32 copy at load when the copy takes at most this many bytes.
+FLOAT_COPY_LIMIT_BYTES = 64 * 2**20
+SCORING = ("auto", "float32", "int8")
+_QUERY_BLOCK = 16384  # catalog rows dequantised at a time when a batch of queries scores an int8 catalog
+_blas_libs: list[Any] | None = None
+
+
+def _blas() -> list[Any]:
+    """numpy's BLAS libraries as threadpoolctl controllers (found once; empty without threadpoolctl)."""
+    global _blas_libs
+    if _blas_libs is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _blas_libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        except Exception:  # not installed, or no BLAS found: nothing to limit
+            _blas_libs = []
+    return _blas_libs
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[bool]:
+    """numpy's BLAS limited to one thread inside the block, restored after (a few microseconds: two library calls per
+    BLAS); yields False when that cannot be done (no threadpoolctl), so callers can avoid BLAS instead."""
+    libs = _blas()
+    if not libs:
+        yield False
+        return
+    before = [lib.num_threads for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        yield True
+    finally:
+        for lib, n in zip(libs, before, strict=True):
+            lib.set_num_threads(n)
+
+
+def _matvec(m: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(N,) = m (N, D) . q (D,) in float32 on one thread: BLAS limited to one thread, else numpy's einsum."""
+    with one_blas_thread() as limited:
+        if limited:
+            return m @ q
+    return np.einsum("nd,d->n", m, q)
 
 
 @dataclass(frozen=True)
 class Catalog:
-    """Catalog embeddings (int8 with scales, or float32) with item ids and category indices."""
+    """Catalog embeddings (int8 with scales, or float32) with item ids, category indices and optional metadata.
+
+    ``scoring``: ``"auto"`` (an int8 catalog is dequantised once to float32 when that copy is at most
+    :data:`FLOAT_COPY_LIMIT_BYTES`, else scored from its int8 rows), ``"float32"`` (always the copy) or ``"int8"``
+    (never). ``index``: an optional approximate index used by :meth:`search` when asked.
+    """
 
     ids: tuple[str, ...]
     categories: np.ndarray
@@ -42,48 +106,92 @@ class Catalog:
     metric: str
     embedded_by: str
     precision: str
+    metadata: tuple[dict[str, Any], ...] | None = None
+    scoring: str = "auto"
+    index: IVFIndex | None = None
+    _matrix: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.scoring not in SCORING:
+            raise InputSpecError(f"scoring {self.scoring!r} is not one of {SCORING}")
+        if self.metadata is not None and len(self.metadata) != len(self.ids):
+            raise ManifestError(f"catalog metadata has {len(self.metadata)} entries for {len(self.ids)} items")
+        e = self.embeddings
+        if self.scales is None:
+            m = np.ascontiguousarray(e, np.float32)
+        elif self.scoring == "float32" or (self.scoring == "auto" and e.size * 4 <= FLOAT_COPY_LIMIT_BYTES):
+            m = e.astype(np.float32)
+            m *= self.scales[:, None]
+        else:
+            m = None
+        object.__setattr__(self, "_matrix", m)
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def scores(self, queries: np.ndarray) -> np.ndarray:
-        """(Q, N) similarity of float queries (Q, D) to every catalog row."""
+    @property
+    def scoring_path(self) -> str:
+        """How queries are scored: ``float32`` (fp32 catalog), ``int8->float32 copy`` or ``int8 rows``."""
+        if self.scales is None:
+            return "float32"
+        return "int8->float32 copy" if self._matrix is not None else "int8 rows"
+
+    @property
+    def scoring_bytes(self) -> int:
+        """Bytes of embeddings that scoring reads (the float32 copy when one was made, else the stored rows)."""
+        return int((self._matrix if self._matrix is not None else self.embeddings).nbytes)
+
+    def _queries(self, queries: np.ndarray) -> np.ndarray:
         q = np.asarray(queries, np.float32)
         if q.ndim == 1:
             q = q[None]
         dim = self.embeddings.shape[1]
         if q.ndim != 2 or q.shape[1] != dim:
             raise InputSpecError(f"queries of shape {q.shape} do not match the catalog's dimension {dim}")
-        s = q @ self.embeddings.astype(np.float32, copy=False).T
-        if self.scales is not None:
-            s *= self.scales[None, :]
+        return q
+
+    def scores(self, queries: np.ndarray) -> np.ndarray:
+        """(Q, N) similarity of float queries (Q, D) to every catalog row."""
+        q = self._queries(queries)
+        if len(q) == 1:
+            return self.score_one(q[0])[None]
+        if self._matrix is not None:
+            with one_blas_thread():
+                return q @ self._matrix.T
+        out = np.empty((len(q), len(self)), np.float32)
+        with one_blas_thread():
+            for a in range(0, len(self), _QUERY_BLOCK):
+                block = self.embeddings[a:a + _QUERY_BLOCK].astype(np.float32)
+                np.matmul(q, block.T, out=out[:, a:a + _QUERY_BLOCK])
+        out *= self.scales[None, :]
+        return out
+
+    def score_one(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """(N,) similarity of one (D,) float32 query to every row (or to catalog ``rows`` only), on one thread."""
+        if self._matrix is not None:
+            return _matvec(self._matrix if rows is None else self._matrix[rows], query)
+        e = self.embeddings if rows is None else self.embeddings[rows]
+        s = np.einsum("nd,d->n", e, query, dtype=np.float32, casting="unsafe")
+        s *= self.scales if rows is None else self.scales[rows]
         return s
 
     def top_k(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices (Q, k) and scores (Q, k) of the ``k`` best rows per query, best first (ties: lower index)."""
         return top_k(self.scores(queries), k)
 
-
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k per row of a (Q, N) score matrix, best first; ties go to the lower index."""
-    if k < 1:
-        raise InputSpecError(f"k must be >= 1, got {k}")
-    rows, n = scores.shape
-    k = min(k, n)
-    ties = np.zeros(rows, bool)
-    if k < n:
-        cand = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(scores, cand, axis=1)
-        kth = vals.min(axis=1, keepdims=True)
-        # where the k-th score is tied with items left out, argpartition chose among them arbitrarily
-        ties = (scores == kth).sum(axis=1) != (vals == kth).sum(axis=1)
-    else:
-        cand = np.tile(np.arange(n), (rows, 1))
-        vals = scores
-    idx = np.take_along_axis(cand, np.lexsort((cand, -vals), axis=1), axis=1)
-    for r in np.flatnonzero(ties):
-        idx[r] = np.lexsort((np.arange(n), -scores[r]))[:k]
-    return idx, np.take_along_axis(scores, idx, axis=1)
+    def search_one(self, query: np.ndarray, k: int, *, approximate: bool = False,
+                   nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Indices (k,) and scores (k,) for one (D,) query: exact, or through the IVF index when ``approximate``."""
+        q = self._queries(query)[0]
+        if not approximate:
+            s = self.score_one(q)
+            idx = top_k_row(s, min(k, len(s))) if len(s) else np.zeros(0, np.int64)
+            return idx, s[idx]
+        if self.index is None:
+            raise BundleError("this catalog has no approximate index; build one at bundle time "
+                              "(edgecart.runtime.index.add_index) or search exactly")
+        cand = self.index.candidates(q, nprobe)
+        return merge_top_k(cand, self.score_one(q, cand), k)
 
 
 def quantize_rows(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,8 +203,9 @@ def quantize_rows(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scales
 
 
-def read_catalog(bundle: Bundle, precision: str | None = None) -> Catalog:
-    """Load the catalog a bundle's manifest describes (``precision``: 'int8', 'fp32' or its default)."""
+def read_catalog(bundle: Bundle, precision: str | None = None, scoring: str = "auto") -> Catalog:
+    """Load the catalog a bundle's manifest describes (``precision``: 'int8', 'fp32' or its default; ``scoring``: see
+    :class:`Catalog`), with its item metadata and approximate index when the bundle has them."""
     m = bundle.manifest
     c = m.catalog
     if not c or c.get("kind") != "image_embeddings":
@@ -119,6 +228,7 @@ def read_catalog(bundle: Bundle, precision: str | None = None) -> Catalog:
                 scales = np.full(len(ids), float(v["scale_value"]), np.float32)
             else:
                 raise ManifestError(f"catalog int8 scale {v.get('scale')!r} must be 'per-vector' or 'global'")
+        metadata = _metadata(items.get("metadata"), len(ids))
         names = tuple(c.get("categories", ()))
         metric, by = str(c.get("metric", "cosine")), str(c.get("embedded_by", ""))
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
@@ -132,12 +242,29 @@ def read_catalog(bundle: Bundle, precision: str | None = None) -> Catalog:
         raise ManifestError(f"catalog of {m.name!r}: {scales.shape} scales for {len(ids)} items; re-export the bundle")
     if metric != "cosine":
         raise ManifestError(f"catalog metric {metric!r} is not supported (only 'cosine')")
-    return Catalog(ids, cats, names, np.ascontiguousarray(emb), scales, metric, by, precision)
+    index = None
+    if c.get("index") is not None:
+        if not isinstance(c["index"], dict):
+            raise ManifestError(f"catalog of {m.name!r}: 'index' must be an object; rebuild the index")
+        index = read_index(bundle.load_npy, c["index"], len(ids), emb.shape[1])
+    return Catalog(ids, cats, names, np.ascontiguousarray(emb), scales, metric, by, precision, metadata, scoring,
+                   index)
+
+
+def _metadata(meta: Any, n: int) -> tuple[dict[str, Any], ...] | None:
+    """The items file's optional per-item metadata: a list of one dict (or null) per item."""
+    if meta is None:
+        return None
+    if not isinstance(meta, list) or len(meta) != n or not all(x is None or isinstance(x, dict) for x in meta):
+        raise ValueError(f"'metadata' must be a list of {n} objects (one per item, null for none)")
+    return tuple({} if x is None else x for x in meta)
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    """The ``k`` best catalog items for one query, best first."""
+    """The ``k`` best catalog items for one query, best first. ``metadata[j]`` holds hit j's catalog metadata (the
+    items file's extra columns) plus its ``id``, ``category``, ``category_index`` and ``score`` (these four win over
+    metadata keys of the same name)."""
 
     ids: tuple[str, ...]
     scores: np.ndarray
@@ -153,12 +280,20 @@ class ImageSearch:
     """Search a bundle's catalog with a picture: ``ImageSearch(bundle).search(image, k=10)``.
 
     ``backend``/``artifact``/``precision``/``threads`` choose the embedding model as :func:`edgecart.runtime.load`
-    does; ``catalog_precision`` picks the catalog's int8 or fp32 embeddings (default: the manifest's default).
+    does; ``catalog_precision`` picks the catalog's int8 or fp32 embeddings (default: the manifest's default);
+    ``scoring`` how an int8 catalog is scored (see :class:`Catalog`). ``index``: ``"auto"`` searches through the
+    bundle's approximate index when it has one, ``"exact"`` always scans every row, ``"ivf"`` requires the index;
+    ``nprobe`` overrides the index's default number of lists searched.
     """
 
     def __init__(self, bundle: str | os.PathLike[str] | Bundle, backend: str = "auto", threads: int | None = None, *,
                  artifact: str | None = None, precision: str | None = None,
-                 catalog_precision: str | None = None) -> None:
+                 catalog_precision: str | None = None, scoring: str = "auto", index: str = "auto",
+                 nprobe: int | None = None) -> None:
+        if index not in ("auto", "exact", "ivf"):
+            raise InputSpecError(f"index {index!r} is not one of ('auto', 'exact', 'ivf')")
+        if nprobe is not None and (isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1):
+            raise InputSpecError(f"nprobe must be an integer >= 1, got {nprobe!r}")
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         m = self.bundle.manifest
         if m.task != "image_search":
@@ -167,7 +302,12 @@ class ImageSearch:
             raise ManifestError(f"bundle {m.name!r} declares no image preprocessing; re-export it")
         self.preprocessing = m.preprocessing
         self.session: Session = load(self.bundle, backend, artifact=artifact, precision=precision, threads=threads)
-        self.catalog = read_catalog(self.bundle, catalog_precision)
+        self.catalog = read_catalog(self.bundle, catalog_precision, scoring)
+        if index == "ivf" and self.catalog.index is None:
+            raise BundleError(f"bundle {m.name!r} has no approximate index (manifest.catalog.index); rebuild the "
+                              "bundle with one (edgecart.runtime.index.add_index) or use index='exact'")
+        self.approximate = index != "exact" and self.catalog.index is not None
+        self.nprobe = nprobe
         out = m.outputs[0]
         if out.shape[-1] != self.catalog.embeddings.shape[1]:
             raise ManifestError(f"model output {out.name!r} has dimension {out.shape[-1]}, the catalog "
@@ -188,6 +328,7 @@ class ImageSearch:
         return self.search_embedding(self.embed(image), k)
 
     def search_embedding(self, embedding: np.ndarray, k: int = 10) -> SearchResult:
+        """The ``k`` catalog items most similar to a (D,) embedding, best first."""
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
             raise InputSpecError(f"k must be an integer, got {type(k).__name__}")
         try:
@@ -196,15 +337,16 @@ class ImageSearch:
             raise InputSpecError(f"the query embedding must be numbers ({exc})") from None
         if not np.isfinite(e).all():
             raise InputSpecError("the query embedding holds NaN or Inf; it ranks nothing — check the model's input")
-        idx, scores = self.catalog.top_k(e[None], int(k))
-        idx, scores = idx[0], scores[0]
         c = self.catalog
+        idx, scores = c.search_one(e.reshape(-1), int(k), approximate=self.approximate, nprobe=self.nprobe)
         names = [c.category_names[int(i)] if 0 <= int(i) < len(c.category_names) else str(int(i))
                  for i in c.categories[idx]]
-        meta = tuple({"id": c.ids[i], "category": names[j], "category_index": int(c.categories[i]),
+        extra = c.metadata or ({},) * len(c)
+        meta = tuple({**extra[i], "id": c.ids[i], "category": names[j], "category_index": int(c.categories[i]),
                       "score": float(scores[j])} for j, i in enumerate(idx))
         return SearchResult(tuple(c.ids[i] for i in idx), scores, idx, tuple(names), meta)
 
     def __repr__(self) -> str:
         return (f"ImageSearch(bundle={self.bundle.manifest.name!r}, artifact={self.session.artifact.name!r}, "
-                f"backend={self.session.backend.name!r}, catalog={len(self.catalog)} x {self.catalog.precision})")
+                f"backend={self.session.backend.name!r}, catalog={len(self.catalog)} x {self.catalog.precision}, "
+                f"scoring={self.catalog.scoring_path!r}, approximate={self.approximate})")

@@ -83,9 +83,7 @@ class Backend:
             return self.opener(request)
         except EdgecartError:
             raise
-        except MemoryError:
-            raise
-        except Exception as exc:  # engines raise RuntimeError, ValueError, their own types ...: one typed error
+        except Exception as exc:  # engines raise RuntimeError, ValueError, MemoryError (a bad_alloc) ...: one type
             raise ModelLoadError(
                 f"{request.artifact.path}: {self.name} could not load artifact {request.artifact.name!r} "
                 f"({type(exc).__name__}: {_first_line(exc)}); the file is corrupt, was replaced, or needs a newer "

@@ -174,6 +174,11 @@ def _check_pte(buf: memoryview) -> None:
         delegates = vector_items(buf, field_target(buf, plan, 7))
         for slot in (3, 4):  # plan inputs and outputs are value indices
             _check_indices(buf, field_target(buf, plan, slot), n_values, "plan input/output")
+        sizes_at = field_target(buf, plan, 8)  # memory-planned buffers: ExecuTorch allocates them at load
+        n_sizes = struct.unpack_from("<I", buf, sizes_at)[0] if sizes_at is not None else 0
+        for size in (struct.unpack_from(f"<{n_sizes}q", buf, sizes_at + 4) if n_sizes else ()):
+            if not 0 <= size <= _MAX_PLANNED_BYTES:
+                raise FlatbufferError(f"a memory-planned buffer of {size} bytes (at most {_MAX_PLANNED_BYTES})")
         for d in delegates:
             ref = field_target(buf, d, 1)
             if ref is None:
@@ -290,6 +295,7 @@ def _check_xnnpack(blob: memoryview, named_sizes: dict[str, int]) -> None:
 
 
 _INVALID_ID = 0xFFFFFFFF
+_MAX_PLANNED_BYTES = 1 << 30  # one planned activation buffer: 1 GiB is beyond what an on-device model needs
 _MAX_ELEMENTS = 1 << 28  # 1 GiB of float32 in one tensor: beyond what an on-device model holds
 #: bytes per element of XNNDatatype codes (4-bit types count half a byte)
 _XNN_BYTES = {1: 4, 2: 2, 3: 1, 4: 1, 5: 4, 6: 1, 7: 4, 8: 0.5, 9: 1, 10: 0.5, 11: 1, 12: 4, 13: 4, 14: 2}

@@ -1,5 +1,7 @@
 """``edgecart bench``: benchmark a bundle on a target; ``--compare`` runs the three runtimes side by side
-(interleaved), ``--overhead`` measures edgecart.runtime against the bare engine."""
+(interleaved), ``--overhead`` measures edgecart.runtime against the bare engine, ``--task-level`` times what an app
+calls end to end (picture -> top-10 through ImageSearch, history -> top-10 through Recommender) beside the model,
+quiet and with ``--busy`` cores kept busy."""
 
 from __future__ import annotations
 
@@ -44,7 +46,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--compare", action="store_true",
                    help="ExecuTorch vs ONNX Runtime vs LiteRT, same inputs and threads, interleaved rounds")
     g.add_argument("--overhead", action="store_true", help="edgecart.runtime Session.run vs the bare engine call")
-    p.add_argument("--rounds", type=int, default=10, help="interleaving rounds for --compare/--overhead")
+    g.add_argument("--task-level", action="store_true",
+                   help="end to end: 'search' (uint8 picture -> top-10 via ImageSearch: preprocess / model / scoring) "
+                        "or 'recommend' (history -> top-10 via Recommender), whichever fits the bundle, beside the "
+                        "model alone")
+    p.add_argument("--busy", type=_ints, default=(0,),
+                   help="with --task-level: spinning processes beside the run, one run per count, e.g. 0,1 "
+                        "(quiet, then one core busy; default 0)")
+    p.add_argument("--rounds", type=int, default=10, help="interleaving rounds for --compare/--overhead/--task-level")
     s = p.add_argument_group("ssh target")
     s.add_argument("--identity", default=None, help="private key file for ssh/scp")
     s.add_argument("--port", type=int, default=None, help="ssh port (or put it in the target: ssh://h:2222)")
@@ -60,21 +69,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from edgecart.benchmarks.harness import BenchConfig, bench, compare, overhead, parse_target
+    from edgecart.benchmarks.harness import BenchConfig, bench, compare, overhead, parse_target, task_for
     from edgecart.benchmarks.report import to_markdown
 
-    config = BenchConfig(backends=args.backends, threads=args.threads, iterations=args.iterations,
-                         seconds=args.seconds, warmup=args.warmup, artifacts=args.artifacts, precision=args.precision,
-                         cpus=args.pin, mode=args.mode, rounds=args.rounds, keep_samples=not args.no_samples,
+    tasks = None
+    if args.task_level:
+        from edgecart.runtime import open_bundle
+
+        tasks = (task_for(open_bundle(args.bundle).manifest),)
+    elif args.busy != (0,):
+        print("edgecart: error: --busy goes with --task-level", file=sys.stderr)
+        return 2
+    config = BenchConfig(tasks=tasks, busy=args.busy, backends=args.backends, threads=args.threads,
+                         iterations=args.iterations, seconds=args.seconds, warmup=args.warmup,
+                         artifacts=args.artifacts, precision=args.precision, cpus=args.pin, mode=args.mode,
+                         rounds=args.rounds, keep_samples=not args.no_samples,
                          check_finite=not args.no_finite_check)
     command = shlex.join(["edgecart", *sys.argv[1:]]) if Path(sys.argv[0]).name == "edgecart" else (
         shlex.join(["python", "-m", "edgecart.cli.bench_cmd", *sys.argv[1:]]) if sys.argv[0].endswith("bench_cmd.py")
         else None)
     common = dict(out=args.out, progress=not args.quiet, command=command)
+    if (args.compare or args.overhead or args.task_level) and args.target != "local":
+        print("edgecart: error: --compare, --overhead and --task-level run on the local target", file=sys.stderr)
+        return 2
     if args.compare or args.overhead:
-        if args.target != "local":
-            print("edgecart: error: --compare and --overhead run on the local target", file=sys.stderr)
-            return 2
         report = (compare if args.compare else overhead)(args.bundle, config, **common)
     else:
         kind, _ = parse_target(args.target)

@@ -15,6 +15,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--artifact", default=None, help="artifact name (default: int8 first, then fp32)")
     p.add_argument("--catalog", choices=("int8", "fp32"), default=None, help="catalog embeddings to scan")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--index", choices=("auto", "exact", "ivf"), default="auto",
+                   help="auto: the bundle's approximate index when it has one; exact: scan every item; ivf: require "
+                        "the index")
+    p.add_argument("--nprobe", type=int, default=None, help="index lists to search (default: the bundle's)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_search)
 
@@ -24,15 +28,19 @@ def _search(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise SystemExit("edgecart search: --k must be >= 1")
-    s = ImageSearch(args.bundle, args.backend, args.threads, artifact=args.artifact, catalog_precision=args.catalog)
+    s = ImageSearch(args.bundle, args.backend, args.threads, artifact=args.artifact, catalog_precision=args.catalog,
+                    index=args.index, nprobe=args.nprobe)
     r = s.search(args.image, k=args.k)
     if args.json:
         print(json.dumps({"artifact": s.session.artifact.name, "backend": s.session.backend.name,
                           "results": list(r.metadata)}, indent=2))
         return 0
+    how = "approximate (IVF index)" if s.approximate else "exact"
     print(f"{s.session.artifact.name} on {s.session.backend.name}; catalog {len(s.catalog)} items "
-          f"({s.catalog.precision}, embedded by {s.catalog.embedded_by or 'unknown'})")
+          f"({s.catalog.precision}, embedded by {s.catalog.embedded_by or 'unknown'}; {how} search)")
     print(f"{'rank':>4}  {'score':>7}  {'category':<16} id")
+    own = ("id", "category", "category_index", "score")
     for i, m in enumerate(r.metadata, 1):
-        print(f"{i:>4}  {m['score']:7.4f}  {m['category']:<16} {m['id']}")
+        extra = ", ".join(f"{k}={v}" for k, v in m.items() if k not in own)
+        print(f"{i:>4}  {m['score']:7.4f}  {m['category']:<16} {m['id']}" + (f"  ({extra})" if extra else ""))
     return 0

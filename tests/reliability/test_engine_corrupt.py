@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,65 @@ CORRUPTIONS = {
     "zero-middle-256": _zero(0.5, 256),
     "zero-last-64": _zero(1.0, 64),
 }
+
+
+def _field_pos(buf: memoryview, table: int, slot: int) -> int | None:
+    """Absolute position of field ``slot`` of a flatbuffer table, or None when the field is absent."""
+    vt = table - struct.unpack_from("<i", buf, table)[0]
+    if 4 + 2 * slot >= struct.unpack_from("<H", buf, vt)[0]:
+        return None
+    fo = struct.unpack_from("<H", buf, vt + 4 + 2 * slot)[0]
+    return table + fo if fo else None
+
+
+def _pte_locations(data: bytes) -> dict[str, int | None]:
+    """Byte positions of fields that made ExecuTorch crash or exhaust memory (found by fuzzing): a planned buffer
+    size, an XNNPACK constant key (logged when not found: invalid UTF-8 aborted the process), a tensor dimension
+    (segfault) and a convolution's padding (a 16 GB allocation)."""
+    from edgecart.runtime.backends._flatbuffers import field_target, read_scalar, vector_items
+
+    buf = memoryview(data)
+    root = struct.unpack_from("<I", buf, 0)[0]
+    plan = vector_items(buf, field_target(buf, root, 1))[0]
+    sizes = field_target(buf, plan, 8)
+    blob = data.find(b"XH00") - 4  # the XNNPACK payload: XH00 header, then its graph flatbuffer
+    fb = blob + struct.unpack_from("<I", buf, blob + 10)[0]
+    g = buf[fb:]
+    root_g = struct.unpack_from("<I", g, 0)[0]
+    key = next(t for c in vector_items(g, field_target(g, root_g, 8))
+               if (t := field_target(g, c, 2)) is not None and struct.unpack_from("<I", g, t)[0] > 2)
+    candidates = []  # tensors backed by constant data (weights), float or quantised
+    for v in vector_items(g, field_target(g, root_g, 2)):
+        t = field_target(g, v, 1)
+        if read_scalar(g, v, 0, "B") == 2:
+            t = field_target(g, t, 0)
+        if read_scalar(g, t, 3, "I") and field_target(g, t, 2) is not None:
+            candidates.append((struct.unpack_from("<I", g, field_target(g, t, 2))[0] != 2, len(candidates), t))
+    tensor = min(candidates)[2]  # a 2-d one when there is one (the fuzzer's segfault was a 2-d weight)
+    conv = next((field_target(g, n, 1) for n in vector_items(g, field_target(g, root_g, 1))
+                 if read_scalar(g, n, 0, "B") in (7, 13)), None)  # Conv2d, DepthwiseConv2d
+    pad = _field_pos(g, conv, 0) if conv is not None else None
+    return {"planned-buffer": sizes + 4 + 8,  # buffer 1 (buffer 0 is reserved)
+            "xnnpack-constant-key": fb + key + 4,
+            "tensor-dim": fb + field_target(g, tensor, 2) + 4 + 4,  # dims[1]
+            "conv-padding": None if pad is None else fb + pad}
+
+
+def _pte_crafted(data: bytes) -> dict[str, bytes]:
+    """Single-field corruptions of a .pte aimed at what crashed ExecuTorch before the pre-check existed (measured
+without it, 8 GiB cap: the constant key aborted the process, the dimension segfaulted, the padding asked for 16 GB,
+the planned buffer for 1 TiB)."""
+    at = _pte_locations(data)
+
+    def put(pos: int, raw: bytes) -> bytes:
+        return data[:pos] + raw + data[pos + len(raw):]
+
+    out = {"planned-buffer-1TiB": put(at["planned-buffer"], struct.pack("<q", 1 << 40)),
+           "xnnpack-constant-key-not-utf8": put(at["xnnpack-constant-key"], b"\xff\xfe"),
+           "tensor-dim-16M": put(at["tensor-dim"] + 2, bytes([data[at["tensor-dim"] + 2] ^ 0xFF]))}
+    if at["conv-padding"] is not None:
+        out["conv-padding-16M"] = put(at["conv-padding"], struct.pack("<I", 0x00FF0001))
+    return out
 
 
 def _rehash(bundle: Path, rel: str, data: bytes) -> None:
@@ -176,7 +236,8 @@ def test_corrupted_and_rehashed_models_end_typed_or_correct(fmt, tiny_bundle, re
         original = (tiny_bundle / art.path).read_bytes()
         others = {f"swapped-with-{a.format}": (tiny_bundle / a.path).read_bytes() for a in manifest.artifacts
                   if a.format != fmt and a.precision == prec}
-        transforms = {**{k: f(original) for k, f in CORRUPTIONS.items()}, **others}
+        crafted = _pte_crafted(original) if fmt == "executorch" else {}
+        transforms = {**{k: f(original) for k, f in CORRUPTIONS.items()}, **others, **crafted}
         for name, data in transforms.items():
             cid = f"{fmt}-{prec}-{name}"
             d = work / cid
@@ -192,7 +253,7 @@ def test_corrupted_and_rehashed_models_end_typed_or_correct(fmt, tiny_bundle, re
         tally[kind].append(f"{c['id']}: {verdicts.get(c['id'])}")
     summary = {k: len(v) for k, v in tally.items()}
     print(f"{fmt}: {len(cases)} cases -> {summary}")
-    assert len(cases) == 2 * (len(CORRUPTIONS) + 2)
+    assert len(cases) == 2 * (len(CORRUPTIONS) + 2) + (8 if fmt == "executorch" else 0)
     assert not tally["crash"], tally["crash"]
     assert not tally["untyped"], tally["untyped"]
     assert not tally["wrong"], tally["wrong"]

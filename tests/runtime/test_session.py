@@ -124,7 +124,7 @@ def test_file_swapped_after_verification_is_caught(bundle_copy):
     bundle = open_bundle(bundle_copy)
     model = bundle_copy / "models" / "tiny.fp32.onnx"
     model.write_bytes(model.read_bytes()[:-1] + b"\x00")
-    with pytest.raises(IntegrityError, match="changed after the bundle was verified"):
+    with pytest.raises(IntegrityError, match="tiny.fp32.onnx: sha256 .* differs from the manifest"):
         load(bundle, "onnxruntime", precision="fp32")
 
 
@@ -274,3 +274,55 @@ def test_engine_load_failures_are_typed_and_name_the_artifact(bundle_copy):
         with pytest.raises(ModelLoadError) as info:
             load(bundle_copy, backend, precision="fp32")
         assert "models/tiny.fp32." in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_golden_parity_fails_on_nan_and_inf_outputs(bad):
+    """A NaN output used to be recorded as max|Δ| = 0 (max(0.0, nan) is 0.0) and an Inf output got cosine 1.0."""
+    from edgecart.runtime.golden import compare
+
+    ref = np.ones((3, 1, 4), np.float32)
+    ins = {"x": np.zeros((3, 1, 2), np.float32)}
+
+    def run(feeds):
+        y = np.ones((1, 4), np.float32)
+        y[0, 1] = bad
+        return {"y": y}
+
+    agree = compare(run, ins, {"y": ref}, ["y"])
+    assert agree.non_finite == 3 and agree.max_abs_diff == np.inf and agree.cosine == -1.0
+    assert not agree.within(1e3, -1.0) and not agree.within(None, None)
+    fine = compare(lambda feeds: {"y": np.ones((1, 4), np.float32)}, ins, {"y": ref}, ["y"])
+    assert fine.non_finite == 0 and fine.max_abs_diff == 0.0 and fine.cosine == pytest.approx(1.0)
+    assert fine.within(1e-6, 0.9999)
+    ref_bad = ref.copy()
+    ref_bad[1, 0, 0] = bad  # a broken reference fails too
+    assert compare(lambda feeds: {"y": np.ones((1, 4), np.float32)}, ins, {"y": ref_bad}, ["y"]).non_finite == 1
+
+
+def test_golden_check_counts_non_finite_outputs_from_a_real_session_and_self_test_refuses(tiny_bundle, bundle_copy):
+    from edgecart.runtime import ParityError
+    from edgecart.runtime.golden import check_golden
+
+    s = load(tiny_bundle, "onnxruntime", precision="fp32")
+    real = s.engine.run
+    s.engine.run = lambda feeds: [np.full((1, 16), np.inf, np.float32)]  # what an overflowing model returns
+    try:
+        agree = check_golden(s)  # the session's NonFiniteOutputError counts as a failed sample, not a crash
+        assert agree.non_finite == agree.samples == 4
+        with pytest.raises(ParityError, match="4 of 4 samples NaN/Inf"):
+            check_golden(s, require=True)
+        s.engine.run = lambda feeds: [real(feeds)[0] * 1.01]  # a model whose weights changed a little
+        with pytest.raises(ParityError, match="disagrees with the bundle's golden outputs"):
+            check_golden(s, require=True)
+    finally:
+        s.engine.run = real
+    assert check_golden(s, require=True).within(1e-3, 0.9999)
+    assert load(tiny_bundle, "onnxruntime", precision="fp32", self_test=True).artifact.precision == "fp32"
+
+
+def test_int8_parity_has_a_max_abs_bound():
+    from edgecart.exporters.export import DEFAULT_TOLERANCE
+
+    max_abs, min_cos = DEFAULT_TOLERANCE.for_precision("int8")
+    assert max_abs is not None and 0 < max_abs <= 1.0 and min_cos is not None

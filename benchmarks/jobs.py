@@ -1,0 +1,174 @@
+"""What a benchmark run measures: its configuration (:class:`BenchConfig`) and its jobs (:class:`Job`: an artifact on a
+backend with a thread count, at model level or as a whole task), chosen from a bundle's manifest.
+
+Every other benchmark module depends on this one and on nothing above it; ``harness`` is a façade over them all.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .remote_runner import MIN_WARMUP
+from .stats import BootstrapConfig
+
+TARGET_KINDS = ("local", "cuda", "ssh", "adb")
+MODES = ("session", "engine", "raw")
+#: Task-level jobs: ``search`` (uint8 picture -> top-10 through ImageSearch) and ``recommend`` (history -> top-10
+#: through Recommender), and the bundle task each needs.
+TASKS = {"search": "image_search", "recommend": "recommendations"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measurement: which artifact, on which backend, with how many threads (None = the engine's default); for a
+    task-level job, which task (``search``/``recommend``) — else the model alone."""
+
+    artifact: str
+    backend: str
+    threads: int | None
+    task: str | None = None
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure and how long.
+
+    ``backends``: backend names (None = every backend the bundle has a format for). ``threads``: thread counts
+    (None inside = the engine's default). Each job runs ``warmup`` (>= 10) calls, then the larger of ``iterations``
+    calls or ``seconds``. ``cpus`` pins each worker to those cores (local). ``mode``: what is timed — ``session``
+    (edgecart.runtime Session.run, what apps call), ``engine`` or ``raw``. ``rounds``: interleaving rounds for
+    ``compare``/``overhead`` and task-level runs. ``check_finite``: sessions refuse NaN/Inf inputs (the runtime's
+    default); False measures them without that check. ``tasks``: task-level jobs instead of model-level ones
+    (``search``, ``recommend``; local target). ``busy``: for each number N in it, the task-level jobs run once with N
+    spinning processes started beside them (0 = quiet), stopped afterwards.
+    """
+
+    backends: tuple[str, ...] | None = None
+    threads: tuple[int | None, ...] = (1,)
+    iterations: int = 100
+    seconds: float = 0.0
+    warmup: int = MIN_WARMUP
+    artifacts: tuple[str, ...] | None = None
+    precision: str | None = None
+    cpus: tuple[int, ...] | None = None
+    mode: str = "session"
+    rounds: int = 10
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    keep_samples: bool = True
+    timeout_s: float = 900.0
+    python: str = sys.executable
+    check_finite: bool = True
+    tasks: tuple[str, ...] | None = None
+    busy: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        from edgecart.runtime.backends import BACKENDS
+
+        for name in ("backends", "threads", "artifacts", "cpus", "tasks", "busy"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, tuple):
+                object.__setattr__(self, name, tuple(v))
+        for b in self.backends or ():
+            BACKENDS[b]  # an unknown name raises, listing the known ones
+        if not self.threads or any(t is not None and int(t) < 1 for t in self.threads):
+            raise ValueError(f"threads must be a non-empty list of counts >= 1, got {self.threads}")
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if self.seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {self.seconds}")
+        if self.warmup < MIN_WARMUP:
+            raise ValueError(f"warmup must be at least {MIN_WARMUP} calls (got {self.warmup}); fewer leaves "
+                             "one-time costs in the timed runs")
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {MODES}")
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if self.cpus is not None:
+            have = os.cpu_count() or 1
+            bad = [c for c in self.cpus if not 0 <= int(c) < have]
+            if bad or not self.cpus:
+                raise ValueError(f"cpus {list(self.cpus)} must be core numbers in 0..{have - 1}")
+        if self.tasks is not None:
+            unknown = [t for t in self.tasks if t not in TASKS]
+            if unknown or not self.tasks:
+                raise ValueError(f"tasks {list(self.tasks)} must be among {sorted(TASKS)}")
+        if not self.busy or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in self.busy):
+            raise ValueError(f"busy must be a non-empty list of process counts >= 0, got {self.busy}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("python")
+        return d
+
+
+def matching(artifacts: Any, config: Any) -> list[tuple[Any, Any]]:
+    """(artifact, backend) pairs among ``artifacts`` that ``config.artifacts/precision/backends`` select, in order."""
+    from edgecart.runtime.backends import backend_for_format
+
+    pairs = []
+    for art in artifacts:
+        if config.artifacts is not None and art.name not in config.artifacts:
+            continue
+        if config.precision is not None and art.precision != config.precision:
+            continue
+        be = backend_for_format(art.format)
+        if config.backends is None or be.name in config.backends:
+            pairs.append((art, be))
+    return pairs
+
+
+def plan(manifest: Any, config: BenchConfig) -> list[Job]:
+    """The jobs ``config`` asks for, in a stable order: (artifact, backend, threads), once per task when
+    ``config.tasks`` is set (a task the bundle cannot serve is an error naming the bundle's task)."""
+    tasks: tuple[str | None, ...] = (None,)
+    if config.tasks:
+        wrong = [t for t in config.tasks if TASKS[t] != manifest.task]
+        if wrong:
+            raise ValueError(f"task-level job(s) {wrong} need a bundle of task "
+                             f"{[TASKS[t] for t in wrong]}; {manifest.name!r} is a {manifest.task!r} bundle")
+        tasks = config.tasks
+    jobs = [Job(art.name, be.name, t, task) for task in tasks for art, be in matching(manifest.artifacts, config)
+            for t in config.threads]
+    if not jobs:
+        have = ", ".join(f"{a.name} [{a.format}, {a.precision}]" for a in manifest.artifacts)
+        raise ValueError(f"nothing to benchmark: no artifact matches backends={config.backends}, "
+                         f"artifacts={config.artifacts}, precision={config.precision}; the bundle has: {have}")
+    return jobs
+
+
+def task_for(manifest: Any) -> str:
+    """The task-level job that fits a bundle (``search`` for image_search, ``recommend`` for recommendations)."""
+    for name, task in TASKS.items():
+        if task == manifest.task:
+            return name
+    raise ValueError(f"bundle {manifest.name!r} is a {manifest.task!r} bundle; task-level figures exist for "
+                     f"{sorted(TASKS.values())}")
+
+
+def pick_jobs(manifest: Any, config: Any, threads: int | None) -> list[Job]:
+    """One artifact per backend: the first matching ``config.artifacts``/``config.precision`` (fp32 preferred)."""
+    chosen: dict[str, Any] = {}
+    order = {"fp32": 0, "fp16": 1, "int8": 2}
+    for art, be in matching(sorted(manifest.artifacts, key=lambda a: order.get(a.precision, 9)), config):
+        chosen.setdefault(be.name, art)
+    if not chosen:
+        raise ValueError("nothing to compare: no artifact matches the backends/artifacts/precision asked for")
+    return [Job(a.name, b, threads) for b, a in chosen.items()]
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """``local`` | ``cuda`` | ``ssh://[user@]host[:port]`` | ``adb:SERIAL`` -> (kind, rest)."""
+    if target in ("local", "cuda"):
+        return target, ""
+    if target.startswith("ssh://") and len(target) > len("ssh://"):
+        return "ssh", target[len("ssh://"):]
+    if target.startswith("adb:") and len(target) > len("adb:"):
+        return "adb", target[len("adb:"):]
+    raise ValueError(f"target {target!r} is not one of: local, cuda, ssh://[user@]host[:port], adb:SERIAL")
+
+
+__all__ = ["MODES", "TARGET_KINDS", "TASKS", "BenchConfig", "Job", "matching", "parse_target", "pick_jobs", "plan",
+           "task_for"]
