@@ -68,3 +68,26 @@ def test_magnitude_pruning_is_permanent_keeps_shapes_and_compresses_better(tmp_p
     sparse_f = (tmp_path / "sparse/models/model.fp32.onnx").read_bytes()
     assert abs(len(sparse_f) - len(dense_f)) < 0.05 * len(dense_f)  # raw size: the same dense tensors
     assert len(gzip.compress(sparse_f)) < 0.6 * len(gzip.compress(dense_f))  # zeros compress
+
+
+def test_recipe_prunes_then_distils_from_the_unpruned_model():
+    from edgecart.compress import DistillData, Recipe
+    from torch import nn
+
+    torch.manual_seed(0)  # no BatchNorm: train-mode statistics would move away from the teacher's by themselves
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1),
+                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 8)).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 1, 28, 28, generator=g)
+    recipe = Recipe.from_dict({"prune": {"kind": "structured", "ratio": 0.5},
+                               "distill": {"epochs": 3, "batch_size": 32, "lr": 3e-3, "losses": [{"name": "mse"}]}})
+    pruned_only = prune(model, StructuredPruning(ratio=0.5), (x[:1],))
+    recovered, record = recipe.apply(model, (x[:1],), data=DistillData(inputs=x), progress=None)
+    assert [s["stage"] for s in record["stages"]] == ["prune", "distill"]
+    assert record["recipe"]["distill"]["losses"] == [{"name": "mse"}]
+    with torch.no_grad():
+        held_out = torch.randn(64, 1, 28, 28, generator=g)
+        want = model(held_out)
+        before = torch.nn.functional.mse_loss(pruned_only(held_out), want)
+        after = torch.nn.functional.mse_loss(recovered.eval()(held_out), want)
+    assert after < 0.7 * before  # distillation from the unpruned teacher pulls the pruned student back
