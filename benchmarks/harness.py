@@ -57,6 +57,10 @@ def bench(bundle: str | os.PathLike[str], config: BenchConfig = DEFAULT_CONFIG, 
             results = run_local(path, jobs, config, progress)
         elif kind == "cuda":
             results = run_cuda(path, manifest, jobs, config, progress, **opts)
+        elif kind == "qemu-arm64":  # correctness under emulation: parity/agreement, latency "skipped"
+            from .targets_qemu import bench_results
+
+            results = bench_results(path, rest, config, progress)
         elif kind == "ssh":
             results = SshTarget.parse(rest, **opts).run(path, manifest, jobs, config, progress)
         else:

@@ -14,7 +14,7 @@ from typing import Any
 from .remote_runner import MIN_WARMUP
 from .stats import BootstrapConfig
 
-TARGET_KINDS = ("local", "cuda", "ssh", "adb")
+TARGET_KINDS = ("local", "cuda", "ssh", "adb", "qemu-arm64")
 MODES = ("session", "engine", "raw")
 #: Task-level jobs: ``search`` (uint8 picture -> top-10 through ImageSearch) and ``recommend`` (history -> top-10
 #: through Recommender), and the bundle task each needs.
@@ -167,7 +167,10 @@ def parse_target(target: str) -> tuple[str, str]:
         return "ssh", target[len("ssh://"):]
     if target.startswith("adb:") and len(target) > len("adb:"):
         return "adb", target[len("adb:"):]
-    raise ValueError(f"target {target!r} is not one of: local, cuda, ssh://[user@]host[:port], adb:SERIAL")
+    if target == "qemu-arm64" or target.startswith("qemu-arm64:"):  # emulated ARM64 (targets_qemu): no latency
+        return "qemu-arm64", target.partition(":")[2]
+    raise ValueError(f"target {target!r} is not one of: local, cuda, ssh://[user@]host[:port], adb:SERIAL, "
+                     "qemu-arm64[:CPU,CPU]")
 
 
 __all__ = ["MODES", "TARGET_KINDS", "TASKS", "BenchConfig", "Job", "matching", "parse_target", "pick_jobs", "plan",

@@ -36,10 +36,12 @@ from .manifest import (
     SequencePreprocessing,
     Signature,
     TensorSpec,
+    TextPreprocessing,
 )
 from .recommender import Recommendation, Recommender
 from .search import Catalog, ImageSearch, SearchResult
 from .session import Session, available_backends, load, select
+from .text import TextSearch
 
 __all__ = [
     "SCHEMA_VERSION", "ArchiveLimitError", "Artifact", "ArtifactNotFoundError", "BackendUnavailableError", "Bundle",
@@ -50,4 +52,5 @@ __all__ = [
     "SigningUnavailableError", "TensorSpec", "UnknownNameError",
     "UnlistedFileError", "UnsafePathError", "available_backends", "load", "open_bundle", "select", "sha256_file",
     "verify",
+    "TextPreprocessing", "TextSearch",
 ]

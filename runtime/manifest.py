@@ -50,11 +50,14 @@ MAX_BYTES = 2**63 - 1
 CATALOG_FILE_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "image_embeddings": (("items_file",), ("embeddings", "*", "path"), ("embeddings", "*", "scale_path")),
     "item_table": (("items",), ("popularity",), ("item_embeddings", "path"), ("item_embeddings", "scale")),
+    "text_embeddings": (("items_file",), ("embeddings", "*", "path"), ("embeddings", "*", "scale_path"),
+                        ("routing", "*", "weights"), ("routing", "*", "bias")),
 }
 #: The catalog kind (and preprocessing class name) a task's bundles must carry. A new task: one line here.
 TASK_SECTIONS: dict[str, tuple[str, str | None]] = {
     "image_search": ("image_embeddings", None),
     "recommendations": ("item_table", "SequencePreprocessing"),
+    "text_search": ("text_embeddings", "TextPreprocessing"),
 }
 
 
@@ -273,8 +276,36 @@ class SequencePreprocessing:
         _choice(self.padding, ("left", "right"), "preprocessing.padding")
 
 
+@dataclass(frozen=True)
+class TextPreprocessing:
+    """How a message becomes the model's input: ``tokenizer`` (a tokenizer.json file of the bundle, read with the
+    ``tokenizers`` package) cuts it into word pieces, truncated and padded to exactly ``max_len`` tokens."""
+
+    tokenizer: str
+    max_len: int
+    padding: str = "right"
+    truncation: str = "right"
+    pad_token: str = "[PAD]"
+    lowercase: bool = True
+    input_ids: str = "input_ids"
+    attention_mask: str = "attention_mask"
+    kind: str = "text"
+
+    def __post_init__(self) -> None:
+        if self.kind != "text":
+            raise ManifestError(f"preprocessing.kind: text preprocessing kind must be 'text', got {self.kind!r}")
+        check_relative_path(self.tokenizer, "preprocessing.tokenizer")
+        object.__setattr__(self, "max_len", _int(self.max_len, "preprocessing.max_len", 1, MAX_DIM))
+        _choice(self.padding, ("left", "right"), "preprocessing.padding")
+        _choice(self.truncation, ("left", "right"), "preprocessing.truncation")
+        for f in ("pad_token", "input_ids", "attention_mask"):
+            _name(getattr(self, f), f"preprocessing.{f}")
+        if self.input_ids == self.attention_mask:
+            raise ManifestError("preprocessing: input_ids and attention_mask must be two distinct names")
+
+
 #: Every preprocessing dataclass; the parser picks one by its ``kind``. A new kind: add its class here.
-Preprocessing = ImagePreprocessing | SequencePreprocessing
+Preprocessing = ImagePreprocessing | SequencePreprocessing | TextPreprocessing
 
 
 @dataclass(frozen=True)
@@ -448,6 +479,7 @@ class Manifest:
     quality: dict[str, Any] = field(default_factory=dict)
     signature: Signature | None = None
     schema_version: str = SCHEMA_VERSION
+    backend_preference: dict[str, Any] | None = None  # per platform, fastest backend first (runtime/preference.py)
 
     def __post_init__(self) -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -503,6 +535,7 @@ class Manifest:
                 raise ManifestError(f"{where}: refers to {p!r}, which files does not list")
         if self.signature is not None and not isinstance(self.signature, Signature):
             raise ManifestError("signature: must be a Signature record or null")
+        _obj(self.backend_preference, "backend_preference", optional=True)
 
     def artifact(self, name: str) -> Artifact:
         for a in self.artifacts:

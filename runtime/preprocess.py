@@ -1,16 +1,27 @@
 """Image preprocessing exactly as a bundle's manifest states it, in numpy (PIL only to decode files, imported lazily).
 
-The steps, in this order, are the contract between training and the device:
+The steps, in this order, are the contract between training and the device (docs/mobile.md repeats it for apps;
+image bundles carry test vectors — raw JPEG/PNG files with the expected tensor — to check an app against it):
 
-1. **Decode** a file (PIL) or take a PIL image / uint8 array (HxW, HxWx1, HxWx3).
-2. **Colour**: RGB to grayscale with the ITU-R 601-2 luma weights (0.299, 0.587, 0.114), computed in float;
-   grayscale to RGB by replicating the channel.
-3. **Resize** to ``size`` = (height, width), separably, as a fixed linear map: ``bilinear`` is a triangle filter with
+1. **Decode** a file (PIL) or take a PIL image / uint8 array (HxW, HxWx1, HxWx3). Pixel values are taken as
+   they are (sRGB assumed; an embedded ICC profile is not applied); 1-bit pictures become 8-bit gray (0/255) and
+   16-bit gray is scaled to 8 bits (``round(v * 255 / 65535)``).
+2. **Orientation**: the EXIF orientation tag of a file or PIL image is applied (the picture is turned/mirrored as a
+   viewer shows it, ``ImageOps.exif_transpose``). Arrays are taken as already upright.
+3. **Transparency**: a picture with an alpha channel (RGBA, LA, or a palette/gray/RGB PNG with a transparent
+   colour) is composited over **white**, in integers: ``out = (c * a + 255 * (255 - a) + 127) // 255`` per
+   channel (a = alpha, 0..255). Arrays with 4 channels are refused (say how to flatten them).
+4. **Colour**: RGB to grayscale with the ITU-R 601-2 luma weights (0.299, 0.587, 0.114), computed in float (not
+   rounded before resizing); grayscale to RGB by replicating the channel; palette, CMYK and YCbCr pictures are
+   converted to RGB by PIL first.
+5. **Resize** to ``size`` = (height, width), separably, as a fixed linear map: ``bilinear`` is a triangle filter with
    half-pixel centres whose support widens with the downscale factor (antialiased, like PIL's ``BILINEAR``) and
    plain bilinear interpolation when upscaling; ``nearest`` takes the source pixel holding each output centre.
-   Nothing is done when the size already matches.
-4. **Round** to uint8 (clip to 0..255): the model sees an 8-bit picture at its own size, as training did.
-5. **Normalise** ``(p * scale - mean) / std`` per channel and lay out as NCHW or NHWC with a batch axis of 1.
+   Nothing is done when the size already matches. The whole picture is resized (no crop; the aspect ratio is not
+   kept).
+6. **Round** to uint8 (round half to even, clip to 0..255): the model sees an 8-bit picture at its own size, as
+   training did.
+7. **Normalise** ``(p * scale - mean) / std`` per channel and lay out as NCHW or NHWC with a batch axis of 1.
 
 The training pipeline calls :func:`to_model_uint8` / :func:`resize_batch` from here, so catalog, training and
 device images go through the same arithmetic.
@@ -79,8 +90,7 @@ def load_image(image: Any) -> np.ndarray:
     if isinstance(image, np.ndarray):
         return _check_array(image)
     if hasattr(image, "mode") and hasattr(image, "convert"):  # a PIL image, without importing PIL
-        img = image.convert("RGB") if image.mode not in ("L", "RGB") else image
-        return _check_array(np.asarray(img))
+        return decode_pil(image)
     raise ImageInputError(f"an image must be a file path, a PIL image or a uint8 array, got {type(image).__name__}")
 
 
@@ -147,7 +157,108 @@ def _read_file(p: Path) -> np.ndarray:
     try:
         with Image.open(p) as img:
             img.load()
-            img = img.convert("L") if img.mode in ("L", "1", "I;16", "I", "F", "LA") else img.convert("RGB")
-            return _check_array(np.asarray(img))
+            return decode_pil(img)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageInputError(f"{p}: not a readable image ({exc}); pass a JPEG or PNG file") from None
+
+
+_GRAY_MODES = ("1", "L", "I;16", "I;16B", "I;16L", "I", "F")
+
+
+def decode_pil(img: Any) -> np.ndarray:
+    """Steps 1-3 on a PIL image: EXIF orientation applied, alpha composited over white; uint8 (H, W) or (H, W, 3)."""
+    from PIL import ImageOps
+
+    img = ImageOps.exif_transpose(img) or img
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    if has_alpha:
+        gray = img.mode in ("LA", "La") or (img.mode in _GRAY_MODES and "transparency" in img.info)
+        a = np.asarray(img.convert("LA" if gray else "RGBA"))
+        return _check_array(over_white(a[..., :-1], a[..., -1]))
+    if img.mode in _GRAY_MODES:
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # wide gray: scale the 16-bit range to 8 bits
+            wide = np.asarray(img, dtype=np.float64)
+            top = 65535.0 if img.mode.startswith("I;16") or wide.max() > 255 else 255.0
+            return _check_array(np.clip(np.rint(wide * (255.0 / top)), 0, 255).astype(np.uint8))
+        return _check_array(np.asarray(img.convert("L")))
+    return _check_array(np.asarray(img.convert("RGB")))
+
+
+def over_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite straight-alpha uint8 ``color`` (H, W[, C]) over white: ``(c*a + 255*(255-a) + 127) // 255``."""
+    c = color.astype(np.int32)
+    a = alpha.astype(np.int32)
+    if c.ndim == 3:
+        a = a[..., None]
+    out = (c * a + 255 * (255 - a) + 127) // 255
+    out = out.astype(np.uint8)
+    return out[..., 0] if out.ndim == 3 and out.shape[-1] == 1 else out
+
+
+#: The name of the policy above, recorded with a bundle's test vectors.
+POLICY = "edgecart-image-1: EXIF orientation, alpha over white, luma 601-2 / gray replicated, triangle resize"
+TEST_VECTOR_DIR = "test_vectors"
+#: An app's preprocessed input may differ from a test vector's expected input by this many 8-bit levels
+#: (times scale / std): PNG decoding is exact, JPEG decoders (libjpeg-turbo, Android, iOS) differ a little.
+PNG_TOLERANCE_LEVELS = 1.0
+JPEG_TOLERANCE_LEVELS = 3.0
+
+
+def check_test_vectors(bundle: Any, run: Any = None) -> list[dict[str, Any]]:
+    """Decode and preprocess each of a bundle's raw-image test vectors with this module and compare with the expected
+    input; with ``run`` (a Session.run) also compare the model's output with the expected embedding. One row per
+    vector: ``input_max_abs_diff``, ``input_ok`` and, with ``run``, ``output_max_abs_diff`` and ``output_cosine``.
+    An empty list when the bundle carries none."""
+    m = bundle.manifest
+    record = (m.quality or {}).get("test_vectors")
+    if not record or not isinstance(m.preprocessing, ImagePreprocessing):
+        return []
+    pre = m.preprocessing
+    unit = float(pre.scale) / float(min(pre.std))
+    rows = []
+    for v in record.get("vectors", []):
+        x = preprocess(bundle.path(v["image"]), pre)
+        want = bundle.load_npy(v["input"])
+        levels = JPEG_TOLERANCE_LEVELS if v["image"].lower().endswith((".jpg", ".jpeg")) else PNG_TOLERANCE_LEVELS
+        d_in = float(np.max(np.abs(x - want))) if x.shape == want.shape else float("inf")
+        row: dict[str, Any] = {"name": v["name"], "checks": v.get("checks", ""), "input_max_abs_diff": d_in,
+                               "input_tolerance": levels * unit, "input_ok": d_in <= levels * unit + 1e-6}
+        if run is not None:
+            y = np.asarray(run(want)[v["output"]], np.float64).ravel()
+            ref = bundle.load_npy(v["expected"]).astype(np.float64).ravel()
+            row["output_max_abs_diff"] = float(np.max(np.abs(y - ref)))
+            den = float(np.linalg.norm(y) * np.linalg.norm(ref))
+            row["output_cosine"] = float(y @ ref / den) if den > 0 else float(np.allclose(y, ref))
+        rows.append(row)
+    return rows
+
+
+def test_vector_report(bundle: Any, run: Any = None) -> tuple[list[str], int]:
+    """Lines for ``edgecart check`` and the number of test vectors out of tolerance (input, or output when ``run``
+    is given: the session's parity tolerance from the manifest, else cosine >= 0.999)."""
+    if not (bundle.manifest.quality or {}).get("test_vectors"):
+        return [], 0
+    try:
+        import PIL  # noqa: F401  (decoding the vectors' JPEG/PNG files)
+    except ImportError:
+        return ["  test vectors skipped: decoding them needs Pillow (pip install pillow)"], 0
+    rows = check_test_vectors(bundle, run)
+    lines, bad = [], 0
+    tol = None
+    session = getattr(run, "__self__", None)
+    if session is not None and getattr(session.artifact, "parity", None) is not None:
+        tol = session.artifact.parity
+    for r in rows:
+        ok = r["input_ok"]
+        text = (f"  test vector {r['name']:<12} input max|Δ| {r['input_max_abs_diff']:.1e} "
+                f"(≤ {r['input_tolerance']:.1e})")
+        if "output_max_abs_diff" in r:
+            if tol is not None:
+                ok &= (tol.max_abs_tolerance is None or r["output_max_abs_diff"] <= tol.max_abs_tolerance) and (
+                    tol.min_cosine is None or r["output_cosine"] >= tol.min_cosine)
+            else:
+                ok &= r["output_cosine"] >= 0.999
+            text += f"  output max|Δ| {r['output_max_abs_diff']:.1e} cos {r['output_cosine']:.6f}"
+        bad += not ok
+        lines.append(f"{text}  {'ok' if ok else 'OUT OF TOLERANCE'}  ({r['checks']})")
+    return lines, bad

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import AUTO_ORDER, BACKENDS, Backend, OpenRequest
+from .backends import BACKENDS, Backend, OpenRequest
 from .bundle import Bundle, open_bundle
 from .errors import (
     ArtifactNotFoundError,
@@ -28,6 +28,7 @@ from .errors import (
     NonFiniteOutputError,
 )
 from .manifest import Artifact, Manifest, TensorSpec
+from .preference import preferred_order
 
 Inputs = np.ndarray | Mapping[str, np.ndarray] | Sequence[np.ndarray]
 #: Without an explicit ``precision`` the first match in this order is opened: int8 artifacts in a bundle have
@@ -175,7 +176,7 @@ def select(manifest: Manifest, backend: str = "auto", artifact: str | None = Non
     else:
         arts.sort(key=lambda a: PRECISION_ORDER.index(a.precision))
     if backend == "auto":
-        order = [BACKENDS[n] for n in AUTO_ORDER if n in BACKENDS]
+        order = [BACKENDS[n] for n in preferred_order(manifest) if n in BACKENDS]  # per-platform, else default
         formats = {a.format for a in arts}
         candidates = [b for b in order if b.format in formats]
         usable = [b for b in candidates if b.available()]

@@ -45,6 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = cmd("check", "run every artifact on the bundle's golden inputs with the local engines", _check)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--public-key", default=None, help="refuse the bundle unless signed by this key")
+    p.add_argument("--target", default="local", help="local, or qemu-arm64 (emulated ARM64: parity and top-10 "
+                   "agreement vs this machine, no latency; set-up: scripts/setup_arm.sh)")
+    p.add_argument("--cpu", default=None, help="emulated CPU models for qemu-arm64 (default cortex-a53,neoverse-n1)")
 
     p = cmd("pack", "write a deterministic BUNDLE.tar.gz for shipping (optionally slim: --formats)", _pack)
     p.add_argument("--dest", default=None, help="archive path (default: beside the bundle)")
@@ -153,7 +156,12 @@ def _check(args: argparse.Namespace) -> int:
     from edgecart.runtime import available_backends, load
     from edgecart.runtime.backends import backend_for_format
     from edgecart.runtime.golden import check_golden
+    from edgecart.runtime.preprocess import test_vector_report
 
+    if args.target != "local":  # emulated ARM64 (benchmarks/targets_qemu.py)
+        from edgecart.benchmarks.targets_qemu import cli_check
+
+        return cli_check(args.bundle, args.target, args.cpu, as_json=args.json)
     bundle = _open(args)
     here = set(available_backends())
     rows: list[dict[str, Any]] = []
@@ -168,8 +176,11 @@ def _check(args: argparse.Namespace) -> int:
             row.update(status="skipped", ok=None,
                        reason=f"{be.name} not installed (pip install 'edgecart[{be.extra}]')")
         else:
-            agree = check_golden(load(bundle, be.name, artifact=art.name, threads=args.threads))
-            ok = _within(agree.max_abs_diff, agree.cosine, art.parity)
+            session = load(bundle, be.name, artifact=art.name, threads=args.threads)
+            agree = check_golden(session)
+            tv_lines, tv_bad = test_vector_report(bundle, session.run)  # raw-image test vectors, if any
+            ok = _within(agree.max_abs_diff, agree.cosine, art.parity) and not tv_bad
+            row["test_vectors"] = tv_lines
             row.update(status="ok" if ok else "out of tolerance", ok=ok, max_abs_diff=agree.max_abs_diff,
                        cosine=agree.cosine, max_abs_tolerance=art.parity.max_abs_tolerance,
                        min_cosine=art.parity.min_cosine)
@@ -184,6 +195,8 @@ def _check(args: argparse.Namespace) -> int:
         if r["status"] in ("ok", "out of tolerance"):
             print(f"  {r['artifact']:<36} {r['backend']:<12} max|Δ| {r['max_abs_diff']:.2e}  cosine "
                   f"{r['cosine']:.6f}  {'ok' if r['ok'] else 'OUT OF TOLERANCE'}")
+            for line in r.get("test_vectors", []):
+                print(line)
         elif r["status"] == "skipped":
             print(f"  {r['artifact']:<36} skipped: {r['reason']}")
         else:

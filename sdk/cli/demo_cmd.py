@@ -6,13 +6,13 @@ import argparse
 import time
 from pathlib import Path
 
-TASKS = ("smoke", "image-search", "recommendations")
+TASKS = ("smoke", "image-search", "recommendations", "text")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the main job on the bundled real data (bundles under --out)")
     p.add_argument("--task", choices=(*TASKS, "all"), default="all",
-                   help="which pipeline to run (default: all = smoke, image-search, recommendations)")
+                   help="which pipeline to run (default: all = smoke, image-search, recommendations, text)")
     p.add_argument("--out", default="out", help="where bundles go (default: ./out)")
     p.add_argument("--cache", default=None, help="cache for trained teachers and embeddings (default: OUT/cache)")
     p.set_defaults(func=_demo)
@@ -37,6 +37,10 @@ def _demo(args: argparse.Namespace) -> int:
             from edgecart.vision.pipeline import run_demo
 
             print(run_demo(out / "image_search", cache=cache))
+        elif task == "text":
+            from edgecart.text.pipeline import run_demo as run_text
+
+            print(run_text(out / "text", cache=cache))
         else:
             from edgecart.recs.pipeline import run_demo as run_recs
 

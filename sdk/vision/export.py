@@ -13,6 +13,7 @@ import torch
 from edgecart.data.fashion_mnist import ImageSet
 from edgecart.exporters import BundleWriter, QualityGate, evaluate_artifact, export_artifact, export_int8_gated
 from edgecart.exporters.export import golden_from_model
+from edgecart.exporters.test_vectors import write_test_vectors
 from edgecart.runtime.manifest import ImagePreprocessing
 from edgecart.runtime.preprocess import normalise, to_model_uint8
 from edgecart.runtime.search import Catalog, quantize_rows, read_catalog
@@ -80,6 +81,7 @@ def export_search_bundle(out: Path, model: nn.Module, *, name: str, version: str
         write_catalog(w, gallery, catalog_emb, embedded_by=catalog_by, model=catalog_model, fp32=cfg.catalog_fp32)
         golden = _golden(model, golden_images, pre)
         w.set_golden(*golden)
+        write_test_vectors(w, model, pre, golden_images)  # raw JPEG/PNG + expected input/embedding (arm)
         evaluate = None
         if query_images is not None and query_labels is not None:
             catalog: Catalog = read_catalog(w.stage())

@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 PROBE = r"""
 import sys, numpy as np
 import edgecart.runtime as rt
-bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'executorch', 'litert_torch')
+import edgecart.runtime.text
+bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'executorch', 'litert_torch', 'tokenizers')
              or m.startswith(('edgecart.exporters', 'edgecart.benchmarks', 'edgecart.vision', 'edgecart.recs',
-                              'edgecart.models', 'edgecart.data', 'edgecart.cli')))
+                              'edgecart.models', 'edgecart.data', 'edgecart.cli', 'edgecart.text')))
 assert not bad, bad
 s = rt.load(sys.argv[1], 'onnxruntime', precision='fp32')
 y = s.run(np.zeros((1, 1, 28, 28), np.float32))['embedding']

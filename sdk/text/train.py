@@ -1,0 +1,167 @@
+"""Embedding, distillation and linear probes for the text task (torch)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from edgecart.models.text import EncoderConfig, TextEncoder
+from edgecart.progress import progress_iter
+from edgecart.runtime.text import TextTokenizer
+from torch.nn import functional as F  # noqa: N812
+
+from .config import StudentSize, StudentTrain
+
+
+def tokenize(tokenizer: TextTokenizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    return tokenizer.encode_batch(list(texts))
+
+
+def embed(model: TextEncoder, ids: np.ndarray, mask: np.ndarray, batch: int = 64, desc: str = "embed") -> np.ndarray:
+    """(N, D) embeddings; batches of similar length, trimmed to their longest text (same result, less work)."""
+    n = len(ids)
+    out = np.zeros((n, model.cfg.embedding_dim), np.float32)
+    if n == 0:
+        return out
+    lengths = mask.sum(axis=1)
+    order = np.argsort(-lengths, kind="stable")
+    starts = range(0, n, batch)
+    model.eval()
+    with torch.no_grad():
+        for s in progress_iter(starts, desc=desc, unit="batch", total=len(starts)):
+            idx = order[s:s + batch]
+            width = max(1, int(lengths[idx].max()))
+            x = torch.from_numpy(ids[idx, :width])
+            m = torch.from_numpy(mask[idx, :width])
+            out[idx] = model(x, m).numpy()
+    return out
+
+
+def make_student(size: StudentSize, vocab_size: int, max_len: int, out_dim: int, teacher: TextEncoder | None = None,
+                 old_ids: np.ndarray | None = None, seed: int = 0) -> TextEncoder:
+    """A small encoder whose output lives in the teacher's ``out_dim``-d space. With ``teacher`` and ``old_ids``
+    (student id -> teacher id), its token and position tables start as the teacher's, projected on their top
+    ``hidden`` principal directions."""
+    torch.manual_seed(seed)
+    cfg = EncoderConfig(vocab_size=vocab_size, hidden=size.hidden, layers=size.layers, heads=size.heads,
+                        intermediate=size.intermediate, max_positions=max_len, type_vocab=1, out_dim=out_dim,
+                        layer_norm_eps=1e-12, dropout=0.1)
+    student = TextEncoder(cfg, max_len)
+    if teacher is not None and old_ids is not None:
+        with torch.no_grad():
+            w = teacher.word.weight[torch.as_tensor(old_ids)]
+            mean = w.mean(0, keepdim=True)
+            _, _, v = torch.linalg.svd(w - mean, full_matrices=False)
+            basis = v[:size.hidden].T  # (teacher hidden, student hidden)
+            scale = 1.0 / float(((w - mean) @ basis).std())
+            student.word.weight.copy_(((w - mean) @ basis) * scale)
+            student.position.weight.copy_((teacher.position.weight[:max_len] @ basis) * scale)
+            student.token_type.weight.copy_((teacher.token_type.weight[:1] @ basis) * scale)
+    return student
+
+
+@dataclass(frozen=True)
+class TrainLog:
+    seconds: float
+    losses: tuple[float, ...]
+
+
+def train_student(student: TextEncoder, ids: np.ndarray, mask: np.ndarray, labels: Sequence[np.ndarray],
+                  num_classes: Sequence[int], cfg: StudentTrain, teacher_emb: np.ndarray | None = None,
+                  desc: str = "student") -> TrainLog:
+    """Train in place. With ``teacher_emb``: distillation (cosine + relational + ``cfg.label`` × CE); without:
+    labels only (CE). The label heads are temporary (routing heads are fitted afterwards as linear probes)."""
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    dim = student.cfg.embedding_dim
+    heads = torch.nn.ModuleList(torch.nn.Linear(dim, c) for c in num_classes)
+    params = list(student.parameters()) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    n = len(ids)
+    steps = cfg.epochs * max(1, n // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
+    rng = np.random.default_rng(cfg.seed)
+    ys = [torch.as_tensor(y, dtype=torch.long) for y in labels]
+    t_all = torch.from_numpy(teacher_emb) if teacher_emb is not None else None
+    lengths = mask.sum(axis=1)
+    student.train()
+    losses = []
+    for _epoch in progress_iter(range(cfg.epochs), desc=desc, unit="epoch"):
+        perm = rng.permutation(n)
+        total = 0.0
+        for s in range(0, n - cfg.batch_size + 1, cfg.batch_size):
+            idx = perm[s:s + cfg.batch_size]
+            width = max(1, int(lengths[idx].max()))
+            e = student(torch.from_numpy(ids[idx, :width]), torch.from_numpy(mask[idx, :width]))
+            ce = sum(_masked_ce(h(e) * 10.0, y[idx]) for h, y in zip(heads, ys, strict=True))
+            if t_all is None:
+                loss = ce
+            else:
+                t = t_all[idx]
+                cos = 1.0 - (e * t).sum(-1).mean()
+                rel = F.mse_loss(e @ e.T, t @ t.T)
+                loss = cos + cfg.relational * rel + cfg.label * ce
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            if sched.last_epoch < steps - 1:
+                sched.step()
+            total += float(loss.detach())
+        losses.append(total / max(1, n // cfg.batch_size))
+    student.eval()
+    return TrainLog(time.perf_counter() - t0, tuple(losses))
+
+
+def _masked_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the rows with a label (``y >= 0``); 0 when the batch has none."""
+    keep = (y >= 0).to(logits.dtype)
+    per = F.cross_entropy(logits, y.clamp(min=0), reduction="none")
+    return (per * keep).sum() / keep.sum().clamp(min=1.0)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A softmax-regression head: ``probs = softmax(x @ weights + bias)``; ``weight_decay`` chosen on validation."""
+
+    weights: np.ndarray
+    bias: np.ndarray
+    weight_decay: float
+    valid_accuracy: float
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.argmax(np.asarray(x, np.float32) @ self.weights + self.bias, axis=1)
+
+
+def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray, num_classes: int,
+              decays: Sequence[float] = (1e-4, 1e-3, 1e-2), steps: int = 100) -> Probe:
+    """Multinomial logistic regression (full-batch L-BFGS) for each weight decay; keeps the best on validation."""
+    if not decays:
+        raise ValueError("fit_probe needs at least one weight decay to try")
+    xt, yt = torch.from_numpy(np.asarray(x_train, np.float32)), torch.as_tensor(y_train, dtype=torch.long)
+    xv = np.asarray(x_valid, np.float32)
+    best: Probe | None = None
+    for wd in decays:
+        torch.manual_seed(0)
+        lin = torch.nn.Linear(xt.shape[1], num_classes)
+        opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure(lin: torch.nn.Linear = lin, opt: torch.optim.LBFGS = opt, wd: float = wd) -> torch.Tensor:
+            opt.zero_grad()
+            loss = F.cross_entropy(lin(xt), yt) + wd * (lin.weight ** 2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        w = lin.weight.detach().numpy().T.copy()
+        b = lin.bias.detach().numpy().copy()
+        acc = float(np.mean(np.argmax(xv @ w + b, axis=1) == np.asarray(y_valid)))
+        if best is None or acc > best.valid_accuracy:
+            best = Probe(w.astype(np.float32), b.astype(np.float32), wd, acc)
+    return best  # type: ignore[return-value]
+
+
+__all__ = ["Probe", "TrainLog", "embed", "fit_probe", "make_student", "tokenize", "train_student"]
