@@ -24,12 +24,18 @@ def quiet_fds(enabled: bool = True) -> Iterator[None]:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         failed = False
+        py_out, py_err = sys.stdout, sys.stderr  # Python-level writers too (a replaced sys.stdout skips fd 1)
+        text = open(log.fileno(), "w", closefd=False, encoding="utf-8", errors="replace")  # noqa: SIM115
+        sys.stdout = sys.stderr = text
         try:
             yield
         except BaseException:
             failed = True
             raise
         finally:
+            text.flush()
+            sys.stdout, sys.stderr = py_out, py_err
+            text.close()
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(saved[0], 1)

@@ -1,6 +1,7 @@
 """ExecuTorch exporter: ``torch.export`` → edge dialect lowered to XNNPACK → ``.pte``.
 
-int8 recipes use PT2E with ``XNNPACKQuantizer`` (symmetric, per-channel weights, static activations).
+int8 recipes use PT2E with ``XNNPACKQuantizer``: static (per-channel or per-tensor), dynamic, QAT; modules may be kept
+in float.
 """
 
 from __future__ import annotations
@@ -8,13 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import EXPORTERS, ExportedFiles, ExportRequest
-from .calibrate import pt2e_quantize
+from .calibrate import keep_in_float, pt2e_quantize, pt2e_record, pt2e_supports, quantization_config
+from .recipes import QuantRecipe, StaticInt8
 
 
 class ExecuTorchExporter:
     format = "executorch"
     suffix = ".pte"
-    int8_recipes = ("pt2e-xnnpack-per-channel", "pt2e-xnnpack-per-tensor")
+    int8_recipes: tuple[QuantRecipe, ...] = (StaticInt8(), StaticInt8(per_channel=False))
+
+    def supports(self, recipe: QuantRecipe) -> bool:
+        return pt2e_supports(recipe)
 
     def write(self, request: ExportRequest, path: Path) -> ExportedFiles:
         import torch
@@ -30,12 +35,10 @@ class ExecuTorchExporter:
             )
 
             recipe = request.recipe or self.int8_recipes[0]
-            per_channel = recipe == "pt2e-xnnpack-per-channel"
-            quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
-            model = pt2e_quantize(model, request, quantizer)
-            quant = {"recipe": recipe, "method": "PT2E static", "quantizer": "XNNPACKQuantizer",
-                     "weights": "int8 symmetric " + ("per-channel" if per_channel else "per-tensor"),
-                     "activations": "int8 static", "calibration_samples": len(request.calibration)}
+            quantizer = XNNPACKQuantizer().set_global(quantization_config(recipe, get_symmetric_quantization_config))
+            keep_in_float(quantizer, getattr(recipe, "exclude", ()))
+            model = pt2e_quantize(model, _with(request, recipe), quantizer)
+            quant = pt2e_record(recipe, "XNNPACKQuantizer", len(request.calibration))
         elif request.precision != "fp32":
             raise ValueError(f"executorch exporter supports fp32 and int8, not {request.precision!r}")
         with torch.no_grad():
@@ -43,6 +46,12 @@ class ExecuTorchExporter:
             program = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
         path.write_bytes(program.buffer)
         return ExportedFiles(path, delegate="xnnpack", quantization=quant)
+
+
+def _with(request: ExportRequest, recipe: QuantRecipe) -> ExportRequest:
+    import dataclasses
+
+    return request if request.recipe is recipe else dataclasses.replace(request, recipe=recipe)
 
 
 EXPORTERS.register("executorch", ExecuTorchExporter())

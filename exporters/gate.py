@@ -12,9 +12,10 @@ from edgecart.runtime.errors import ParityError
 from edgecart.runtime.manifest import Artifact
 from edgecart.runtime.session import Session
 
-from .base import EXPORTERS
+from .base import EXPORTERS, ToolchainError
 from .bundle import BundleWriter
 from .export import DEFAULT_TOLERANCE, ParityTolerance, export_artifact
+from .recipes import QuantRecipe, recipe_to_dict, resolve_recipe
 
 Evaluate = Callable[[Session], dict[str, float]]
 
@@ -39,47 +40,72 @@ def evaluate_artifact(writer: BundleWriter, artifact: Artifact, evaluate: Evalua
     return {k: float(v) for k, v in evaluate(session).items()}
 
 
+Rescue = Callable[[list[dict[str, Any]]], Sequence[Any]]
+
+
 def export_int8_gated(writer: BundleWriter, model: Any, example_inputs: tuple[Any, ...], fmt: str, *,
                       calibration: Sequence[tuple[Any, ...]], golden: tuple[dict, dict], evaluate: Evaluate,
-                      reference: dict[str, float], gate: QualityGate, recipes: Sequence[str] | None = None,
+                      reference: dict[str, float], gate: QualityGate,
+                      recipes: Sequence[QuantRecipe | str] | None = None, rescue: Rescue | None = None,
                       tolerance: ParityTolerance = DEFAULT_TOLERANCE,
                       progress: Callable[[str], None] | None = None) -> Artifact | None:
     """Export ``model`` to int8 ``fmt`` with the first recipe that passes ``gate``; None when none does.
 
+    ``recipes``: typed recipes or registered names, tried in order (default: the format's ``int8_recipes``); a
+    misspelled name raises UnknownNameError before any work; a recipe the format cannot apply is recorded as skipped.
+    ``rescue``: called with the attempts so far when every recipe missed the gate; it returns more recipes to try
+    (e.g. the same recipe with the worst layers kept in float, then QAT) — see ``edgecart.compress.quantize``.
     ``reference`` holds the float model's metrics (``reference[gate.metric]`` is the bar). Every attempt, its
     metric and the reason it was kept or dropped go into the artifact's ``quantization.gate`` — or, when no
-    recipe passes, into the bundle's ``quality["int8_rejected"][fmt]``.
+    recipe passes, into the bundle's ``quality["int8_rejected"][fmt]``. Only toolchain failures
+    (:class:`ToolchainError`) and parity failures count as failed attempts; any other exception propagates.
     """
     if gate.metric not in reference:
         raise ValueError(f"reference metrics {sorted(reference)} lack the gate metric {gate.metric!r}")
+    exporter = EXPORTERS[fmt]
+    plan = [resolve_recipe(r) for r in (recipes if recipes is not None else exporter.int8_recipes)]
     bar = reference[gate.metric]
     tried: list[dict[str, Any]] = []
     name = f"{writer.meta['name']}.int8.{fmt}"
-    for recipe in recipes or EXPORTERS[fmt].int8_recipes:
+
+    def attempt(recipe: QuantRecipe, stage: str) -> Artifact | None:
+        record: dict[str, Any] = {"recipe": recipe.name, "config": recipe_to_dict(recipe), "stage": stage}
+        if not exporter.supports(recipe):
+            tried.append({**record, "passed": False, "reason": f"format {fmt} does not support this recipe"})
+            return None
         if progress:
-            progress(f"int8 {fmt} [{recipe}]")
+            progress(f"int8 {fmt} [{recipe.name}]")
         try:
             art = export_artifact(writer, model, example_inputs, fmt, precision="int8", recipe=recipe,
                                   calibration=calibration, name=name, golden=golden, tolerance=tolerance)
         except ParityError as exc:
-            tried.append({"recipe": recipe, "passed": False, "reason": f"parity: {exc}"})
-            continue
-        except Exception as exc:  # a recipe the toolchain cannot apply to this model is a failed attempt
-            tried.append({"recipe": recipe, "passed": False, "reason": f"{type(exc).__name__}: {exc}"[:500]})
-            if name in {a.name for a in writer.artifacts}:
-                writer.remove_artifact(name)
-            continue
+            tried.append({**record, "passed": False, "reason": f"parity: {exc}"[:800]})
+            return None
+        except ToolchainError as exc:  # the toolchain cannot apply this recipe to this model: a failed attempt
+            tried.append({**record, "passed": False, "reason": str(exc)[:800]})
+            return None
         metrics = evaluate_artifact(writer, art, evaluate)
         drop = bar - metrics[gate.metric]
         passed = drop <= gate.max_drop + 1e-12
-        tried.append({"recipe": recipe, "passed": passed, gate.metric: metrics[gate.metric], "drop": drop,
+        tried.append({**record, "passed": passed, gate.metric: metrics[gate.metric], "drop": drop,
                       "reason": "within the gate" if passed else f"lost {drop:.4f} {gate.metric} > {gate.max_drop}"})
         if passed:
             quant = dict(art.quantization or {})
-            quant["gate"] = {"metric": gate.metric, "max_drop": gate.max_drop, "float": bar, "chosen": recipe,
-                             "why": "first recipe in order whose drop is within the gate", "attempts": tried}
+            quant["gate"] = {"metric": gate.metric, "max_drop": gate.max_drop, "float": bar, "chosen": recipe.name,
+                             "why": "first recipe in order whose drop is within the gate", "attempts": list(tried)}
             return writer.update_artifact(name, quantization=quant, quality=metrics)
         writer.remove_artifact(name)
+        return None
+
+    for recipe in plan:
+        art = attempt(recipe, "recipe")
+        if art is not None:
+            return art
+    if rescue is not None:
+        for recipe in rescue(list(tried)):
+            art = attempt(resolve_recipe(recipe), "rescue")
+            if art is not None:
+                return art
     writer.quality.setdefault("int8_rejected", {})[fmt] = {
         "metric": gate.metric, "max_drop": gate.max_drop, "float": bar, "attempts": tried,
         "why": "no int8 recipe kept the metric within the gate; ship the fp32 artifact for this format",

@@ -1,7 +1,8 @@
 """TFLite / LiteRT exporter: ``litert_torch.convert``. int64 I/O becomes int32 (the runtime casts).
 
-int8 recipes use litert-torch's PT2E quantizer; the result has int8 input/output tensors, which the runtime
-quantises and dequantises with each tensor's scale and zero-point.
+int8 recipes use litert-torch's PT2E quantizer (static, dynamic, QAT; modules may be kept in float); a static int8
+result has int8 input/output tensors, which the runtime quantises and dequantises with each tensor's scale and
+zero-point.
 """
 
 from __future__ import annotations
@@ -9,13 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import EXPORTERS, ExportedFiles, ExportRequest
-from .calibrate import pt2e_quantize
+from .calibrate import keep_in_float, pt2e_quantize, pt2e_record, pt2e_supports, quantization_config
+from .executorch import _with
+from .recipes import QuantRecipe, StaticInt8
 
 
 class TFLiteExporter:
     format = "tflite"
     suffix = ".tflite"
-    int8_recipes = ("pt2e-litert-per-channel", "pt2e-litert-per-tensor")
+    int8_recipes: tuple[QuantRecipe, ...] = (StaticInt8(), StaticInt8(per_channel=False))
+
+    def supports(self, recipe: QuantRecipe) -> bool:
+        return pt2e_supports(recipe)
 
     def write(self, request: ExportRequest, path: Path) -> ExportedFiles:
         import litert_torch
@@ -29,21 +35,19 @@ class TFLiteExporter:
                 return ExportedFiles(path, delegate="xnnpack")
             if request.precision != "int8":
                 raise ValueError(f"tflite exporter supports fp32 and int8, not {request.precision!r}")
-            from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-            from litert_torch.quantize.quant_config import QuantConfig
+        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+        from litert_torch.quantize.quant_config import QuantConfig
 
-            recipe = request.recipe or self.int8_recipes[0]
-            per_channel = recipe == "pt2e-litert-per-channel"
-            quantizer = PT2EQuantizer().set_global(
-                get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=False))
-            converted = pt2e_quantize(model, request, quantizer, fold_quantize=False)
+        recipe = request.recipe or self.int8_recipes[0]
+        quantizer = PT2EQuantizer().set_global(quantization_config(recipe, get_symmetric_quantization_config))
+        keep_in_float(quantizer, getattr(recipe, "exclude", ()))
+        converted = pt2e_quantize(model, _with(request, recipe), quantizer, fold_quantize=False)
+        with torch.no_grad():
             edge = litert_torch.convert(converted, tuple(request.example_inputs),
                                         quant_config=QuantConfig(pt2e_quantizer=quantizer))
             edge.export(str(path))
-        quant = {"recipe": recipe, "method": "PT2E static", "quantizer": "litert_torch PT2EQuantizer",
-                 "weights": "int8 symmetric " + ("per-channel" if per_channel else "per-tensor"),
-                 "activations": "int8 static", "io": "int8 tensors; runtime converts with scale/zero-point",
-                 "calibration_samples": len(request.calibration)}
+        quant = pt2e_record(recipe, "litert_torch PT2EQuantizer", len(request.calibration))
+        quant["io"] = "int8 tensors where the graph starts/ends quantized; the runtime converts with scale/zero-point"
         return ExportedFiles(path, delegate="xnnpack", quantization=quant)
 
 

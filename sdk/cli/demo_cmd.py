@@ -34,9 +34,10 @@ def _demo(args: argparse.Namespace) -> int:
                 print(f"{r.artifact:<28} {r.backend:<12} {r.bytes:>8} {r.max_abs_diff:>14.2e} {r.cosine:>9.6f} "
                       f"{r.ms_per_run:>8.3f}")
         elif task == "image-search":
-            from edgecart.vision.pipeline import run_demo
+            from edgecart.vision.build import _print_result
+            from edgecart.vision.demo import run_grocery_demo
 
-            print(run_demo(out / "image_search", cache=cache))
+            _print_result(run_grocery_demo(out / "image_search", cache=cache), out / "image_search")
         elif task == "text":
             from edgecart.text.pipeline import run_demo as run_text
 

@@ -1,8 +1,10 @@
 """Fashion-MNIST (70,000 Zalando product images, 10 categories) read from its IDX ``.gz`` files with numpy,
 and fixed-seed search splits: a training set, and from the test set a catalog (gallery) and held-out queries.
 
-Where the files come from, in order: an explicit directory, ``$EDGECART_DATA`` (the folder itself or its
-``fashion-mnist`` sub-folder), and the Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``).
+Not part of the image-search demo any more (it runs on real shop photos, :mod:`edgecart.data.grocery`); kept as a
+loader for experiments. Where the files come from, in order: an explicit directory, ``$EDGECART_DATA`` (the folder
+itself or its ``fashion-mnist`` sub-folder), and the Debian package ``dataset-fashion-mnist``
+(``/usr/share/datasets/fashion-mnist``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .image_folder import ImageSet
 from .sequences import DatasetMissingError
 
 INSTALL_HINT = "apt-get install dataset-fashion-mnist"
@@ -25,39 +28,6 @@ _FILES = {
 }
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"),
                0x0E: np.dtype(">f8")}
-
-
-@dataclass(frozen=True)
-class ImageSet:
-    """Images with integer category labels. ``images`` is uint8 (N, H, W) for grayscale or (N, H, W, 3) for RGB."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    classes: tuple[str, ...]
-    ids: tuple[str, ...]
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != np.uint8 or self.images.ndim not in (3, 4):
-            raise ValueError(f"images must be uint8 (N,H,W) or (N,H,W,3), got {self.images.dtype} "
-                             f"{self.images.shape}")
-        n = len(self.images)
-        if self.labels.shape != (n,) or len(self.ids) != n:
-            raise ValueError(f"{n} images but {self.labels.shape} labels and {len(self.ids)} ids")
-        if n and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
-            raise ValueError(f"labels must lie in [0, {len(self.classes)})")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def color(self) -> str:
-        return "grayscale" if self.images.ndim == 3 else "rgb"
-
-    def take(self, index: np.ndarray) -> ImageSet:
-        index = np.asarray(index)
-        return ImageSet(self.images[index], self.labels[index], self.classes, tuple(self.ids[i] for i in index),
-                        self.source)
 
 
 @dataclass(frozen=True)

@@ -1,58 +1,252 @@
-"""A user's own catalog as an image folder: one sub-folder per category, JPEG or PNG pictures inside.
+"""A user's own pictures: an image folder (one sub-folder per category or per product) or a catalog CSV.
 
-Pictures are decoded with PIL and brought to the model's size and colour with the runtime's own preprocessing
-(:func:`edgecart.runtime.preprocess.to_model_uint8`), so training, catalog embedding and the device agree.
+Pictures are decoded with PIL (any size, JPEG or PNG, colour or gray) and brought to the model's size and colour with
+the runtime's own preprocessing (:func:`edgecart.runtime.preprocess.to_model_uint8`), so training, catalog embedding
+and the device agree. A picture that cannot be read is skipped and *listed* (:attr:`ImageSet.skipped`), never
+dropped silently; the builds print that list and write it into their summary.
 """
 
 from __future__ import annotations
 
+import csv
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from edgecart.progress import progress_iter
 from edgecart.runtime.errors import EdgecartError
 from edgecart.runtime.manifest import ImagePreprocessing
 from edgecart.runtime.preprocess import IMAGE_SUFFIXES, ImageInputError, load_image, to_model_uint8
-from tqdm.auto import tqdm
-
-from .fashion_mnist import ImageSet
 
 
 class ImageFolderError(EdgecartError, ValueError):
-    """An image folder is missing, empty, or holds a picture that cannot be read."""
+    """An image folder or catalog CSV is missing, empty, or malformed; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Pictures with integer labels. ``images`` is uint8 (N, H, W) for grayscale or (N, H, W, 3) for RGB.
+
+    ``labels`` index ``classes`` (what a hit means: the category, or the product when pictures are grouped by
+    product); ``coarse`` (optional) indexes ``coarse_classes`` (e.g. the product's category). ``metadata`` holds one
+    dict of extra fields per picture (carried into a bundle's catalog). ``skipped`` lists the pictures that could not
+    be read, as (path, reason).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    ids: tuple[str, ...]
+    source: str = ""
+    coarse: np.ndarray | None = None
+    coarse_classes: tuple[str, ...] = ()
+    metadata: tuple[dict[str, Any], ...] | None = None
+    skipped: tuple[tuple[str, str], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim not in (3, 4):
+            raise ValueError(f"images must be uint8 (N,H,W) or (N,H,W,3), got {self.images.dtype} "
+                             f"{self.images.shape}")
+        n = len(self.images)
+        if self.labels.shape != (n,) or len(self.ids) != n:
+            raise ValueError(f"{n} images but {self.labels.shape} labels and {len(self.ids)} ids")
+        if n and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
+            raise ValueError(f"labels must lie in [0, {len(self.classes)})")
+        if self.coarse is not None and (self.coarse.shape != (n,) or (n and self.coarse.max() >= len(
+                self.coarse_classes))):
+            raise ValueError(f"coarse labels must be ({n},) indices into {len(self.coarse_classes)} coarse classes")
+        if self.metadata is not None and len(self.metadata) != n:
+            raise ValueError(f"{n} images but {len(self.metadata)} metadata rows")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def color(self) -> str:
+        return "grayscale" if self.images.ndim == 3 else "rgb"
+
+    @property
+    def category_labels(self) -> np.ndarray:
+        """The coarse label where there is one, else the label."""
+        return self.coarse if self.coarse is not None else self.labels
+
+    @property
+    def category_names(self) -> tuple[str, ...]:
+        return self.coarse_classes if self.coarse is not None else self.classes
+
+    def take(self, index: np.ndarray) -> ImageSet:
+        index = np.asarray(index, np.int64)
+        return ImageSet(self.images[index], self.labels[index], self.classes, tuple(self.ids[i] for i in index),
+                        self.source, None if self.coarse is None else self.coarse[index], self.coarse_classes,
+                        None if self.metadata is None else tuple(self.metadata[i] for i in index), self.skipped)
+
+    def resized(self, pre: ImagePreprocessing) -> ImageSet:
+        """The same set with its pictures at ``pre.size`` and ``pre.color`` (the runtime's arithmetic)."""
+        return ImageSet(to_model_uint8(self.images, pre), self.labels, self.classes, self.ids, self.source,
+                        self.coarse, self.coarse_classes, self.metadata, self.skipped)
+
+
+def concat(*sets: ImageSet) -> ImageSet:
+    """Pictures of several sets with the same classes, one after the other."""
+    a = sets[0]
+    coarse = None if any(s.coarse is None for s in sets) else np.concatenate([s.coarse for s in sets])
+    meta = None if any(s.metadata is None for s in sets) else tuple(m for s in sets for m in s.metadata)
+    return ImageSet(np.concatenate([s.images for s in sets]), np.concatenate([s.labels for s in sets]), a.classes,
+                    tuple(i for s in sets for i in s.ids), a.source, coarse, a.coarse_classes, meta,
+                    tuple(x for s in sets for x in s.skipped))
+
+
+def read_pictures(paths: list[Path], pre: ImagePreprocessing, desc: str = "read pictures"
+                  ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+    """Decode and resize ``paths``: (uint8 pictures of those read, their positions in ``paths``, skipped).
+
+    Pictures of the same shape are resized together (one batched call of the runtime's resize)."""
+    raw, kept, skipped = [], [], []
+    for i, p in enumerate(progress_iter(paths, desc=desc, unit="img")):
+        try:
+            arr = load_image(p)
+        except (ImageInputError, EdgecartError) as exc:
+            skipped.append((str(p), str(exc)))
+            continue
+        raw.append(arr)
+        kept.append(i)
+    shape = (0, *pre.size) + ((3,) if pre.color == "rgb" else ())
+    out = np.zeros((len(raw), *shape[1:]), np.uint8)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for j, a in enumerate(raw):
+        groups.setdefault(a.shape, []).append(j)
+    for members in groups.values():
+        for s in range(0, len(members), 256):
+            chunk = members[s:s + 256]
+            out[chunk] = to_model_uint8(np.stack([raw[j] for j in chunk]), pre)
+    return out, kept, skipped
 
 
 def load_image_folder(root: str | os.PathLike[str], pre: ImagePreprocessing, *,
-                      skip_unreadable: bool = False) -> ImageSet:
-    """Every JPEG/PNG under ``root/<category>/``, at ``pre.size`` and ``pre.color``, labelled by sorted category.
+                      skip_unreadable: bool = True) -> ImageSet:
+    """Every JPEG/PNG under ``root/<label>/`` (sub-folders below it included), at ``pre.size`` and ``pre.color``.
 
-    Item ids are the paths relative to ``root``. An unreadable picture raises :class:`ImageFolderError` naming it,
-    unless ``skip_unreadable``.
+    ``<label>`` is a category or a product; labels follow the sorted sub-folder names. Item ids are the paths
+    relative to ``root``. An empty sub-folder is an error (it would be a category nothing can be found in). An
+    unreadable picture is skipped and listed in ``skipped`` (or raises when ``skip_unreadable=False``).
     """
     base = Path(root)
     if not base.is_dir():
-        raise ImageFolderError(f"{base}: no such folder; pass a folder with one sub-folder per category")
+        raise ImageFolderError(f"{base}: no such folder; pass a folder with one sub-folder per category or product")
     cats = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not cats:
-        raise ImageFolderError(f"{base}: no sub-folders; lay the catalog out as one sub-folder per category "
-                               "(e.g. shoes/1.jpg, bags/2.png)")
-    files: list[tuple[Path, int]] = []
+        raise ImageFolderError(f"{base}: no sub-folders; lay the pictures out as one sub-folder per category or "
+                               "product (e.g. shoes/1.jpg, bags/2.png)")
+    files: list[Path] = []
+    labels: list[int] = []
+    empty = []
     for label, cat in enumerate(cats):
-        files += [(p, label) for p in sorted((base / cat).rglob("*"))
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        raise ImageFolderError(f"{base}: no JPEG or PNG pictures in {', '.join(cats)}")
-    images, labels, ids = [], [], []
-    for p, label in tqdm(files, desc=f"read {base.name}", unit="img", leave=False, disable=None):
-        try:
-            arr = load_image(p)
-        except ImageInputError as exc:
-            if skip_unreadable:
-                continue
-            raise ImageFolderError(f"{p}: unreadable ({exc}); remove it or pass skip_unreadable=True") from None
-        images.append(to_model_uint8(arr[None], pre)[0])
-        labels.append(label)
-        ids.append(p.relative_to(base).as_posix())
-    if not images:
+        found = [p for p in sorted((base / cat).rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                 and not any(part.startswith(".") for part in p.relative_to(base).parts)]
+        if not found:
+            empty.append(cat)
+        files += found
+        labels += [label] * len(found)
+    if empty:
+        raise ImageFolderError(f"{base}: no JPEG or PNG pictures in the sub-folder(s) {', '.join(empty)}; add "
+                               "pictures or remove the empty folder(s)")
+    images, kept, skipped = read_pictures(files, pre, desc=f"read {base.name}")
+    if skipped and not skip_unreadable:
+        raise ImageFolderError(f"{skipped[0][0]}: unreadable ({skipped[0][1]}); remove it or skip unreadable files")
+    if not kept:
         raise ImageFolderError(f"{base}: none of the {len(files)} pictures could be read")
-    return ImageSet(np.stack(images), np.asarray(labels, np.int64), tuple(cats), tuple(ids), source=str(base))
+    lab = np.asarray([labels[i] for i in kept], np.int64)
+    lost = [cats[c] for c in range(len(cats)) if not (lab == c).any()]
+    if lost:
+        raise ImageFolderError(f"{base}: no readable picture in {', '.join(lost)} (all were skipped as unreadable)")
+    ids = tuple(files[i].relative_to(base).as_posix() for i in kept)
+    meta = tuple({"path": i} for i in ids)
+    return ImageSet(images, lab, tuple(cats), ids, source=str(base), metadata=meta,
+                    skipped=tuple((Path(p).relative_to(base).as_posix(), why) for p, why in skipped))
+
+
+#: columns a catalog CSV must have (``image`` may also be called ``path``; ``id`` may be ``product_id``)
+CSV_COLUMNS = {"image": ("image", "path", "image_path"), "id": ("id", "product_id"), "category": ("category",)}
+
+
+def load_image_catalog(csv_path: str | os.PathLike[str], pre: ImagePreprocessing, *,
+                       skip_unreadable: bool = True) -> ImageSet:
+    """A catalog CSV: one row per product with its picture (path relative to the CSV or absolute), its unique id,
+    its category, and any extra columns (carried into the bundle as the item's metadata).
+
+    Raises :class:`ImageFolderError` for a missing file or column, an empty id or category, or a duplicate id.
+    """
+    p = Path(csv_path)
+    if not p.is_file():
+        raise ImageFolderError(f"{p}: no such catalog CSV; pass a CSV with columns image, id, category")
+    with p.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    col = {}
+    for want, names in CSV_COLUMNS.items():
+        hit = next((n for n in names if n in header), None)
+        if hit is None:
+            raise ImageFolderError(f"{p}: missing column {want!r} (accepted names: {', '.join(names)}); the header "
+                                   f"is {header}")
+        col[want] = hit
+    if not rows:
+        raise ImageFolderError(f"{p}: no rows; add one row per product (image, id, category)")
+    seen: dict[str, int] = {}
+    for n, r in enumerate(rows, start=2):
+        for want in ("image", "id", "category"):
+            if not r.get(col[want]):
+                raise ImageFolderError(f"{p}, line {n}: empty {want!r}; every row needs an image, an id and a category")
+        if r[col["id"]] in seen:
+            raise ImageFolderError(f"{p}, line {n}: duplicate id {r[col['id']]!r} (first on line {seen[r[col['id']]]})"
+                                   "; product ids must be unique")
+        seen[r[col["id"]]] = n
+    cats = sorted({r[col["category"]] for r in rows})
+    files = [Path(r[col["image"]]) if Path(r[col["image"]]).is_absolute() else p.parent / r[col["image"]]
+             for r in rows]
+    images, kept, skipped = read_pictures(files, pre, desc=f"read {p.name}")
+    if skipped and not skip_unreadable:
+        raise ImageFolderError(f"{skipped[0][0]}: unreadable ({skipped[0][1]}); fix the row or skip unreadable files")
+    if not kept:
+        raise ImageFolderError(f"{p}: none of the {len(rows)} pictures could be read")
+    extra = [h for h in header if h not in col.values()]
+    by_path = {str(f): rows[i][col["id"]] for i, f in enumerate(files)}
+    meta = tuple({k: rows[i][k] for k in extra} for i in kept)
+    lab = np.asarray([cats.index(rows[i][col["category"]]) for i in kept], np.int64)
+    return ImageSet(images, lab, tuple(cats), tuple(rows[i][col["id"]] for i in kept), source=str(p), metadata=meta,
+                    skipped=tuple((f"{by_path[s]} ({s})", why) for s, why in skipped))
+
+
+@dataclass(frozen=True)
+class Split:
+    """Index arrays of a seeded per-label split."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def split_per_label(labels: np.ndarray, val: float = 0.15, test: float = 0.15, seed: int = 0) -> Split:
+    """Split positions per label (seeded): at least one training picture per label; a label with 3 or more
+    pictures gives at least one to val and one to test."""
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise ValueError(f"val ({val}) and test ({test}) fractions must be >= 0 and sum below 1")
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n = len(idx)
+        n_val = n_test = 0
+        if n >= 3:
+            n_val = max(1 if val > 0 else 0, int(round(val * n)))
+            n_test = max(1 if test > 0 else 0, int(round(test * n)))
+        parts["val"] += idx[:n_val].tolist()
+        parts["test"] += idx[n_val:n_val + n_test].tolist()
+        parts["train"] += idx[n_val + n_test:].tolist()
+    return Split(*(np.sort(np.asarray(parts[k], np.int64)) for k in ("train", "val", "test")))
+
+
+__all__ = ["CSV_COLUMNS", "ImageFolderError", "ImageSet", "Split", "concat", "load_image_catalog",
+           "load_image_folder", "read_pictures", "split_per_label"]

@@ -1,14 +1,12 @@
 """Search-by-image models: an EfficientNet-Lite0 teacher with an embedding head, and a small mobile student.
 
-Both map a grayscale image (batch 1, NCHW float32, pixels normalised as ``(p/255 - 0.5)/0.5``) to an L2-normalised
-embedding of the same dimension, so a student query can search a catalog that the teacher embedded.
+Both map a colour picture (batch 1, NCHW float32, RGB, pixels normalised as ``(p/255 - 0.5)/0.5``, Lite0's own
+normalisation) to an L2-normalised embedding of the same dimension, so a student query can search a catalog that the
+teacher embedded.
 
-Grayscale input for an ImageNet (RGB) network: replicating a gray image over three channels and convolving with the
-RGB stem equals convolving the gray image with the stem's kernels summed over the colour axis (the convolution is
-linear and Lite0's normalisation is the same on every channel). The teacher therefore has a 1-channel stem holding
-exactly those summed ImageNet kernels: the same function as "gray replicated to RGB", a third of the stem cost, and
-an artifact whose input is the gray image itself. Fashion-MNIST's 28x28 pictures are resized to the teacher's
-resolution (64x64 by default) with the runtime's own resize, so the server embeds the catalog exactly as trained.
+The teacher keeps Lite0's ImageNet RGB stem as it is. ``in_channels=1`` still builds a grayscale teacher: replicating
+a gray image over three channels and convolving with the RGB stem equals convolving the gray image with the stem's
+kernels summed over the colour axis, so that stem holds exactly those summed kernels.
 """
 
 from __future__ import annotations
@@ -55,24 +53,27 @@ class CosineClassifier(nn.Module):
 
 
 class LiteTeacher(nn.Module):
-    """EfficientNet-Lite0 (ImageNet weights, 1-channel stem) + linear 128-d head, L2-normalised.
+    """EfficientNet-Lite0 (ImageNet weights, RGB stem by default) + linear 128-d head, L2-normalised.
 
     ``forward`` returns the embedding only (what is exported); ``classifier`` gives training logits.
     """
 
     def __init__(self, dim: int = 128, num_classes: int = 10, size: int = 64, pretrained: bool = True,
-                 weights: str | os.PathLike[str] | None = None) -> None:
+                 weights: str | os.PathLike[str] | None = None, in_channels: int = 3) -> None:
         super().__init__()
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
         try:
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError:
             raise WeightsMissingError(f"efficientnet-lite-pytorch is not installed; install it with: {LITE0_INSTALL}") \
                 from None
-        self.size, self.dim, self.in_channels = size, dim, 1
-        net = EfficientNet.from_name("efficientnet-lite0", in_channels=1, image_size=size)
+        self.size, self.dim, self.in_channels = size, dim, in_channels
+        net = EfficientNet.from_name("efficientnet-lite0", in_channels=in_channels, image_size=size)
         if pretrained:
             state = torch.load(weights or lite0_weights_path(), map_location="cpu", weights_only=True)
-            state["_conv_stem.weight"] = state["_conv_stem.weight"].sum(dim=1, keepdim=True)
+            if in_channels == 1:
+                state["_conv_stem.weight"] = state["_conv_stem.weight"].sum(dim=1, keepdim=True)
             net.load_state_dict(state, strict=True)
         del net._fc  # the ImageNet classifier is not part of the embedding model
         self.backbone = net
@@ -95,14 +96,14 @@ def _conv_bn(cin: int, cout: int, k: int, stride: int, groups: int = 1) -> list[
 
 
 class MobileStudent(nn.Module):
-    """A depthwise-separable CNN (MobileNet-v1 style) for small grayscale images; ~0.17M parameters at width 32."""
+    """A depthwise-separable CNN (MobileNet-v1 style) for small colour pictures; ~0.17M parameters at width 32."""
 
-    def __init__(self, dim: int = 128, num_classes: int = 10, size: int = 28, in_channels: int = 1,
+    def __init__(self, dim: int = 128, num_classes: int = 10, size: int = 64, in_channels: int = 3,
                  width: int = 32) -> None:
         super().__init__()
         self.size, self.dim, self.in_channels = size, dim, in_channels
         w = width
-        # stride-2 stem: the 28x28 picture is read at 14x14 from the first layer on, 4x cheaper than stride 1
+        # stride-2 stem: the picture is read at half its size from the first layer on, 4x cheaper than stride 1
         plan = [(w, 2 * w, 1), (2 * w, 4 * w, 2), (4 * w, 4 * w, 1), (4 * w, 8 * w, 2), (8 * w, 8 * w, 1)]
         layers = _conv_bn(in_channels, w, 3, 2)
         for cin, cout, stride in plan:

@@ -10,26 +10,43 @@ from typing import Any
 
 import numpy as np
 import torch
-from edgecart.data.fashion_mnist import ImageSet
+from edgecart.data.image_folder import ImageSet
 from edgecart.exporters import BundleWriter, QualityGate, evaluate_artifact, export_artifact, export_int8_gated
 from edgecart.exporters.export import golden_from_model
 from edgecart.exporters.test_vectors import write_test_vectors
 from edgecart.runtime.manifest import ImagePreprocessing
 from edgecart.runtime.preprocess import normalise, to_model_uint8
 from edgecart.runtime.search import Catalog, quantize_rows, read_catalog
+from edgecart.runtime.session import Session
 from torch import nn
 
 from .config import ExportConfig
 from .evaluate import gate_evaluator
 
 Progress = Callable[[str], None]
+Evaluate = Callable[[Session], dict[str, float]]
+
+
+def catalog_items(gallery: ImageSet) -> dict[str, Any]:
+    """The catalog's items file: ids, category indices and (when the pictures carry any) one metadata dict each."""
+    items: dict[str, Any] = {"ids": list(gallery.ids), "categories": [int(c) for c in gallery.category_labels]}
+    if gallery.metadata is not None and any(gallery.metadata):
+        items["metadata"] = [dict(m) for m in gallery.metadata]
+    return items
 
 
 def write_catalog(writer: BundleWriter, gallery: ImageSet, emb: np.ndarray, *, embedded_by: str,
                   model: dict[str, Any], fp32: bool = True) -> dict[str, Any]:
-    """Add the catalog files (item ids and categories, int8 rows with per-vector scales, optional fp32 rows) and set
-    ``writer.catalog`` to describe them."""
-    items = {"ids": list(gallery.ids), "categories": [int(c) for c in gallery.labels]}
+    """Add the catalog files (item ids, categories and metadata, int8 rows with per-vector scales, optional fp32
+    rows) and set ``writer.catalog`` to describe them."""
+    return write_catalog_items(writer, catalog_items(gallery), list(gallery.category_names), emb,
+                               embedded_by=embedded_by, model=model, fp32=fp32)
+
+
+def write_catalog_items(writer: BundleWriter, items: dict[str, Any], categories: list[str], emb: np.ndarray, *,
+                        embedded_by: str, model: dict[str, Any], fp32: bool = True,
+                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`write_catalog` from an items dict (``{"ids", "categories"[, "metadata"]}``) and category names."""
     writer.add_file("catalog/items.json", "catalog", json.dumps(items, separators=(",", ":")).encode())
     q, scales = quantize_rows(emb)
     writer.add_file("catalog/embeddings.int8.npy", "catalog", q)
@@ -41,12 +58,28 @@ def write_catalog(writer: BundleWriter, gallery: ImageSet, emb: np.ndarray, *, e
         writer.add_file("catalog/embeddings.fp32.npy", "catalog", np.ascontiguousarray(emb, np.float32))
         variants["fp32"] = {"path": "catalog/embeddings.fp32.npy", "dtype": "float32"}
     writer.catalog = {
-        "kind": "image_embeddings", "items": len(gallery), "dim": int(emb.shape[1]), "metric": "cosine",
+        "kind": "image_embeddings", "items": len(items["ids"]), "dim": int(emb.shape[1]), "metric": "cosine",
         "normalized": True, "embedded_by": embedded_by, "model": model, "items_file": "catalog/items.json",
-        "categories": list(gallery.classes), "embeddings": variants, "default": "int8",
-        "search": "exact: score every row, keep the top k (ties to the lower index)",
+        "categories": list(categories), "embeddings": variants, "default": "int8",
+        "search": "exact: score every row, keep the top k (ties to the lower index)", **(extra or {}),
     }
     return writer.catalog
+
+
+def worst_of_gate(evaluate: Evaluate, reference: dict[str, float], metrics: tuple[str, ...], max_drop: float
+                  ) -> tuple[Evaluate, dict[str, float], QualityGate]:
+    """A single-metric :class:`QualityGate` over several metrics: the gated value is the worst change
+    ``min(m - reference[m])`` (0 for the float model), so an artifact passes only if every metric holds."""
+    missing = [m for m in metrics if m not in reference]
+    if missing:
+        raise ValueError(f"reference metrics {sorted(reference)} lack the gate metrics {missing}")
+    name = "worst change of " + ", ".join(metrics)
+
+    def gate_eval(session: Session) -> dict[str, float]:
+        got = evaluate(session)
+        return {**got, name: min(got[m] - reference[m] for m in metrics)}
+
+    return gate_eval, {**reference, name: 0.0}, QualityGate(name, max_drop)
 
 
 def plain_inputs(images: np.ndarray, pre: ImagePreprocessing) -> torch.Tensor:
@@ -65,10 +98,14 @@ def export_search_bundle(out: Path, model: nn.Module, *, name: str, version: str
                          golden_images: np.ndarray, cfg: ExportConfig, quality: dict[str, Any],
                          int8: bool = False, calibration_images: np.ndarray | None = None,
                          query_images: np.ndarray | None = None, query_labels: np.ndarray | None = None,
-                         reference: dict[str, float] | None = None,
+                         reference: dict[str, float] | None = None, evaluate: Evaluate | None = None,
                          progress: Progress | None = None) -> tuple[Path, dict[str, Any]]:
     """Write one search bundle at ``out``: ``model`` in ``cfg.formats`` (fp32; int8 gated when ``int8``), the catalog,
     golden data. Each fp32 artifact is scored on the queries through the runtime when queries are given.
+
+    ``evaluate`` (session -> metrics) replaces the default scoring (``query_images`` against the bundle's own catalog,
+    hit = same category), e.g. to score validation queries against a separate evaluation catalog. The int8 gate
+    keeps a recipe only when none of ``cfg.gate_metrics`` drops by more than ``cfg.gate_max_drop``.
 
     Returns the committed path and the gate's record per format (recipe chosen or why none passed).
     """
@@ -82,8 +119,7 @@ def export_search_bundle(out: Path, model: nn.Module, *, name: str, version: str
         golden = _golden(model, golden_images, pre)
         w.set_golden(*golden)
         write_test_vectors(w, model, pre, golden_images)  # raw JPEG/PNG + expected input/embedding (arm)
-        evaluate = None
-        if query_images is not None and query_labels is not None:
+        if evaluate is None and query_images is not None and query_labels is not None:
             catalog: Catalog = read_catalog(w.stage())
             q_inputs = normalise(to_model_uint8(query_images, pre), pre)
             evaluate = gate_evaluator(q_inputs, query_labels, catalog)
@@ -98,10 +134,10 @@ def export_search_bundle(out: Path, model: nn.Module, *, name: str, version: str
                 raise ValueError("int8 export needs queries, labels, reference metrics and calibration images")
             calib = [(plain_inputs(calibration_images[i:i + 1], pre),)
                      for i in range(len(calibration_images))]
-            gate = QualityGate(cfg.gate_metric, cfg.gate_max_drop)
+            gate_eval, gate_ref, gate = worst_of_gate(evaluate, reference, cfg.gate_metrics, cfg.gate_max_drop)
             for fmt in cfg.formats:
-                art = export_int8_gated(w, model, example, fmt, calibration=calib, golden=golden, evaluate=evaluate,
-                                        reference=reference, gate=gate, progress=progress)
+                art = export_int8_gated(w, model, example, fmt, calibration=calib, golden=golden, evaluate=gate_eval,
+                                        reference=gate_ref, gate=gate, progress=progress)
                 gates[fmt] = (art.quantization or {}).get("gate") if art else w.quality.get("int8_rejected", {})[fmt]
         w.quality.update(quality)
         path = w.commit()

@@ -1,9 +1,15 @@
-"""The search-by-image job end to end: data, teacher (cached), teacher embeddings (cached), students, bundles,
-evaluation of every artifact through the runtime, parity across formats and single-image latency per backend."""
+"""The image-search build, one code path for the demo and for a user's pictures:
+
+data → split → teacher (cached) → teacher embeddings (cached) → students → compress (int8, gated) → bundle →
+evaluate through the runtime → report (summary.md, summary.json, a quality-vs-latency-vs-size plot).
+
+Every choice (the teacher's epoch, the student and its catalog model, the int8 recipe) is made on the validation
+queries; the test queries only report. Data-set specifics live in the loaders, which hand over a :class:`SearchData`.
+"""
 
 from __future__ import annotations
 
-import json
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -11,375 +17,458 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgecart.data.image_folder import ImageSet
 
-from .config import SearchPipelineConfig, fast_config
+from .config import BuildConfig, config_hash
 
 Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class ModelRow:
-    """Quality of one eager model in one search setting (query model -> catalog model)."""
+class SearchData:
+    """What a build learns from and is judged on.
+
+    ``train``: pictures the teacher and the students learn from (labels = what a hit means). ``val`` / ``test``:
+    held-out query photos (choices / reported figures) searched in ``catalog`` (the evaluation catalog).
+    ``shipped``: the catalog written into the bundle (may be ``catalog`` itself). ``extra_catalogs``: further
+    reported settings (name -> catalog). ``skipped``: unreadable pictures, (path, reason).
+    """
 
     name: str
-    setting: str
-    params: int
-    recall_at_1: float
-    recall_at_10: float
-    map_at_10: float
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    catalog: ImageSet
+    shipped: ImageSet
+    extra_catalogs: dict[str, ImageSet] = field(default_factory=dict)
+    skipped: tuple[tuple[str, str], ...] = ()
+    hit: str = "same label"
 
 
-@dataclass(frozen=True)
-class ArtifactRow:
-    """One exported artifact evaluated through the runtime on its own backend."""
-
-    bundle: str
-    artifact: str
-    backend: str
-    precision: str
-    bytes: int
-    recall_at_10: float
-    map_at_10: float
-    symmetric_recall_at_10: float | None
-    p50_ms: float
-    recipe: str | None = None
+def fingerprint(*sets: ImageSet) -> str:
+    """A hash of pictures, labels and ids: the cache key part that says which data a model saw."""
+    h = hashlib.sha256()
+    for s in sets:
+        h.update(np.ascontiguousarray(s.images).tobytes())
+        h.update(np.ascontiguousarray(s.labels).tobytes())
+        h.update("\n".join(s.ids).encode())
+    return h.hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class SearchDemoSummary:
-    """What the demo measured; ``str()`` gives the table."""
-
-    models: tuple[ModelRow, ...]
-    artifacts: tuple[ArtifactRow, ...]
-    parity: dict[str, float]
-    speedup: dict[str, float]
-    targets: dict[str, Any]
-    timings: dict[str, float]
-    cached: dict[str, bool]
-    bundles: dict[str, str]
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def table(self) -> str:
-        lines = ["| model | search | params | R@1 | R@10 | mAP@10 |", "|---|---|---:|---:|---:|---:|"]
-        for r in self.models:
-            lines.append(f"| {r.name} | {r.setting} | {r.params:,} | {r.recall_at_1:.4f} | {r.recall_at_10:.4f} | "
-                         f"{r.map_at_10:.4f} |")
-        lines += ["", "| artifact (through the runtime) | backend | bytes | R@10 vs catalog | mAP@10 | R@10 s→s | "
-                  "p50 ms (1 image) |", "|---|---|---:|---:|---:|---:|---:|"]
-        for a in self.artifacts:
-            sym = f"{a.symmetric_recall_at_10:.4f}" if a.symmetric_recall_at_10 is not None else "-"
-            name = a.artifact + (f" [{a.recipe}]" if a.recipe else "")
-            lines.append(f"| {name} | {a.backend} | {a.bytes:,} | {a.recall_at_10:.4f} | {a.map_at_10:.4f} | {sym} | "
-                         f"{a.p50_ms:.3f} |")
-        lines.append("")
-        lines += [f"- parity: {k} = {v:.3f}" for k, v in self.parity.items()]
-        lines += [f"- speed-up of the int8 student over the fp32 teacher on {k}: {v:.1f}x" for k, v in
-                  self.speedup.items()]
-        lines += [f"- target {k}: {v}" for k, v in self.targets.items()]
-        lines.append("- time: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings.items())
-                     + "; cached: " + ", ".join(f"{k}={v}" for k, v in self.cached.items()))
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.table()
-
-
-def run_demo(out: Path, cache: Path | None = None, progress: Progress = print,
-             config: SearchPipelineConfig | None = None) -> SearchDemoSummary:
-    """The main job on Fashion-MNIST (2 threads): bundles under ``out`` (``student/``, ``teacher/``), the teacher and
-    its embeddings cached under ``cache``; writes ``summary.json`` / ``summary.md`` and returns the summary."""
-    return run_pipeline(config or SearchPipelineConfig(), Path(out), cache=cache, progress=progress)
-
-
-def run_fast(out: Path, cache: Path | None = None, progress: Progress = print) -> SearchDemoSummary:
-    """The same job at toy scale (:func:`fast_config`), for tests and smoke runs."""
-    return run_pipeline(fast_config(), Path(out), cache=cache, progress=progress)
-
-
-def run_pipeline(cfg: SearchPipelineConfig, out: Path, cache: Path | None = None,
-                 progress: Progress = print) -> SearchDemoSummary:
-    import torch
+def run_build(data: SearchData, cfg: BuildConfig, out: str | Path, *, cache: str | Path | None = None,
+              progress: Progress = print) -> dict[str, Any]:
+    """Run the whole build into ``out`` (``out/bundle`` is the verified bundle); returns the summary dict that is
+    also written as ``out/summary.json`` and ``out/summary.md`` with the plot ``out/summary.png``."""
     from edgecart.cache import Cache
-    from edgecart.data.fashion_mnist import load_fashion_mnist, search_splits
+    from edgecart.threads import set_torch_threads
+
+    from . import report
 
     t_start = time.perf_counter()
-    torch.set_num_threads(cfg.threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    threads = set_torch_threads(cfg.threads)
     vc = Cache(cache, "vision")
-    d = cfg.data
-    train, test = load_fashion_mnist(d.root)
-    sp = search_splits(train, test, queries=d.queries, gallery=d.gallery, train_size=d.train_size, seed=d.seed)
-    progress(f"image search: {len(sp.train)} training pictures, catalog {len(sp.gallery)}, queries {len(sp.queries)}")
     timings: dict[str, float] = {}
     cached: dict[str, bool] = {}
-    teacher, tinfo = _teacher(cfg, sp.train, vc, timings, cached, progress)
-    emb = _teacher_embeddings(cfg, teacher, sp, vc, timings, cached, progress)
-    students = _students(cfg, sp, teacher, emb, timings, progress)
-    models, student_emb = _model_rows(cfg, sp, teacher, emb, students)
-    for r in models:
-        progress(f"  {r.name:<34} {r.setting:<24} R@10 {r.recall_at_10:.4f}  mAP@10 {r.map_at_10:.4f}")
-    bundles, gates, ref = _bundles(cfg, out, sp, teacher, emb, students, student_emb, models, timings, progress)
-    arts, lats, tops = _evaluate_bundles(cfg, bundles, sp, gates, timings, progress)
-    parity = _parity(tops)
-    speedup = _speedup(lats)
+    for path, why in data.skipped:
+        progress(f"skipped unreadable picture: {path} ({why})")
+    progress(f"image search '{data.name}': {len(data.train)} training pictures, {len(data.val)} val and "
+             f"{len(data.test)} test queries, evaluation catalog {len(data.catalog)}, shipped catalog "
+             f"{len(data.shipped)}; {threads} torch thread(s)")
+    ctx = _Context(data, cfg, vc, timings, cached, progress)
+    ctx.out = out
+    teacher, history = ctx.teacher()
+    temb = ctx.embeddings("teacher", teacher, cfg.teacher_preprocessing, ctx.teacher_key)
+    base = ctx.imagenet_baseline()
+    students = ctx.students(teacher, temb)
+    choice = ctx.pick(temb, students)
+    rows = ctx.eager_rows(teacher, temb, base, students, choice)
+    bundle, gates = ctx.bundle(teacher, temb, students, choice)
+    arts = ctx.evaluate_artifacts(bundle, temb, students, choice)
+    seeds = ctx.seed_table(students)
+    teacher_ms = ctx.eager_latency(teacher, cfg.teacher_preprocessing)
     timings["total_s"] = time.perf_counter() - t_start
-    summary = SearchDemoSummary(tuple(models), tuple(arts), parity, speedup,
-                                _targets(models, arts, ref, parity, speedup, cfg), timings, cached,
-                                {k: str(v) for k, v in bundles.items()}, cfg.to_dict())
-    (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2, default=_json_default) + "\n")
-    (out / "summary.md").write_text(summary.table() + "\n")
+    summary = report.summarise(ctx, rows, arts, choice, history, gates, bundle, threads, seeds, teacher_ms)
+    report.write(summary, out)
+    progress(f"wrote {out / 'summary.md'}, {out / 'summary.json'}, {out / 'summary.png'}")
     return summary
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    return str(o)
+class _Context:
+    """The build's state between stages (data, config, cache, timings)."""
 
+    def __init__(self, data: SearchData, cfg: BuildConfig, vc: Any, timings: dict[str, float],
+                 cached: dict[str, bool], progress: Progress) -> None:
+        self.data, self.cfg, self.vc = data, cfg, vc
+        self.timings, self.cached, self.progress = timings, cached, progress
+        self.teacher_key = config_hash({"teacher": self.cfg.to_dict()["teacher"], "v": 2, "data": fingerprint(
+            data.train, data.val, data.catalog)})
+        self.sets: dict[str, ImageSet] = {"train": data.train, "val": data.val, "test": data.test,
+                                          "catalog": data.catalog, "shipped": data.shipped,
+                                          **{f"extra:{k}": v for k, v in data.extra_catalogs.items()}}
+        self.eval: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+        self.t0 = time.perf_counter()
 
-def _teacher(cfg, train, vc, timings, cached, progress):
-    from edgecart.models.vision import LiteTeacher
+    # --- helpers ------------------------------------------------------------------------------------------------
 
-    from .train import train_teacher
+    def _score(self, q: np.ndarray, qset: ImageSet, g: np.ndarray, gset: ImageSet, int8: bool = False,
+               coarse: bool = False) -> dict[str, np.ndarray]:
+        from edgecart.runtime.search import quantize_rows
 
-    key = cfg.teacher_key()
-    hit = vc.load_state("teacher", key)
-    tc = cfg.teacher
-    if hit is not None:
-        teacher = LiteTeacher(tc.dim, len(train.classes), tc.size, pretrained=False)
-        teacher.load_state_dict(hit[0])
-        cached["teacher"] = True
-        progress(f"teacher: cached {key} (fine-tuned in {hit[1].get('train_s', 0):.0f} s)")
-        return teacher.eval(), hit[1]
-    data = train
-    if tc.train_size is not None and tc.train_size < len(train):
-        data = train.take(np.sort(np.random.default_rng(tc.seed).permutation(len(train))[:tc.train_size]))
-    progress(f"teacher: fine-tuning EfficientNet-Lite0 at {tc.size}x{tc.size} on {len(data)} pictures, "
-             f"{tc.epochs} epoch(s)")
-    t0 = time.perf_counter()
-    teacher = train_teacher(data, tc, cfg.teacher_preprocessing)
-    timings["teacher_train_s"] = time.perf_counter() - t0
-    info = {"key": key, "train_s": timings["teacher_train_s"], "config": asdict(tc)}
-    vc.save_state("teacher", key, {k: v.contiguous() for k, v in teacher.state_dict().items()}, info)
-    cached["teacher"] = False
-    return teacher, info
+        from .metrics import full_ranking, per_query
 
+        scales = None
+        if int8:
+            g, scales = quantize_rows(g)
+        r = full_ranking(q, g, scales)
+        if coarse:
+            return per_query(r, qset.coarse, gset.coarse)
+        return per_query(r, qset.labels, gset.labels)
 
-def _teacher_embeddings(cfg, teacher, sp, vc, timings, cached, progress):
-    from .train import embed
+    def val_score(self, q: np.ndarray, g: np.ndarray, int8: bool = False) -> dict[str, float]:
+        from .metrics import means
 
-    key = cfg.embeddings_key()
-    hit = vc.load_arrays("embeddings", key)
-    if hit is not None and all(len(hit[0][s]) == len(getattr(sp, s)) for s in ("train", "gallery", "queries")):
-        cached["teacher_embeddings"] = True
-        progress(f"teacher embeddings: cached {key}")
-        return hit[0]
-    t0 = time.perf_counter()
-    emb = {s: embed(teacher, getattr(sp, s).images, cfg.teacher_preprocessing, desc=f"teacher embeds {s}")
-           for s in ("train", "gallery", "queries")}
-    timings["teacher_embed_s"] = time.perf_counter() - t0
-    vc.save_arrays("embeddings", key, emb,
-                   {"key": key, "teacher": cfg.teacher_key(), "embed_s": timings["teacher_embed_s"]})
-    cached["teacher_embeddings"] = False
-    progress(f"teacher embeddings: {sum(len(v) for v in emb.values())} pictures in {timings['teacher_embed_s']:.0f} s")
-    return emb
+        return means(self._score(q, self.data.val, g, self.data.catalog, int8))
 
+    # --- teacher --------------------------------------------------------------------------------------------------
 
-def _students(cfg, sp, teacher, emb, timings, progress):
-    import torch
+    def teacher(self):
+        from edgecart.models.vision import LiteTeacher
 
-    from .train import train_student
+        from .train import embed, train_teacher
 
-    sc, pre, dim = cfg.student, cfg.student_preprocessing, cfg.teacher.dim
-    protos = torch.nn.functional.normalize(teacher.classifier.weight.detach(), dim=1).numpy()
-    common = dict(dim=dim)
-    distil = dict(teacher_emb=emb["train"], prototypes=protos, proto_scale=teacher.classifier.scale)
-    t0 = time.perf_counter()
-    out = {}
-    progress(f"students: distilled and label-only, {sc.epochs} epoch(s) each")
-    out["distilled"] = train_student(sp.train, sc, pre, **common, **distil, desc="student distilled")
-    out["labels"] = train_student(sp.train, sc, pre, **common, desc="student labels only")
-    if cfg.label_fraction > 0:
-        n = len(sp.train)
-        mask = np.zeros(n, bool)
-        mask[np.random.default_rng(cfg.data.seed + 1).permutation(n)[:max(1, round(cfg.label_fraction * n))]] = True
-        progress(f"students: {mask.sum()} labelled pictures ({cfg.label_fraction:.0%}); the distilled one also learns "
-                 f"from the teacher on all {n}")
-        out["distilled_few"] = train_student(sp.train, sc, pre, **common, **distil, labelled=mask,
-                                             desc="student distilled, few labels")
-        out["labels_few"] = train_student(sp.train, sc, pre, **common, labelled=mask,
-                                          epochs=sc.label_fraction_epochs, desc="student few labels only")
-    timings["students_s"] = time.perf_counter() - t0
-    return out
+        cfg, tc, data = self.cfg, self.cfg.teacher, self.data
+        key = self.teacher_key
+        hit = self.vc.load_state("teacher", key)
+        if hit is not None:
+            teacher = LiteTeacher(tc.dim, len(data.train.classes), tc.size, pretrained=False)
+            teacher.load_state_dict(hit[0])
+            self.cached["teacher"] = True
+            self.progress(f"teacher: cached {key} (fine-tuned in {hit[1].get('train_s', 0):.0f} s)")
+            return teacher.eval(), hit[1].get("history", [])
+        pre = cfg.teacher_preprocessing
+        cat = data.catalog
 
+        def validate(model) -> float:
+            return self.val_score(embed(model, data.val.images, pre), embed(model, cat.images, pre))["map@10"]
 
-def _model_rows(cfg, sp, teacher, emb, students):
-    """Quality rows of every eager model, and the distilled student's query and gallery embeddings (for export)."""
-    from edgecart.models.vision import embedding_params
+        self.progress(f"teacher: fine-tuning EfficientNet-Lite0 at {tc.size}x{tc.size} RGB on {len(data.train)} "
+                      f"pictures, up to {tc.epochs} epochs, the best epoch on validation mAP@10 kept")
+        t0 = time.perf_counter()
+        teacher, history = train_teacher(data.train, tc, pre, validate=validate, progress=self.progress)
+        self.timings["teacher_train_s"] = time.perf_counter() - t0
+        info = {"key": key, "train_s": self.timings["teacher_train_s"], "history": history}
+        self.vc.save_state("teacher", key, {k: v.contiguous() for k, v in teacher.state_dict().items()}, info)
+        self.cached["teacher"] = False
+        return teacher, history
 
-    from .metrics import retrieval
-    from .train import embed
+    def embeddings(self, who: str, model, pre, key: str) -> dict[str, np.ndarray]:
+        """``model``'s embeddings of every set (cached under ``key``)."""
 
-    ql, gl = sp.queries.labels, sp.gallery.labels
-    rows = [_row("teacher EfficientNet-Lite0", "teacher → teacher", embedding_params(teacher),
-                 retrieval(emb["queries"], ql, emb["gallery"], gl))]
-    labels = {"distilled": "student distilled", "labels": "student labels only",
-              "distilled_few": f"student distilled, {cfg.label_fraction:.0%} labels",
-              "labels_few": f"student labels only, {cfg.label_fraction:.0%} labels"}
-    pre = cfg.student_preprocessing
-    distilled = {}
-    for k, model in students.items():
-        q = embed(model, sp.queries.images, pre)
-        g = embed(model, sp.gallery.images, pre)
-        if k == "distilled":
-            distilled = {"queries": q, "gallery": g}
-        p = embedding_params(model)
-        rows.append(_row(labels[k], "student → student", p, retrieval(q, ql, g, gl)))
-        if k.startswith("distilled"):
-            rows.append(_row(labels[k], "student → teacher catalog", p, retrieval(q, ql, emb["gallery"], gl)))
-    return rows, distilled
+        want = {name: len(s) for name, s in self.sets.items() if not (name == "shipped" and s is self.data.catalog)}
+        k = config_hash({"model": key, "sets": fingerprint(*[self.sets[n] for n in want]), "who": who})
+        hit = self.vc.load_arrays(f"{who}-embeddings", k)
+        if hit is not None and all(n in hit[0] and len(hit[0][n]) == m for n, m in want.items()):
+            self.cached[f"{who}_embeddings"] = True
+            emb = hit[0]
+        else:
+            t0 = time.perf_counter()
+            emb = self.embed_sets(model, pre, list(want), desc=f"{who} embeds")
+            self.timings[f"{who}_embed_s"] = time.perf_counter() - t0
+            self.vc.save_arrays(f"{who}-embeddings", k, emb, {"key": k, "embed_s": self.timings[f"{who}_embed_s"]})
+            self.cached[f"{who}_embeddings"] = False
+            self.progress(f"{who} embeddings: {sum(len(v) for v in emb.values())} pictures in "
+                          f"{self.timings[f'{who}_embed_s']:.0f} s")
+        if "shipped" not in emb:
+            emb["shipped"] = emb["catalog"]
+        return emb
 
+    def embed_sets(self, model, pre, names: list[str], desc: str = "embed") -> dict[str, np.ndarray]:
+        """Embeddings of the named sets, each distinct picture (by id) embedded once: the sets overlap (the
+        training photos are also a catalog; a folder build's catalog is its training split)."""
+        from .train import embed
 
-def _row(name, setting, params, r) -> ModelRow:
-    return ModelRow(name, setting, int(params), r.recall_at_1, r.recall_at_10, r.map_at_10)
+        where: dict[str, int] = {}
+        pics: list[tuple[str, int]] = []
+        for n in names:
+            for i, pid in enumerate(self.sets[n].ids):
+                if pid not in where:
+                    where[pid] = len(pics)
+                    pics.append((n, i))
+        if not pics:
+            return {n: np.zeros((0, 0), np.float32) for n in names}
+        images = np.stack([self.sets[n].images[i] for n, i in pics])
+        rows = embed(model, images, pre, desc=f"{desc} {len(pics)} pictures")
+        return {n: rows[[where[pid] for pid in self.sets[n].ids]] for n in names}
 
+    def imagenet_baseline(self) -> dict[str, np.ndarray]:
+        """Embeddings of the ImageNet-only teacher (no fine-tuning): Lite0's pooled 1280-d features, normalised."""
+        import torch
+        from edgecart.models.vision import LiteTeacher
 
-def _bundles(cfg, out, sp, teacher, emb, students, student_emb, models, timings, progress):
-    from edgecart.models.vision import embedding_params
-    from edgecart.runtime.search import quantize_rows
+        class Features(torch.nn.Module):
+            def __init__(self, net: LiteTeacher) -> None:
+                super().__init__()
+                self.net = net
 
-    from .export import export_search_bundle
-    from .metrics import retrieval
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return torch.nn.functional.normalize(self.net.features(x), dim=1)
 
-    ec = cfg.export
-    t0 = time.perf_counter()
-    student = students["distilled"]
-    spre, tpre = cfg.student_preprocessing, cfg.teacher_preprocessing
-    by_teacher = ec.catalog_model == "teacher"
-    cat_emb = emb["gallery"] if by_teacher else student_emb["gallery"]
-    cat_info = {"model": "teacher EfficientNet-Lite0" if by_teacher else "student", "params":
-                embedding_params(teacher if by_teacher else student),
-                "preprocessing": asdict(tpre if by_teacher else spre)}
-    q8, scales = quantize_rows(cat_emb)
-    ref = retrieval(student_emb["queries"], sp.queries.labels, q8, sp.gallery.labels, scales)
-    reference = {"recall@1": ref.recall_at_1, "recall@10": ref.recall_at_10, "map@10": ref.map_at_10}
-    quality = {"teacher": {}, "student": {}, "student_float_on_int8_catalog": reference,
-               "metrics": "hit = same category; Recall@K = share of queries with a hit in the top K; "
-                          "mAP@10 = mean AP@10 normalised by min(10, relevant items)"}
-    for r in models:
-        who = "teacher" if r.name.startswith("teacher") else "student"
-        quality[who][f"{r.name} | {r.setting}"] = {"recall@1": r.recall_at_1, "recall@10": r.recall_at_10,
-                                                  "map@10": r.map_at_10, "params": r.params}
-    rng = np.random.default_rng(cfg.data.seed + 2)
-    calib = sp.train.images[rng.permutation(len(sp.train))[:ec.calibration]]
-    golden = sp.queries.images[:ec.golden]
-    bundles = {}
-    progress("bundle: student (fp32 + gated int8), catalog embedded by " + ("the teacher" if by_teacher else
-                                                                             "the student"))
-    bundles["student"], gates = export_search_bundle(
-        out / "student", student, name=cfg.name, version=cfg.version, pre=spre, gallery=sp.gallery,
-        catalog_emb=cat_emb, catalog_by="teacher" if by_teacher else "student", catalog_model=cat_info,
-        golden_images=golden, cfg=ec, quality=quality, int8=ec.int8, calibration_images=calib,
-        query_images=sp.queries.images, query_labels=sp.queries.labels, reference=reference, progress=progress)
-    if ec.export_teacher:
-        progress("bundle: teacher (fp32, server side; same catalog)")
-        bundles["teacher"], _ = export_search_bundle(
-            out / "teacher", teacher, name=f"{cfg.name}-teacher", version=cfg.version, pre=tpre, gallery=sp.gallery,
-            catalog_emb=emb["gallery"], catalog_by="teacher", catalog_model=cat_info if by_teacher else {
-                "model": "teacher EfficientNet-Lite0", "params": embedding_params(teacher)},
-            golden_images=golden, cfg=ec, quality={"teacher": quality["teacher"]}, query_images=sp.queries.images,
-            query_labels=sp.queries.labels, progress=progress)
-    timings["export_s"] = time.perf_counter() - t0
-    return bundles, gates, reference
+        tc = self.cfg.teacher
+        net = LiteTeacher(tc.dim, 1, tc.size, pretrained=True)
+        return self.embeddings("imagenet", Features(net).eval(), self.cfg.teacher_preprocessing,
+                               config_hash({"size": tc.size, "imagenet": 1}))
 
+    # --- students -------------------------------------------------------------------------------------------------
 
-def _evaluate_bundles(cfg, bundles, sp, gates, timings, progress):
-    from edgecart.runtime import open_bundle
-    from edgecart.runtime.backends import backend_for_format
-    from edgecart.runtime.preprocess import preprocess
-    from edgecart.runtime.search import ImageSearch
+    def students(self, teacher, temb) -> dict[str, dict[str, Any]]:
+        """Distilled and label-only students for each seed, with their embeddings of every set."""
+        import torch
+        from edgecart.models.vision import MobileStudent
 
-    from .evaluate import evaluate_search, latency
+        from .train import train_student
 
-    ec = cfg.export
-    t0 = time.perf_counter()
-    arts, lats, tops = [], {}, {}
-    for bname, path in bundles.items():
-        b = open_bundle(path)
-        sym = ec.artifact_symmetric_eval and bname == "student"
+        sc, pre, dim = self.cfg.student, self.cfg.student_preprocessing, self.cfg.teacher.dim
+        data = self.data
+        protos = torch.nn.functional.normalize(teacher.classifier.weight.detach(), dim=1).numpy()
+        train = data.train.resized(pre)
+        t0 = time.perf_counter()
+        out: dict[str, dict[str, Any]] = {}
+        kinds = "distilled and label-only" if sc.baseline else "distilled"
+        self.progress(f"students: {kinds} at {sc.size}x{sc.size}, width {sc.width}, {sc.epochs} "
+                      f"epochs, {sc.seeds} seed(s)")
+        for i in range(sc.seeds):
+            seed = sc.seed + i
+            for kind in ("distilled", "labels") if sc.baseline else ("distilled",):
+                kw = dict(teacher_emb=temb["train"], prototypes=protos, proto_scale=teacher.classifier.scale) \
+                    if kind == "distilled" else {}
+                st_cfg = {k: v for k, v in self.cfg.to_dict()["student"].items() if k != "baseline"}
+                key = config_hash({"student": st_cfg, "teacher": self.teacher_key,
+                                   "kind": kind, "seed": seed, "v": 1})
+                hit = self.vc.load_state(f"student-{kind}", key)
+                if hit is not None:
+                    model = MobileStudent(dim, len(train.classes), size=sc.size, in_channels=pre.channels,
+                                          width=sc.width)
+                    model.load_state_dict(hit[0])
+                    model.eval()
+                    self.cached[f"student_{kind}_{seed}"] = True
+                else:
+                    t1 = time.perf_counter()
+                    model = train_student(train, sc, pre, dim=dim, seed=seed, desc=f"student {kind} seed {seed}",
+                                          **kw)
+                    self.vc.save_state(f"student-{kind}", key, {k: v.contiguous() for k, v in
+                                                                 model.state_dict().items()},
+                                       {"key": key, "train_s": time.perf_counter() - t1})
+                    self.cached[f"student_{kind}_{seed}"] = False
+                names = ["val", "test", "catalog", *(f"extra:{n}" for n in data.extra_catalogs)]
+                if data.shipped is not data.catalog:
+                    names.append("shipped")
+                emb = self.embed_sets(model, pre, names, desc=f"student {kind} embeds")
+                emb.setdefault("shipped", emb["catalog"])
+                out[f"{kind}/{seed}"] = {"model": model, "emb": emb, "kind": kind, "seed": seed}
+        self.timings["students_s"] = time.perf_counter() - t0
+        return out
+
+    def pick(self, temb, students) -> dict[str, Any]:
+        """The exported student and its catalog model, by validation mAP@10 (then R@1) of the first seed's pair."""
+        seed = self.cfg.student.seed
+        cands = {
+            "distilled student → teacher catalog": (f"distilled/{seed}", "teacher"),
+            "distilled student → student catalog": (f"distilled/{seed}", "student"),
+            "label-only student → student catalog": (f"labels/{seed}", "student"),
+        }
+        cands = {k: v for k, v in cands.items() if v[0] in students}
+        val = {}
+        for name, (sk, cat) in cands.items():
+            s = students[sk]["emb"]
+            g = temb["catalog"] if cat == "teacher" else s["catalog"]
+            val[name] = self.val_score(s["val"], g, int8=True)
+        best = max(val, key=lambda n: (val[n]["map@10"], val[n]["recall@1"]))
+        self.progress(f"pick (validation): {best} (mAP@10 {val[best]['map@10']:.4f}; "
+                      + ", ".join(f"{n} {v['map@10']:.4f}" for n, v in val.items() if n != best) + ")")
+        sk, cat = cands[best]
+        return {"name": best, "student": sk, "catalog_by": cat, "validation": val}
+
+    # --- eager quality on the test queries ----------------------------------------------------------------------
+
+    def eager_rows(self, teacher, temb, base, students, choice) -> list[dict[str, Any]]:
+        from edgecart.models.vision import embedding_params
+
+        from .metrics import means
+
+        data = self.data
+        rows = []
+        coarse = data.test.coarse is not None and data.catalog.coarse is not None
+        catalogs = {"catalog": data.catalog, **{f"extra:{k}": v for k, v in data.extra_catalogs.items()}}
+
+        def add(name: str, params: int, q: dict, g: dict, int8: bool, key: str) -> None:
+            for cname, cset in catalogs.items():
+                pq = self._score(q["test"], data.test, g[cname], cset, int8)
+                row = {"model": name, "catalog": _catalog_label(cname), "params": int(params), "catalog_int8": int8,
+                       **means(pq)}
+                self.eval[f"{key}|{cname}"] = {"instance": pq}
+                if coarse and cset.coarse is not None:
+                    cq = self._score(q["test"], data.test, g[cname], cset, int8, coarse=True)
+                    row["coarse"] = means(cq)
+                    self.eval[f"{key}|{cname}"]["coarse"] = cq
+                rows.append(row)
+
+        tp = embedding_params(teacher)
+        add("teacher (fine-tuned Lite0)", tp, temb, temb, False, "teacher")
+        add("ImageNet-only Lite0 (no fine-tuning)", tp - teacher.head.weight.numel() - teacher.head.bias.numel(),
+            base, base, False, "imagenet")
+        for k, s in students.items():
+            p = embedding_params(s["model"])
+            label = ("distilled" if s["kind"] == "distilled" else "label-only") + f" student, seed {s['seed']}"
+            add(label + " → own catalog", p, s["emb"], s["emb"], False, f"{k}|self")
+            if s["kind"] == "distilled":
+                add(label + " → teacher catalog", p, s["emb"], temb, False, f"{k}|teacher")
+        return rows
+
+    # --- bundle ---------------------------------------------------------------------------------------------------
+
+    def bundle(self, teacher, temb, students, choice):
+        from edgecart.models.vision import embedding_params
+        from edgecart.runtime.search import quantize_rows
+
+        from .evaluate import session_embed
+        from .export import export_search_bundle
+        from .metrics import full_ranking, means, per_query
+
+        cfg, ec, data = self.cfg, self.cfg.export, self.data
+        t0 = time.perf_counter()
+        st = students[choice["student"]]
+        by_teacher = choice["catalog_by"] == "teacher"
+        cat_emb = (temb if by_teacher else st["emb"])
+        spre = cfg.student_preprocessing
+        cat_model = {"model": "teacher EfficientNet-Lite0 (fine-tuned)" if by_teacher else "student",
+                     "params": embedding_params(teacher if by_teacher else st["model"]),
+                     "preprocessing": asdict(cfg.teacher_preprocessing if by_teacher else spre)}
+        from edgecart.runtime.preprocess import normalise, to_model_uint8
+
+        val_inputs = normalise(to_model_uint8(data.val.images, spre), spre)
+        g8, gs = quantize_rows(cat_emb["catalog"])
+
+        def evaluate(session) -> dict[str, float]:
+            q = session_embed(session, val_inputs)
+            return means(per_query(full_ranking(q, g8, gs), data.val.labels, data.catalog.labels))
+
+        reference = means(per_query(full_ranking(st["emb"]["val"], g8, gs), data.val.labels, data.catalog.labels))
+        quality = {"validation": {"float student on the int8 catalog": reference, "pick": choice["name"],
+                                  "candidates": choice["validation"]},
+                   "metrics": f"hit = {data.hit}; Recall@K = share of queries with a hit in the top K; mAP@10 and "
+                              "full mAP over the evaluation catalog; choices on validation queries, figures on test"}
+        rng = np.random.default_rng(cfg.data.seed + 2)
+        train_s = data.train.resized(spre)
+        calib = train_s.images[rng.permutation(len(train_s))[:ec.calibration]]
+        golden = data.val.resized(spre).images[:ec.golden]
+        self.progress(f"bundle: {choice['name']} in {', '.join(ec.formats)} (fp32" + (" + gated int8)" if ec.int8
+                                                                                      else ")"))
+        path, gates = export_search_bundle(
+            Path(self._out_dir()) / "bundle", st["model"], name=cfg.name, version=cfg.version, pre=spre,
+            gallery=data.shipped, catalog_emb=cat_emb["shipped"], catalog_by=choice["catalog_by"],
+            catalog_model=cat_model, golden_images=golden, cfg=ec, quality=quality, int8=ec.int8,
+            calibration_images=calib, query_images=data.val.images, query_labels=data.val.labels,
+            reference=reference, evaluate=evaluate, progress=self.progress)
+        self.timings["export_s"] = time.perf_counter() - t0
+        return path, gates
+
+    def _out_dir(self) -> Path:
+        return self.out
+
+    def seed_table(self, students) -> list[dict[str, Any]]:
+        """Distilled vs label-only, per seed: validation and test quality (each student searching its own catalog,
+        and the distilled one also the teacher's), and the paired test difference with its interval."""
+        from .metrics import means, paired_diff_ci
+
+        data = self.data
+        out = []
+        for seed in sorted({s["seed"] for s in students.values()}):
+            if f"labels/{seed}" not in students:
+                continue
+            d, lab = students[f"distilled/{seed}"]["emb"], students[f"labels/{seed}"]["emb"]
+            row: dict[str, Any] = {"seed": seed}
+            for split, qset in (("val", data.val), ("test", data.test)):
+                dq = self._score(d[split], qset, d["catalog"], data.catalog)
+                lq = self._score(lab[split], qset, lab["catalog"], data.catalog)
+                row[split] = {"distilled": means(dq), "labels": means(lq)}
+                if split == "test":
+                    row["test_diff"] = {m: paired_diff_ci(dq[m], lq[m], seed=seed) for m in ("recall@10", "map@10",
+                                                                                            "recall@1")}
+            out.append(row)
+        return out
+
+    def eager_latency(self, model, pre, runs: int = 30) -> float:
+        """p50 ms of one picture through the eager torch model (batch 1, the latency threads): a reference point
+        for the plot, not a runtime figure."""
+        import torch
+
+        from .train import model_inputs
+
+        x = model_inputs(self.data.test.images[:1], pre)
+        old = torch.get_num_threads()
+        torch.set_num_threads(self.cfg.export.latency_threads)
+        try:
+            with torch.no_grad():
+                model.eval()
+                for _ in range(3):
+                    model(x)
+                ts = []
+                for _ in range(runs):
+                    t = time.perf_counter()
+                    model(x)
+                    ts.append(time.perf_counter() - t)
+        finally:
+            torch.set_num_threads(old)
+        return float(np.median(ts) * 1e3)
+
+    def evaluate_artifacts(self, bundle: Path, temb, students, choice) -> list[dict[str, Any]]:
+        """Every artifact through the runtime: test queries (raw pictures → the manifest's preprocessing → the
+        artifact), scored against the int8 evaluation catalog; single-image p50 latency on ``latency_threads``."""
+        from edgecart.runtime import open_bundle
+        from edgecart.runtime.backends import backend_for_format
+        from edgecart.runtime.preprocess import preprocess
+        from edgecart.runtime.search import ImageSearch
+
+        from .evaluate import latency
+        from .metrics import means
+
+        ec, data = self.cfg.export, self.data
+        t0 = time.perf_counter()
+        st = students[choice["student"]]
+        g = (temb if choice["catalog_by"] == "teacher" else st["emb"])["catalog"]
+        b = open_bundle(bundle)
+        rows = []
         for a in b.manifest.artifacts:
             be = backend_for_format(a.format)
             if not be.available():
-                progress(f"eval: {a.name}: {be.name} not installed, skipped")
+                self.progress(f"eval: {a.name}: {be.name} not installed, skipped")
                 continue
             s = ImageSearch(b, be.name, threads=ec.latency_threads, artifact=a.name)
-            ev = evaluate_search(s, sp.queries.images, sp.queries.labels,
-                                 gallery_images=sp.gallery.images if sym else None, desc=f"eval {a.name}")
-            lat = latency(s.session, preprocess(sp.queries.images[0], s.preprocessing), ec.latency_runs)
-            recipe = (a.quantization or {}).get("recipe") if a.precision == "int8" else None
-            arts.append(ArtifactRow(bname, a.name, be.name, a.precision, ev.bytes, ev.catalog.recall_at_10,
-                                    ev.catalog.map_at_10, ev.symmetric.recall_at_10 if ev.symmetric else None,
-                                    lat.p50_ms, recipe))
-            lats[(bname, a.precision, be.name)] = lat.p50_ms
-            tops[(bname, a.precision, a.format)] = ev.top10
-            progress(f"eval: {a.name:<34} {be.name:<12} R@10 {ev.catalog.recall_at_10:.4f}  p50 {lat.p50_ms:.3f} ms")
-    timings["evaluate_s"] = time.perf_counter() - t0
-    return arts, lats, tops
+            from edgecart.progress import progress_iter
+
+            q = np.stack([s.embed(img) for img in progress_iter(data.test.images, desc=f"eval {a.name}",
+                                                                 unit="img")])
+            pq = self._score(q, data.test, g, data.catalog, int8=True)
+            row = {"artifact": a.name, "format": a.format, "precision": a.precision, "backend": be.name,
+                   "bytes": b.manifest.artifact_bytes(a), **means(pq),
+                   "recipe": (a.quantization or {}).get("recipe") if a.precision == "int8" else None}
+            self.eval[f"artifact:{a.name}"] = {"instance": pq}
+            if data.test.coarse is not None and data.catalog.coarse is not None:
+                cq = self._score(q, data.test, g, data.catalog, int8=True, coarse=True)
+                row["coarse"] = means(cq)
+            lat = latency(s.session, preprocess(data.test.images[0], s.preprocessing), ec.latency_runs)
+            row["p50_ms"] = lat.p50_ms
+            rows.append(row)
+            self.progress(f"eval: {a.name:<34} {be.name:<12} R@1 {row['recall@1']:.4f} mAP@10 {row['map@10']:.4f} "
+                          f"p50 {lat.p50_ms:.3f} ms")
+        self.timings["evaluate_s"] = time.perf_counter() - t0
+        return rows
 
 
-def _parity(tops) -> dict[str, float]:
-    from .evaluate import same_top10, top10_overlap
-
-    out = {}
-    for bname in sorted({k[0] for k in tops}):
-        for prec in ("fp32", "int8"):
-            group = [v for k, v in sorted(tops.items()) if k[0] == bname and k[1] == prec]
-            if len(group) > 1:
-                out[f"{bname} {prec}: formats return the same top-10 (as sets)"] = same_top10(group)
-                out[f"{bname} {prec}: formats return the same top-10 (same order)"] = same_top10(group, ordered=True)
-                out[f"{bname} {prec}: mean top-10 overlap between formats"] = float(np.mean(
-                    [top10_overlap(a, b) for i, a in enumerate(group) for b in group[i + 1:]]))
-    return out
+def _catalog_label(name: str) -> str:
+    return "evaluation catalog" if name == "catalog" else name.split(":", 1)[1]
 
 
-def _speedup(lats) -> dict[str, float]:
-    out = {}
-    for (bname, prec, backend), ms in lats.items():
-        if bname == "student" and prec == "int8" and ("teacher", "fp32", backend) in lats:
-            out[backend] = lats[("teacher", "fp32", backend)] / ms
-    return out
-
-
-def _targets(models, arts, ref, parity, speedup, cfg) -> dict[str, Any]:
-    by = {(r.name, r.setting): r for r in models}
-    teacher = next(r for r in models if r.name.startswith("teacher"))
-    dist = by[("student distilled", "student → student")]
-    asym = by[("student distilled", "student → teacher catalog")]
-    base = by[("student labels only", "student → student")]
-    t = {
-        "params ratio student/teacher (<= 0.10)": round(dist.params / teacher.params, 4),
-        "distilled R@10 / teacher R@10, student→student (>= 0.97)": round(dist.recall_at_10 / teacher.recall_at_10, 4),
-        "distilled R@10 / teacher R@10, asymmetric (>= 0.97)": round(asym.recall_at_10 / teacher.recall_at_10, 4),
-        "distilled beats labels-only (R@10, mAP@10)": f"{dist.recall_at_10 > base.recall_at_10}, "
-                                                       f"{dist.map_at_10 > base.map_at_10}",
-    }
-    few = [r for r in models if "labels" in r.name and "%" in r.name and r.setting == "student → student"]
-    if len(few) == 2:
-        t["few labels: distilled beats labels-only (mAP@10)"] = few[0].map_at_10 > few[1].map_at_10
-    drops = {a.artifact: round(ref["recall@10"] - a.recall_at_10, 4) for a in arts
-             if a.bundle == "student" and a.precision == "int8"}
-    if drops:
-        t["int8 R@10 drop vs float student, per artifact (<= 0.01)"] = drops
-    agree = [v for k, v in parity.items() if k.startswith("student") and "sets" in k]
-    if agree:
-        t["formats agree on top-10 (>= 0.95)"] = round(min(agree), 4)
-    if speedup:
-        t["int8 student vs fp32 teacher speed-up (>= 10x)"] = {k: round(v, 1) for k, v in speedup.items()}
-    return t
-
-
-__all__ = ["ArtifactRow", "ModelRow", "SearchDemoSummary", "fast_config", "run_demo", "run_fast", "run_pipeline"]
+__all__ = ["SearchData", "fingerprint", "run_build"]

@@ -11,13 +11,13 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from edgecart.data.fashion_mnist import ImageSet
+from edgecart.data.image_folder import ImageSet
 from edgecart.models.vision import LiteTeacher, MobileStudent
+from edgecart.progress import progress_iter
 from edgecart.runtime.manifest import ImagePreprocessing
 from edgecart.runtime.preprocess import normalise, to_model_uint8
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from .config import StudentConfig, TeacherConfig
 
@@ -30,18 +30,31 @@ def model_inputs(images: np.ndarray, pre: ImagePreprocessing) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def random_shift(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
-    """Translate each (H, W[, C]) picture by up to ``max_shift`` pixels in each direction, zero-filled."""
-    if max_shift <= 0:
-        return images
-    s = max_shift
-    n, h, w = images.shape[:3]
-    pad = [(0, 0), (s, s), (s, s)] + [(0, 0)] * (images.ndim - 3)
-    padded = np.pad(images, pad)
-    dy, dx = rng.integers(0, 2 * s + 1, n), rng.integers(0, 2 * s + 1, n)
-    rows = dy[:, None] + np.arange(h)[None, :]
-    cols = dx[:, None] + np.arange(w)[None, :]
-    return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+def augment(x: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
+    """Shopper-style variation of a batch of normalised pictures (N, C, H, W in [-1, 1]): a random zoom-in crop
+    (to 70% of the side at ``strength`` 1), a shift, a horizontal flip, and brightness / contrast / saturation
+    jitter of up to +-20%. ``strength`` 0 returns the batch unchanged."""
+    if strength <= 0:
+        return x
+    n = x.shape[0]
+
+    def u(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=gen) * 2 - 1
+
+    scale = 1 - 0.3 * strength * torch.rand(n, generator=gen)
+    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = scale * flip, scale
+    theta[:, 0, 2], theta[:, 1, 2] = u(n) * (1 - scale), u(n) * (1 - scale)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    j = 0.2 * strength
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * (1 + j * u(n, 1, 1, 1)) + mean + j * u(n, 1, 1, 1)
+    if x.shape[1] == 3:
+        gray = x.mean(dim=1, keepdim=True)
+        x = gray + (x - gray) * (1 + j * u(n, 1, 1, 1))
+    return x.clamp(-1, 1).contiguous(memory_format=torch.channels_last)
 
 
 def _schedule(opt: torch.optim.Optimizer, steps: int, warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
@@ -61,7 +74,7 @@ def _step(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, 
     loss.backward()
     opt.step()
     sched.step()
-    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.set_postfix(loss=f"{loss.item():.3f}")
 
 
 def _batches(n: int, batch: int, steps: int, rng: np.random.Generator):
@@ -75,15 +88,21 @@ def _batches(n: int, batch: int, steps: int, rng: np.random.Generator):
 
 
 def train_teacher(train: ImageSet, cfg: TeacherConfig, pre: ImagePreprocessing, *,
-                  weights: str | None = None) -> LiteTeacher:
+                  validate: Callable[[nn.Module], float] | None = None, progress: Progress | None = None,
+                  weights: str | None = None) -> tuple[LiteTeacher, list[dict[str, float]]]:
     """Fine-tune ImageNet EfficientNet-Lite0 + embedding head with normalised-softmax cross-entropy.
 
     The loss is cross-entropy on scaled cosine similarities between the L2-normalised embedding and learned class
     prototypes (NormSoftmax; Zhai & Wu, "Classification is a Strong Baseline for Deep Metric Learning", BMVC 2019).
+    With ``validate`` (model -> validation score, higher is better) the model is scored after every epoch, the best
+    epoch's weights are kept and training stops after ``cfg.patience`` epochs without improvement. Returns the model
+    and the per-epoch history.
     """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = LiteTeacher(cfg.dim, len(train.classes), cfg.size, pretrained=cfg.pretrained, weights=weights)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = LiteTeacher(cfg.dim, len(train.classes), cfg.size, pretrained=cfg.pretrained, weights=weights,
+                        in_channels=pre.channels)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.momentum = 0.1  # adapt ImageNet statistics to the new pictures within a short fine-tune
@@ -95,17 +114,38 @@ def train_teacher(train: ImageSet, cfg: TeacherConfig, pre: ImagePreprocessing, 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(train)
-    steps = max(1, math.ceil(cfg.epochs * n / cfg.batch_size))
-    sched = _schedule(opt, steps, cfg.warmup)
+    batch = min(cfg.batch_size, n)
+    per_epoch = max(1, math.ceil(n / batch))
+    sched = _schedule(opt, per_epoch * cfg.epochs, cfg.warmup)
     labels = torch.from_numpy(train.labels)
-    bar = tqdm(_batches(n, min(cfg.batch_size, n), steps, rng), total=steps, desc="teacher fine-tune", unit="step",
-               leave=False, disable=None)
-    for idx in bar:
-        x = model_inputs(random_shift(train.images[idx], cfg.shift, rng), pre)
-        logits = model.classifier(model(x))
-        loss = F.cross_entropy(logits, labels[idx], label_smoothing=cfg.label_smoothing)
-        _step(opt, sched, loss, bar)
-    return model.eval()
+    history: list[dict[str, float]] = []
+    best, best_state, since = -1.0, None, 0
+    for epoch in range(cfg.epochs):
+        model.train()
+        bar = progress_iter(_batches(n, batch, per_epoch, rng), total=per_epoch, unit="step",
+                            desc=f"teacher fine-tune epoch {epoch + 1}/{cfg.epochs}")
+        for idx in bar:
+            x = augment(model_inputs(train.images[idx], pre), cfg.augment, gen)
+            logits = model.classifier(model(x))
+            loss = F.cross_entropy(logits, labels[idx], label_smoothing=cfg.label_smoothing)
+            _step(opt, sched, loss, bar)
+        rec = {"epoch": epoch + 1, "loss": float(loss.item())}
+        if validate is not None:
+            rec["val"] = float(validate(model.eval()))
+            if rec["val"] > best:
+                best, since = rec["val"], 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                since += 1
+        history.append(rec)
+        if progress:
+            progress(f"teacher epoch {epoch + 1}: loss {rec['loss']:.3f}" + (f", val {rec['val']:.4f}" if "val" in rec
+                                                                             else ""))
+        if validate is not None and since >= cfg.patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval(), history
 
 
 @torch.no_grad()
@@ -115,7 +155,7 @@ def embed(model: nn.Module, images: np.ndarray, pre: ImagePreprocessing, *, batc
     depthwise convolutions run several times faster that way on a CPU)."""
     model = model.eval().to(memory_format=torch.channels_last)
     out = []
-    for i in tqdm(range(0, len(images), batch), desc=desc, unit="batch", leave=False, disable=None):
+    for i in progress_iter(range(0, len(images), batch), desc=desc, unit="batch"):
         out.append(model(model_inputs(images[i:i + batch], pre)).float().numpy())
     return np.concatenate(out) if out else np.zeros((0, getattr(model, "dim", 0)), np.float32)
 
@@ -128,7 +168,7 @@ def relational_loss(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def train_student(data: ImageSet, cfg: StudentConfig, pre: ImagePreprocessing, *, dim: int,
                   teacher_emb: np.ndarray | None = None, prototypes: np.ndarray | None = None,
                   proto_scale: float = 16.0, labelled: np.ndarray | None = None, epochs: float | None = None,
-                  desc: str = "student") -> MobileStudent:
+                  seed: int | None = None, desc: str = "student") -> MobileStudent:
     """Train a :class:`MobileStudent`.
 
     With ``teacher_emb`` (one teacher embedding per picture) the student is distilled into the teacher's space:
@@ -136,10 +176,13 @@ def train_student(data: ImageSet, cfg: StudentConfig, pre: ImagePreprocessing, *
     the CE and soft labels use the teacher's frozen class prototypes (``prototypes``), so the label loss pulls
     toward the same directions the teacher's catalog uses. Without it the student learns from labels alone with
     its own prototypes. ``labelled`` (booleans) marks which pictures' labels may be used; with no teacher only
-    those pictures are trained on.
+    those pictures are trained on. The student sees pictures augmented at ``cfg.augment`` (the teacher's targets
+    are its embeddings of the plain pictures). ``seed`` overrides ``cfg.seed``.
     """
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    seed = cfg.seed if seed is None else seed
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
     distil = teacher_emb is not None
     mask = np.ones(len(data), bool) if labelled is None else np.asarray(labelled, bool)
     pool = np.arange(len(data)) if distil else np.nonzero(mask)[0]
@@ -158,11 +201,11 @@ def train_student(data: ImageSet, cfg: StudentConfig, pre: ImagePreprocessing, *
     labels = torch.from_numpy(data.labels)
     t_all = torch.from_numpy(teacher_emb.astype(np.float32)) if distil else None
     mask_t = torch.from_numpy(mask)
-    bar = tqdm(_batches(len(pool), min(cfg.batch_size, len(pool)), steps, rng), total=steps, desc=desc,
-               unit="step", leave=False, disable=None)
+    bar = progress_iter(_batches(len(pool), min(cfg.batch_size, len(pool)), steps, rng), total=steps, desc=desc,
+                        unit="step")
     for b in bar:
         idx = pool[b]
-        s = model(model_inputs(data.images[idx], pre))
+        s = model(augment(model_inputs(data.images[idx], pre), cfg.augment, gen))
         y, m = labels[idx], mask_t[idx]
         loss = s.new_zeros(())
         if distil:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 from edgecart.cache import Cache
-from edgecart.vision.config import SearchPipelineConfig, StudentConfig, TeacherConfig, fast_config
+from edgecart.vision.config import (
+    BuildConfig,
+    BuildConfigError,
+    ExportConfig,
+    StudentConfig,
+    TeacherConfig,
+    tiny_config,
+)
 from edgecart.vision.evaluate import same_top10
 from edgecart.vision.metrics import average_precision_at_k, recall_at_k, retrieval, retrieval_from_ranks
 
@@ -75,22 +80,47 @@ def test_relational_loss_is_zero_for_equal_geometry():
     assert relational_loss(torch.nn.functional.normalize(torch.randn(16, 8), dim=1), t).item() > 1e-3
 
 
-def test_configs_validate_round_trip_and_key_the_cache():
-    with pytest.raises(ValueError, match="size must be >= 32"):
+def test_configs_validate_and_read_toml(tmp_path):
+    with pytest.raises(BuildConfigError, match="size must be >= 32"):
         TeacherConfig(size=16)
-    with pytest.raises(ValueError, match="loss weights"):
+    with pytest.raises(BuildConfigError, match="loss weights"):
         StudentConfig(w_cosine=-1)
-    with pytest.raises(ValueError, match="label_fraction"):
-        SearchPipelineConfig(label_fraction=1.5)
-    cfg = fast_config()
-    again = SearchPipelineConfig.from_dict(cfg.to_dict())
-    assert again == cfg and again.teacher_key() == cfg.teacher_key()
-    with pytest.raises(ValueError, match="unknown teacher config keys"):
-        SearchPipelineConfig.from_dict({"teacher": {"sise": 3}})
-    other = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, epochs=2.0))
-    assert other.teacher_key() != cfg.teacher_key()
-    students_only = dataclasses.replace(cfg, student=dataclasses.replace(cfg.student, epochs=9.0))
-    assert students_only.teacher_key() == cfg.teacher_key()  # retraining students keeps the cached teacher
+    with pytest.raises(BuildConfigError, match="formats"):
+        ExportConfig(formats=("coreml",))
+    cfg = tiny_config()
+    assert BuildConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(BuildConfigError, match=r"unknown \[teacher\] keys \['sise'\]"):
+        BuildConfig.from_dict({"teacher": {"sise": 3}})
+    with pytest.raises(BuildConfigError, match="unknown config keys"):
+        BuildConfig.from_dict({"epochs": 3})
+    p = tmp_path / "build.toml"
+    p.write_text('name = "shop"\n[teacher]\nsize = 96\nepochs = 2\n[export]\nformats = ["onnx"]\n')
+    t = BuildConfig.from_toml(p)
+    assert t.name == "shop" and t.teacher.size == 96 and t.teacher.epochs == 2 and t.export.formats == ("onnx",)
+    assert t.student == StudentConfig() and t.storage_preprocessing.size == (96, 96)
+    p.write_text("[teacher\n")
+    with pytest.raises(BuildConfigError, match="not valid TOML"):
+        BuildConfig.from_toml(p)
+
+
+def test_per_query_metrics_and_bootstrap():
+    from edgecart.vision.metrics import bootstrap_ci, full_ranking, paired_diff_ci, paired_ratio_ci, per_query
+
+    g = np.eye(4, dtype=np.float32)
+    q = np.array([[1, 0.5, 0, 0], [0, 0, 0.2, 1]], np.float32)
+    r = full_ranking(q, g)
+    assert r[0].tolist() == [0, 1, 2, 3] and r[1].tolist() == [3, 2, 0, 1]
+    pq = per_query(r, np.array([1, 1]), np.array([0, 1, 1, 0]))
+    assert pq["recall@1"].tolist() == [0.0, 0.0] and pq["recall@5"].tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(pq["map"], [(1 / 2 + 2 / 3) / 2, (1 / 2 + 2 / 4) / 2])
+    np.testing.assert_allclose(pq["precision@10"], [0.5, 0.5])
+    x = np.r_[np.ones(50), np.zeros(50)]
+    lo, hi = bootstrap_ci(x)
+    assert lo < 0.5 < hi and hi - lo < 0.3
+    d, dlo, dhi = paired_diff_ci(x, np.zeros(100))
+    assert d == 0.5 and dlo > 0.3
+    ratio, rlo, rhi = paired_ratio_ci(x, x)
+    assert ratio == rlo == rhi == 1.0
 
 
 def test_cache_round_trip_and_damaged_entries(tmp_path):

@@ -1,0 +1,197 @@
+"""Quantization recipes as typed, frozen configurations, registered by name.
+
+A recipe says *what* to quantize and how (static or dynamic activations, per-channel weights, calibration, layers
+kept in float, quantization-aware fine-tuning); each exporter says which recipes it can apply
+(``exporter.supports(recipe)``) and applies them with its own toolchain. A recipe is data: it round-trips through
+JSON (``recipe_to_dict`` / ``recipe_from_dict``) and the manifest records the one applied.
+
+Names: ``RECIPES[name]`` looks up a ready-made recipe (``static-int8-per-channel``, ``dynamic-int8``, ...) and the
+names earlier edgecart versions wrote (``pt2e-xnnpack-per-channel``, ``ort-static-qdq-per-channel-minmax``, ...);
+an unknown name raises :class:`~edgecart.runtime.errors.UnknownNameError` listing the known ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from edgecart.config import ConfigError, from_dict, to_dict
+from edgecart.runtime.registry import Registry
+
+#: Calibration methods: ``auto`` is each toolchain's default (ONNX Runtime: MinMax; PT2E: histogram observer).
+CALIBRATIONS = ("auto", "minmax", "percentile", "entropy", "histogram")
+#: Activation types of static int8 (``auto``: the toolchain's default, see StaticInt8).
+ACTIVATIONS = ("auto", "int8", "uint8")
+#: Op kinds a recipe may restrict quantization to (empty = every op the toolchain quantizes).
+OP_KINDS = ("conv", "linear")
+
+
+def _check_names(kind: str, names: tuple[str, ...]) -> None:
+    for n in names:
+        if not isinstance(n, str) or not n or n != n.strip():
+            raise ConfigError(f"{kind}.exclude: {n!r} is not a module name such as 'features.0'")
+
+
+@dataclass(frozen=True)
+class StaticInt8:
+    """int8 weights and int8 activations with ranges calibrated on sample inputs (post-training).
+
+    ``exclude``: module names (``features.0``; a name covers its submodules) kept in float. ``ops``: quantize only
+    these op kinds (``conv``, ``linear``), keeping the rest (gathers, adds, norms, softmax) in float.
+    ``activations``: ``int8`` (symmetric), ``uint8`` (asymmetric; lets ONNX Runtime fold ReLU/ReLU6 clips into the
+    quantized convs) or ``auto`` (each toolchain's fastest measured choice: uint8 on ONNX Runtime, int8 on PT2E).
+    """
+
+    per_channel: bool = True
+    calibration: str = "auto"
+    exclude: tuple[str, ...] = ()
+    ops: tuple[str, ...] = ()
+    activations: str = "auto"
+    kind: ClassVar[str] = "static_int8"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        object.__setattr__(self, "ops", tuple(self.ops))
+        if not isinstance(self.per_channel, bool):
+            raise ConfigError("static_int8.per_channel must be true or false")
+        if self.calibration not in CALIBRATIONS:
+            raise ConfigError(f"static_int8.calibration {self.calibration!r} is unknown; known: {list(CALIBRATIONS)}")
+        if self.activations not in ACTIVATIONS:
+            raise ConfigError(f"static_int8.activations {self.activations!r} unknown; known: {list(ACTIVATIONS)}")
+        bad = [o for o in self.ops if o not in OP_KINDS]
+        if bad:
+            raise ConfigError(f"static_int8.ops {bad} unknown; known: {list(OP_KINDS)}")
+        _check_names("static_int8", self.exclude)
+
+    @property
+    def name(self) -> str:
+        parts = ["static-int8", "per-channel" if self.per_channel else "per-tensor"]
+        if self.calibration != "auto":
+            parts.append(self.calibration)
+        if self.activations != "auto":
+            parts.append(f"{self.activations}-activations")
+        if self.ops:
+            parts.append("-".join(self.ops) + "-only")
+        if self.exclude:
+            parts.append(f"float{len(self.exclude)}")
+        return "-".join(parts)
+
+
+@dataclass(frozen=True)
+class DynamicInt8:
+    """int8 weights; activations quantized on the fly per inference (no calibration ranges). Linear/MatMul layers."""
+
+    per_channel: bool = True
+    exclude: tuple[str, ...] = ()
+    kind: ClassVar[str] = "dynamic_int8"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        if not isinstance(self.per_channel, bool):
+            raise ConfigError("dynamic_int8.per_channel must be true or false")
+        _check_names("dynamic_int8", self.exclude)
+
+    @property
+    def name(self) -> str:
+        return "dynamic-int8-" + ("per-channel" if self.per_channel else "per-tensor") + (
+            f"-float{len(self.exclude)}" if self.exclude else "")
+
+
+@dataclass(frozen=True)
+class QAT:
+    """Quantization-aware training: insert fake-quantization (``prepare_qat_pt2e``), fine-tune ``steps`` passes over
+    the calibration inputs so the int8 model matches the float model's outputs (``loss``, a name in ``QAT_LOSSES``),
+    then convert. The fallback when post-training quantization misses the quality gate."""
+
+    per_channel: bool = True
+    steps: int = 50
+    lr: float = 1e-4
+    loss: str = "match_float"
+    exclude: tuple[str, ...] = ()
+    seed: int = 0
+    kind: ClassVar[str] = "qat"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
+            raise ConfigError("qat.steps must be an integer >= 1")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
+            raise ConfigError("qat.lr must lie in (0, 1)")
+        if not isinstance(self.loss, str) or not self.loss:
+            raise ConfigError("qat.loss must name a loss in edgecart.exporters.recipes.QAT_LOSSES")
+        _check_names("qat", self.exclude)
+
+    @property
+    def name(self) -> str:
+        return "qat-int8-" + ("per-channel" if self.per_channel else "per-tensor") + (
+            f"-float{len(self.exclude)}" if self.exclude else "")
+
+
+QuantRecipe = StaticInt8 | DynamicInt8 | QAT
+RECIPE_TYPES: tuple[type, ...] = (StaticInt8, DynamicInt8, QAT)
+
+#: Recipe kinds by their ``kind`` field, for ``{"kind": "static_int8", ...}`` documents.
+RECIPE_KINDS: Registry[type] = Registry("quantization recipe kind")
+for _t in RECIPE_TYPES:
+    RECIPE_KINDS.register(_t.kind, _t)
+
+#: Ready-made recipes by name (new names, then the names older edgecart versions wrote into manifests).
+RECIPES: Registry[QuantRecipe] = Registry("quantization recipe")
+for _r in (StaticInt8(), StaticInt8(per_channel=False), StaticInt8(calibration="percentile"),
+           StaticInt8(calibration="minmax"), StaticInt8(per_channel=False, calibration="minmax"),
+           StaticInt8(calibration="minmax", ops=("conv", "linear")), DynamicInt8(), DynamicInt8(per_channel=False),
+           QAT()):
+    RECIPES.register(_r.name, _r)
+for _old, _r in {
+    "pt2e-xnnpack-per-channel": StaticInt8(), "pt2e-xnnpack-per-tensor": StaticInt8(per_channel=False),
+    "pt2e-litert-per-channel": StaticInt8(), "pt2e-litert-per-tensor": StaticInt8(per_channel=False),
+    "ort-static-qdq-per-channel-minmax": StaticInt8(calibration="minmax", activations="int8"),
+    "ort-static-qdq-per-channel-percentile": StaticInt8(calibration="percentile", activations="int8"),
+    "ort-static-qdq-per-channel-minmax-weights-only-ops": StaticInt8(calibration="minmax", ops=("conv", "linear"),
+                                                                     activations="int8"),
+    "ort-static-qdq-per-tensor-minmax": StaticInt8(per_channel=False, calibration="minmax", activations="int8"),
+}.items():
+    RECIPES.register(_old, _r)
+
+
+def recipe_to_dict(recipe: QuantRecipe) -> dict[str, Any]:
+    """``{"kind": ..., fields...}``: the JSON form the manifest records and ``recipe_from_dict`` reads."""
+    return {"kind": recipe.kind, **to_dict(recipe)}
+
+
+def recipe_from_dict(data: dict[str, Any]) -> QuantRecipe:
+    if not isinstance(data, dict) or "kind" not in data:
+        raise ConfigError(f"a recipe is a table with a 'kind' (one of {RECIPE_KINDS.names()}), got {data!r}")
+    body = dict(data)
+    cls = RECIPE_KINDS[body.pop("kind")]
+    return from_dict(cls, body, cls.kind)
+
+
+def resolve_recipe(recipe: Any) -> QuantRecipe:
+    """A typed recipe from a recipe, a registered name, or a ``{"kind": ...}`` dict; anything else is refused."""
+    if isinstance(recipe, RECIPE_TYPES):
+        return recipe  # type: ignore[return-value]
+    if isinstance(recipe, str):
+        return RECIPES[recipe]
+    if isinstance(recipe, dict):
+        return recipe_from_dict(recipe)
+    raise ConfigError(f"not a quantization recipe: {recipe!r}; pass one of {[t.__name__ for t in RECIPE_TYPES]}, "
+                      f"a name ({', '.join(RECIPES.names())}) or a {{'kind': ...}} table")
+
+
+#: Losses for QAT fine-tuning: name -> fn(int8_output, float_output) -> scalar tensor. Register your own by name.
+QAT_LOSSES: Registry[Any] = Registry("QAT loss")
+
+
+def _match_float(out: Any, ref: Any) -> Any:
+    import torch
+
+    outs = (out,) if isinstance(out, torch.Tensor) else tuple(out)
+    refs = (ref,) if isinstance(ref, torch.Tensor) else tuple(ref)
+    return sum(torch.nn.functional.mse_loss(o.float(), r.float()) for o, r in zip(outs, refs, strict=True))
+
+
+QAT_LOSSES.register("match_float", _match_float)
+
+__all__ = ["CALIBRATIONS", "OP_KINDS", "QAT", "QAT_LOSSES", "RECIPES", "RECIPE_KINDS", "RECIPE_TYPES", "DynamicInt8",
+           "QuantRecipe", "StaticInt8", "recipe_from_dict", "recipe_to_dict", "resolve_recipe"]

@@ -1,0 +1,228 @@
+"""Quantization: ``quantize(model, recipe, example_inputs, calibration)`` simulates a typed int8 recipe in torch
+(PT2E with the XNNPACK quantizer: the numerics ExecuTorch runs), ``diagnose_int8`` ranks layers by the error their
+quantization adds, and ``rescue_plan`` turns a rejected recipe into the ones worth trying next (the worst layers in
+float, then QAT). Writing int8 files is the exporters' job; they take the same typed recipes."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edgecart.config import ConfigError
+from edgecart.exporters.recipes import QAT, DynamicInt8, QuantRecipe, StaticInt8, resolve_recipe
+
+DEFAULT_STATIC = StaticInt8()
+DEFAULT_QAT = QAT()
+
+
+def _xnnpack_quantizer(recipe: QuantRecipe) -> Any:
+    from edgecart.exporters.calibrate import keep_in_float, quantization_config
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    q = XNNPACKQuantizer().set_global(quantization_config(recipe, get_symmetric_quantization_config))
+    return keep_in_float(q, getattr(recipe, "exclude", ()))
+
+
+def quantize(model: Any, recipe: QuantRecipe | str, example_inputs: tuple[Any, ...],
+             calibration: Sequence[tuple[Any, ...]]) -> Any:
+    """The int8 model of ``recipe`` as a torch module (fake-quantized PT2E graph: quantize/dequantize around int8
+    ranges), for evaluating a recipe before exporting. ``recipe`` may be a registered name."""
+    from edgecart.exporters.base import ExportRequest
+    from edgecart.exporters.calibrate import pt2e_quantize, pt2e_supports
+
+    typed = resolve_recipe(recipe)
+    if not pt2e_supports(typed):
+        raise ConfigError(f"quantize() simulates PT2E recipes; {typed.name} is applied by the ONNX exporter only")
+    if not calibration:
+        raise ConfigError("quantize() needs calibration inputs: a list of input tuples")
+    req = ExportRequest(model, tuple(example_inputs), ("x",) * len(example_inputs), ("y",), "int8", typed,
+                        tuple(calibration))
+    return pt2e_quantize(model, req, _xnnpack_quantizer(typed), fold_quantize=False)
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """The model-output error when only ``layer`` is quantized: SQNR in dB (higher is better) and the worst
+    per-sample cosine to the float output. ``with_modules``: modules that run fused with it (a BatchNorm after a
+    conv) and must stay in float together with it."""
+
+    layer: str
+    sqnr_db: float
+    cosine: float
+    with_modules: tuple[str, ...] = ()
+
+
+def _sqnr(ref: list[Any], got: list[Any]) -> tuple[float, float]:
+    import torch
+
+    r = torch.cat([t.flatten().double() for t in ref])
+    g = torch.cat([t.flatten().double() for t in got])
+    noise = float(((r - g) ** 2).sum())
+    sqnr = math.inf if noise == 0 else 10 * math.log10(max(float((r ** 2).sum()), 1e-30) / noise)
+    cos = min(float(torch.nn.functional.cosine_similarity(a.flatten().double(), b.flatten().double(), dim=0))
+              for a, b in zip(ref, got, strict=True))
+    return sqnr, cos
+
+
+def _outputs(model: Any, data: Sequence[tuple[Any, ...]]) -> list[Any]:
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for b in data:
+            y = model(*b)
+            out.extend([y] if isinstance(y, torch.Tensor) else list(y))
+    return out
+
+
+def quantizable_layers(model: Any) -> list[str]:
+    from torch import nn
+
+    return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+
+
+def _fused_followers(graph: Any) -> dict[str, tuple[str, ...]]:
+    """conv module -> the BatchNorm module that consumes its output (exporters fold the two into one node)."""
+    def owner(node: Any) -> str | None:
+        stack = node.meta.get("nn_module_stack") or {}
+        if not stack:
+            return None
+        path = str(list(stack.values())[-1][0])
+        return path.replace("L['self'].", "").replace("L__self__", "").lstrip(".")
+
+    out: dict[str, tuple[str, ...]] = {}
+    for node in graph.graph.nodes:
+        if node.op == "call_function" and "conv" in str(node.target):
+            for user in node.users:
+                if "batch_norm" in str(user.target):
+                    a, b = owner(node), owner(user)
+                    if a and b and a != b:
+                        out[a] = (*out.get(a, ()), b)
+    return out
+
+
+def diagnose_int8(model: Any, example_inputs: tuple[Any, ...], calibration: Sequence[tuple[Any, ...]],
+                  recipe: QuantRecipe | str = DEFAULT_STATIC, layers: Sequence[str] | None = None,
+                  progress: Callable[[str], None] | None = None) -> list[LayerError]:
+    """Quantize one layer at a time with ``recipe`` (PT2E / XNNPACK numerics), run the calibration inputs and
+    compare the model's outputs with the float model's: the layers whose quantization alone loses the most come
+    first. ``layers`` defaults to every Conv/Linear module."""
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    typed = resolve_recipe(recipe)
+    if isinstance(typed, QAT):
+        typed = StaticInt8(per_channel=typed.per_channel)
+    if not isinstance(typed, (StaticInt8, DynamicInt8)):
+        raise ConfigError(f"diagnose_int8 needs a static or dynamic int8 recipe, not {typed.name}")
+    if isinstance(typed, StaticInt8) and typed.calibration not in ("auto", "histogram", "minmax"):
+        typed = dataclasses.replace(typed, calibration="auto")  # ORT-only calibrations: PT2E default instead
+    typed = dataclasses.replace(typed, exclude=())
+    if isinstance(typed, StaticInt8):
+        typed = dataclasses.replace(typed, ops=())
+    from edgecart.exporters.calibrate import keep_in_float, quantization_config
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    cfg = quantization_config(typed, get_symmetric_quantization_config)
+    model = model.eval()
+    ref = _outputs(model, calibration)
+    with torch.no_grad():
+        graph = torch.export.export(model, tuple(example_inputs)).module()
+    followers = _fused_followers(graph)
+    candidates = list(layers) if layers is not None else quantizable_layers(model)
+    every = quantizable_layers(model)
+    results = []
+    for name in candidates:
+        if progress:
+            progress(f"diagnose {name}")
+        # only ``name`` (and the ops outside every conv/linear module) is quantized: the same exclusion mechanism
+        # the exporters use, so what the diagnosis measures is what an ``exclude=`` recipe changes
+        others = [n for n in every if n != name and not name.startswith(n + ".")]
+        q = keep_in_float(XNNPACKQuantizer().set_global(cfg), others)
+        prepared = prepare_pt2e(copy.deepcopy(graph), q)
+        with torch.no_grad():
+            for b in calibration:
+                prepared(*b)
+            converted = convert_pt2e(prepared)
+        sqnr, cos = _sqnr(ref, _outputs(converted, calibration))
+        results.append(LayerError(name, sqnr, cos, followers.get(name, ())))
+    return sorted(results, key=lambda r: r.sqnr_db)
+
+
+def rescue_plan(model: Any, example_inputs: tuple[Any, ...], calibration: Sequence[tuple[Any, ...]],
+                failed: QuantRecipe | str, *, keep_float: int = 2, qat: QAT | None = DEFAULT_QAT,
+                diagnosis: list[LayerError] | None = None) -> tuple[list[QuantRecipe], list[LayerError]]:
+    """What to try after ``failed`` missed the gate: the same recipe with the 1…``keep_float`` worst layers (by
+    :func:`diagnose_int8`) kept in float, then ``qat`` (quantization-aware fine-tuning) with the same layers in float.
+    Returns (recipes in order, the diagnosis)."""
+    typed = resolve_recipe(failed)
+    diag = diagnosis if diagnosis is not None else diagnose_int8(model, example_inputs, calibration, typed)
+    plans: list[QuantRecipe] = []
+    excluded: tuple[str, ...] = ()
+    for row in diag[:keep_float]:
+        excluded = (*excluded, row.layer, *row.with_modules)
+        if isinstance(typed, (StaticInt8, DynamicInt8, QAT)):
+            plans.append(dataclasses.replace(typed, exclude=tuple(dict.fromkeys((*typed.exclude, *excluded)))))
+    if qat is not None:
+        plans.append(qat)
+        if excluded:
+            plans.append(dataclasses.replace(qat, exclude=excluded))
+    return plans, diag
+
+
+def gate_rescue(model: Any, example_inputs: tuple[Any, ...], calibration: Sequence[tuple[Any, ...]], *,
+                keep_float: int = 2, qat: QAT | None = DEFAULT_QAT,
+                progress: Callable[[str], None] | None = None) -> Callable[[list[dict[str, Any]]], list[QuantRecipe]]:
+    """A ``rescue`` for :func:`edgecart.exporters.export_int8_gated`: diagnose the first recipe that ran and missed
+    the gate, and propose :func:`rescue_plan`. The diagnosis is kept on the function (``.diagnosis``) for reports."""
+    state: dict[str, Any] = {}
+
+    def rescue(attempts: list[dict[str, Any]]) -> list[QuantRecipe]:
+        from edgecart.exporters.recipes import recipe_from_dict
+
+        ran = [a for a in attempts if "drop" in a or str(a.get("reason", "")).startswith("parity")]
+        base = recipe_from_dict(ran[0]["config"]) if ran else StaticInt8()
+        if "diagnosis" not in state:
+            state["diagnosis"] = diagnose_int8(model, example_inputs, calibration, base, progress=progress)
+        plans, _ = rescue_plan(model, example_inputs, calibration, base, keep_float=keep_float, qat=qat,
+                               diagnosis=state["diagnosis"])
+        rescue.diagnosis = [dataclasses.asdict(d) for d in state["diagnosis"]]  # type: ignore[attr-defined]
+        return plans
+
+    rescue.diagnosis = []  # type: ignore[attr-defined]
+    return rescue
+
+
+__all__ = ["LayerError", "diagnose_int8", "gate_rescue", "quantizable_layers", "quantize", "rescue_plan"]
+
+
+def agreement_evaluator(reference: Any, inputs: Sequence[tuple[Any, ...]]) -> tuple[Callable[[Any], dict[str, float]],
+                                                                                      dict[str, float]]:
+    """A task-free quality figure for the int8 gate: the worst per-sample cosine and the SQNR (dB) of an artifact's
+    outputs against the float model's on ``inputs`` (a validation split). Returns (evaluate(session), the float
+    model's own figures: cosine 1.0)."""
+    import numpy as np
+
+    ref = _outputs(reference.eval(), inputs)
+
+    def evaluate(session: Any) -> dict[str, float]:
+        got = []
+        for b in inputs:
+            out = session.run([np.ascontiguousarray(t.detach().cpu().numpy()) for t in b])
+            got.extend(out[s.name] for s in session.outputs)
+        import torch
+
+        sqnr, cos = _sqnr(ref, [torch.from_numpy(np.asarray(g)) for g in got])
+        return {"cosine": cos, "sqnr_db": min(sqnr, 1e6)}
+
+    return evaluate, {"cosine": 1.0, "sqnr_db": 1e6}

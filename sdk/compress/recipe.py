@@ -1,0 +1,203 @@
+"""A compression ``Recipe``: prune → distil → quantize, one typed stage each, loaded from TOML or JSON.
+
+```toml
+name = "small-and-int8"
+[prune]                      # optional: kind = "structured" | "magnitude"
+kind = "structured"
+ratio = 0.5
+[distill]                    # optional: edgecart.compress.distill from the unpruned model (DistillConfig)
+epochs = 2
+losses = [{ name = "mse", weight = 1.0 }]
+[quantize]                   # optional: int8 recipes tried in order behind a quality gate, per format
+recipes = ["static-int8-per-channel", { kind = "static_int8", per_channel = false }]
+gate_metric = "cosine"
+max_drop = 0.01
+rescue = true                # when every recipe misses the gate: worst layers in float, then QAT
+keep_float = 2
+```
+
+Unknown stage or option names raise :class:`~edgecart.config.ConfigError` listing the known ones; recipe names go
+through the recipe registry (misspellings list the known names). ``Recipe.to_dict()`` is what bundles record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgecart.config import ConfigError, from_dict, load_file, to_dict
+from edgecart.exporters.recipes import QAT, QuantRecipe, recipe_to_dict, resolve_recipe
+from edgecart.runtime.errors import UnknownNameError
+from edgecart.runtime.registry import Registry
+
+from .pruning import PruneConfig, prune_config_from_dict, prune_config_to_dict
+
+#: Runners of stages whose code lives elsewhere, by name: fn(student, config, **context) -> model. The distillation
+#: trainer registers "distill" here; a recipe that names an unregistered runner fails listing the registered ones.
+STAGE_RUNNERS: Registry[Callable[..., Any]] = Registry("compression stage runner")
+
+
+def register_stage(name: str, runner: Callable[..., Any]) -> Callable[..., Any]:
+    """Register ``runner(student, config: DistillStage, **context) -> model`` under ``name``."""
+    return STAGE_RUNNERS.register(name, runner)
+
+
+@dataclass(frozen=True)
+class DistillStage:
+    """Recover quality after pruning by distillation from the unpruned model (the teacher), run by
+    ``STAGE_RUNNERS[runner]``. ``config``: the runner's settings; for the built-in ``distill`` runner a
+    :class:`~edgecart.compress.distill.DistillConfig` table (losses, epochs, lr, ...), checked when the recipe loads."""
+
+    runner: str = "distill"
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.runner, str) or not self.runner:
+            raise ConfigError("distill.runner must name a registered runner")
+        if not isinstance(self.config, dict):
+            raise ConfigError("distill.config must be a table")
+        if self.runner == "distill":
+            _distill_config(self.config)  # fail at load, not after pruning
+
+    @classmethod
+    def from_table(cls, data: dict[str, Any]) -> DistillStage:
+        """``[distill]`` in a recipe file: ``runner`` (optional) and the runner's settings side by side."""
+        if not isinstance(data, dict):
+            raise ConfigError("[distill] must be a table")
+        body = dict(data)
+        return cls(runner=body.pop("runner", "distill"), config=body)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runner": self.runner, **self.config}
+
+
+def _distill_config(table: dict[str, Any]) -> Any:
+    from .distill import DistillConfig
+
+    try:
+        return DistillConfig.from_dict(table)
+    except (ConfigError, UnknownNameError):
+        raise
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"distill: {exc}") from None
+
+
+def _run_distill(student: Any, stage: DistillStage, *, teacher: Any = None, data: Any = None,
+                 **kwargs: Any) -> Any:
+    """The built-in runner: :func:`edgecart.compress.distill` from ``teacher`` (default: the unpruned model) on
+    ``data`` (a ``DistillData``)."""
+    from .distill import distill
+
+    if data is None:
+        raise ConfigError("the recipe distils: pass data=DistillData(...) (training inputs) to Recipe.apply")
+    distill(student, teacher, data, _distill_config(stage.config), **kwargs)
+    return student
+
+
+register_stage("distill", _run_distill)
+
+
+@dataclass(frozen=True)
+class QuantizeStage:
+    """int8 recipes tried in order behind a quality gate (``gate_metric`` may drop by at most ``max_drop``).
+    Formats skip the recipes they cannot apply. ``rescue``: when all miss, keep the ``keep_float`` worst layers
+    (per-layer diagnosis) in float, then try ``qat``. ``calibration``: how many calibration inputs to use."""
+
+    recipes: tuple[QuantRecipe, ...] = ()
+    gate_metric: str = "cosine"
+    max_drop: float = 0.01
+    rescue: bool = True
+    keep_float: int = 2
+    qat: QAT | None = QAT()
+    calibration: int = 64
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "recipes", tuple(resolve_recipe(r) for r in self.recipes))
+        if isinstance(self.qat, dict):
+            object.__setattr__(self, "qat", from_dict(QAT, self.qat, "quantize.qat"))
+        if not self.gate_metric:
+            raise ConfigError("quantize.gate_metric must name a metric")
+        if self.max_drop < 0 or self.keep_float < 0 or self.calibration < 1:
+            raise ConfigError("quantize: max_drop >= 0, keep_float >= 0, calibration >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = to_dict(self)
+        d["recipes"] = [recipe_to_dict(r) for r in self.recipes]
+        return d
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The stages to apply, in order: ``prune`` → ``distill`` → ``quantize`` (each optional)."""
+
+    name: str = "recipe"
+    prune: PruneConfig | None = None
+    distill: DistillStage | None = None
+    quantize: QuantizeStage | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("recipe.name must not be empty")
+
+    @property
+    def stages(self) -> list[str]:
+        return [s for s in ("prune", "distill", "quantize") if getattr(self, s) is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name,
+                "prune": prune_config_to_dict(self.prune) if self.prune else None,
+                "distill": self.distill.to_dict() if self.distill else None,
+                "quantize": self.quantize.to_dict() if self.quantize else None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        if not isinstance(data, dict):
+            raise ConfigError("a recipe is a table")
+        known = ("name", "prune", "distill", "quantize")
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"recipe: unknown stage(s) {unknown}; known: {list(known)}")
+        quant = data.get("quantize")
+        return cls(
+            name=data.get("name", "recipe"),
+            prune=prune_config_from_dict(data["prune"]) if data.get("prune") is not None else None,
+            distill=DistillStage.from_table(data["distill"]) if data.get("distill") is not None else None,
+            quantize=from_dict(QuantizeStage, quant, "quantize") if quant is not None else None,
+        )
+
+    def apply(self, model: Any, example_inputs: tuple[Any, ...], *, progress: Callable[[str], None] | None = None,
+              **context: Any) -> tuple[Any, dict[str, Any]]:
+        """Run the float stages (prune, distil) on ``model``; returns (compressed float model, record). The quantize
+        stage runs at export (:func:`edgecart.compress.export_compressed`), where each format applies its recipes.
+        ``context`` goes to the distillation runner (``data=``, optionally ``teacher=``: by default the model as it
+        was before pruning)."""
+        from .pruning import prune, sparsity
+
+        say = progress or (lambda _m: None)
+        record: dict[str, Any] = {"recipe": self.to_dict(), "stages": []}
+        before = sparsity(model)
+        original = model
+        if self.prune is not None:
+            say(f"prune: {self.prune.kind}")
+            model = prune(model, self.prune, example_inputs)
+            record["stages"].append({"stage": "prune", "before": before, "after": sparsity(model)})
+        if self.distill is not None:
+            runner = STAGE_RUNNERS[self.distill.runner]
+            say(f"distill: {self.distill.runner}")
+            context.setdefault("teacher", original.eval())
+            model = runner(model, self.distill, **context)
+            record["stages"].append({"stage": "distill", "runner": self.distill.runner})
+        return model, record
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """A :class:`Recipe` from a ``.toml`` or ``.json`` file."""
+    data = load_file(path)
+    if "recipe" in data and set(data) == {"recipe"}:
+        data = data["recipe"]
+    return Recipe.from_dict(data)
+
+
+__all__ = ["STAGE_RUNNERS", "DistillStage", "QuantizeStage", "Recipe", "load_recipe", "register_stage"]
