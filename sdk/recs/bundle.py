@@ -1,9 +1,12 @@
-"""Write a ``recommendations`` bundle: the student in every format (fp32, and int8 behind a quality gate evaluated
-through the runtime), the shop's item table, popularity for cold starts, an int8 item-embedding table, and the
-quality of every artifact on the test targets measured through the runtime."""
+"""Write a ``recommendations`` bundle: the student's user-vector model in every format (fp32, and int8 behind a
+quality gate evaluated through the runtime), the shop's item ids, popularity for cold starts, the int8 item table
+(rows + per-row scales) that scores the user vector — stored once, outside the model files, so it can be updated
+without re-export — optional item metadata, and the quality of every artifact on the test targets measured through
+the runtime (model + int8 table, as on a device)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +17,9 @@ import torch
 from edgecart.data.sequences import SequenceData, Split, left_pad
 from edgecart.exporters import BundleWriter, QualityGate, export_artifact, export_int8_gated, golden_from_model
 from edgecart.exporters.gate import evaluate_artifact
-from edgecart.models.sasrec import SASRec
+from edgecart.models.sasrec import SASRec, SASRecUserVector
 from edgecart.runtime.manifest import Artifact, SequencePreprocessing
+from edgecart.runtime.recommender import USER_VECTOR, ItemTable
 from edgecart.runtime.search import quantize_rows
 from edgecart.runtime.session import Session
 
@@ -26,6 +30,7 @@ ITEMS = "catalog/items.npy"
 POPULARITY = "catalog/popularity.npy"
 EMBEDDINGS = "catalog/item_embeddings.int8.npy"
 EMBEDDING_SCALES = "catalog/item_embeddings.scale.npy"
+METADATA = "catalog/items.json"
 
 
 @dataclass(frozen=True)
@@ -41,53 +46,87 @@ class ArtifactRow:
     ndcg: float
     cosine: float | None
     recipe: str | None = None
+    ndcg_unseen: float | None = None  # with exclude_seen=True, the runtime's default
+    p50_ms: float | None = None  # one Recommender.recommend call (model + int8 table + top-10)
 
 
-def session_scores(session: Session, histories: tuple[np.ndarray, ...] | list[np.ndarray]) -> np.ndarray:
-    """Scores [U, num_items + 1] from a runtime session, one [1, N] query per history (as on a device)."""
+def item_table(model: SASRec, popularity: np.ndarray, item_ids: np.ndarray) -> ItemTable:
+    """The int8 item table (per-row symmetric scales) of ``model``'s item embeddings, as the runtime reads it."""
+    q, scale = quantize_rows(model.items.weight.detach().numpy().astype(np.float32))
+    available = np.ones(len(item_ids) + 1, bool)
+    available[0] = False
+    return ItemTable(np.asarray(item_ids), q, scale, np.asarray(popularity, np.float64), available, len(item_ids))
+
+
+def session_scores(session: Session, histories: tuple[np.ndarray, ...] | list[np.ndarray],
+                   table: ItemTable | None = None) -> np.ndarray:
+    """Scores [U, num_items + 1] from a runtime session, one [1, N] query per history (as on a device); a user-vector
+    model's vectors are scored against ``table``."""
     n = session.inputs[0].shape[1]
     name = session.outputs[0].name
-    rows = [session.run(left_pad(h, n)[None, :])[name][0] for h in histories]
-    return np.stack(rows).astype(np.float32)
+    if table is None or session.inputs[0].dtype != "float32":
+        rows = np.stack([session.run(left_pad(h, n)[None, :])[name][0] for h in histories]).astype(np.float32)
+    else:  # the embeddings of the history, gathered from the int8 table, as the runtime does
+        rows = np.stack([session.run(table.embed(left_pad(h, n)[None]))[name][0] for h in histories])
+    if table is None:
+        return rows.astype(np.float32)
+    return table.scores(rows)
 
 
-def session_evaluator(histories: tuple[np.ndarray, ...] | list[np.ndarray], targets: np.ndarray,
-                      k: int = 10) -> Callable[[Session], dict[str, float]]:
-    """A function Session -> {recall@k, ndcg@k, users} for the exporters' quality gate."""
+def session_evaluator(histories: tuple[np.ndarray, ...] | list[np.ndarray], targets: np.ndarray, k: int = 10,
+                      table: ItemTable | None = None,
+                      exclude_seen_too: bool = False) -> Callable[[Session], dict[str, float]]:
+    """A function Session -> {recall@k, ndcg@k, users} for the exporters' quality gate; with ``exclude_seen_too``
+    also ``recall@k_unseen`` / ``ndcg@k_unseen`` with each user's history scored out (the runtime's default)."""
     def evaluate(session: Session) -> dict[str, float]:
-        return evaluate_scores(session_scores(session, histories), targets, k)
+        scores = session_scores(session, histories, table)
+        out = evaluate_scores(scores, targets, k)
+        if exclude_seen_too:
+            unseen = evaluate_scores(scores, targets, k, exclude=histories)
+            out |= {f"recall@{k}_unseen": unseen[f"recall@{k}"], f"ndcg@{k}_unseen": unseen[f"ndcg@{k}"]}
+        return out
 
     return evaluate
 
 
 def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfig, out: Path, *,
                  popularity: np.ndarray, quality: dict[str, Any], name: str, version: str = "0.1.0",
+                 metadata: list[dict[str, Any]] | None = None,
                  progress: Callable[[str], None] | None = None) -> tuple[Path, list[ArtifactRow], dict[str, Any]]:
-    """Export ``model`` into a bundle at ``out``; returns (path, one row per kept artifact, catalog description)."""
+    """Export ``model`` into a bundle at ``out``; returns (path, one row per kept artifact, catalog description).
+
+    ``metadata``: optional per-item records (names, categories, ...; one per item, in item order) carried into
+    ``catalog/items.json``."""
     from edgecart.runtime.backends import backend_for_format
 
     say = progress or (lambda _m: None)
     model = model.eval()
     n = model.cfg.max_len
+    table = item_table(model, popularity, data.item_ids)
+    if metadata is not None and len(metadata) != data.num_items:
+        raise ValueError(f"metadata has {len(metadata)} records for {data.num_items} items")
+    model = SASRecUserVector(model).eval()
     io = model.io_spec
     rng = np.random.default_rng(0)
     lengths = [n, max(1, n // 2), min(3, n), 1]
     golden_x = [left_pad(split.test_history[i][-lengths[i % 4]:], n)
                 for i in range(min(cfg.golden_samples, split.num_users))]
-    samples = [(_as_input(x),) for x in golden_x]
+    samples = [(_as_input(table, x),) for x in golden_x]
     golden = golden_from_model(model, samples, io)
     users = rng.choice(split.num_users, size=cfg.calibration_samples, replace=split.num_users < cfg.calibration_samples)
-    calibration = [(_as_input(left_pad(split.valid_history[u][-int(rng.integers(1, n + 1)):], n)),) for u in users]
+    calibration = [(_as_input(table, left_pad(split.valid_history[u][-int(rng.integers(1, n + 1)):], n)),)
+                   for u in users]
     g = min(cfg.gate_users, split.num_users)
-    gate_eval = session_evaluator(split.valid_history[:g], split.valid_target[:g])
-    test_eval = session_evaluator(split.test_history, split.test_target)
+    gate_eval = session_evaluator(split.valid_history[:g], split.valid_target[:g], table=table)
+    test_eval = session_evaluator(split.test_history, split.test_target, table=table, exclude_seen_too=True)
     gate = QualityGate(cfg.gate_metric, cfg.gate_max_drop)
 
-    emb = model.items.weight.detach().numpy().astype(np.float32)
-    q, scale = quantize_rows(emb)
-    fp32_bytes, int8_bytes = emb.nbytes, q.nbytes + scale.nbytes
+    q, scale = table.q, table.scales
+    assert q is not None and scale is not None
+    fp32_bytes, int8_bytes = q.size * 4, q.nbytes + scale.nbytes
     catalog = {
-        "kind": "item_table", "num_items": data.num_items, "pad_index": 0,
+        "kind": "item_table", "scoring": USER_VECTOR, "num_items": data.num_items, "model_items": data.num_items,
+        "pad_index": 0,
         "items": ITEMS, "index": "model index i (1..num_items) is the shop item items[i - 1]; 0 is padding",
         "popularity": POPULARITY, "popularity_meaning": "training interactions per model index (0 at padding); the "
                       "fallback ranking for an empty or all-unknown history",
@@ -95,10 +134,13 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
                             "dim": int(q.shape[1]), "quantization": "symmetric per row: embedding ≈ q * scale[row]",
                             "fp32_bytes": int(fp32_bytes), "int8_bytes": int(int8_bytes),
                             "saved_bytes": int(fp32_bytes - int8_bytes),
-                            "use": "item-to-item similarity on the device (Recommender.similar)"},
-        "scores_output": "scores[0, i] ranks model index i; column 0 is padding and is never recommended",
+                            "use": "scores every item: score[i] = user_vector · q[i] * scale[i] (row 0 is padding, "
+                                   "never recommended); also item-to-item similarity (Recommender.similar)"},
+        "user_vector_output": "the model's output; the runtime scores it against item_embeddings",
         "source": data.name,
     }
+    if metadata is not None:
+        catalog["metadata"] = METADATA
     with BundleWriter(out, name=name, version=version, task="recommendations", inputs=io.inputs,
                       outputs=io.outputs, preprocessing=SequencePreprocessing(n, 0, "left"), overwrite=True) as w:
         w.set_golden(*golden)
@@ -106,13 +148,16 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
         w.add_file(POPULARITY, "catalog", np.asarray(popularity, np.float32))
         w.add_file(EMBEDDINGS, "catalog", q)
         w.add_file(EMBEDDING_SCALES, "catalog", scale)
+        if metadata is not None:
+            w.add_file(METADATA, "catalog", json.dumps({"ids": [_plain_id(v) for v in data.item_ids.tolist()],
+                                                        "records": metadata}, ensure_ascii=False).encode("utf-8"))
         w.catalog = catalog
         rows: list[ArtifactRow] = []
         for fmt in cfg.formats:
             say(f"{name}: fp32 {fmt}")
             art = export_artifact(w, model, samples[0], fmt, golden=golden)
             ref = evaluate_artifact(w, art, gate_eval)
-            art = _record(w, art, ref, test_eval, rows, backend_for_format(fmt).name)
+            art = _record(w, art, ref, test_eval, rows, backend_for_format(fmt).name, data, split)
             if not cfg.int8:
                 continue
             int8 = export_int8_gated(w, model, samples[0], fmt, calibration=calibration, golden=golden,
@@ -121,7 +166,7 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
             if int8 is None:
                 say(f"{name}: int8 {fmt} rejected by the gate (see manifest quality.int8_rejected)")
                 continue
-            _record(w, int8, dict(int8.quality), test_eval, rows, backend_for_format(fmt).name)
+            _record(w, int8, dict(int8.quality), test_eval, rows, backend_for_format(fmt).name, data, split)
         w.quality = {**quality, "protocol": PROTOCOL, "gate": {"metric": gate.metric, "max_drop": gate.max_drop,
                      "evaluated_on": f"first {g} validation users, through the runtime"},
                      "int8_rejected": w.quality.get("int8_rejected", {}),
@@ -130,17 +175,41 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
     return path, rows, catalog
 
 
-def _as_input(x: np.ndarray) -> torch.Tensor:
-    # a fresh [1, N] tensor: numpy views of a new axis can carry a 0 stride, which ExecuTorch refuses
-    return torch.tensor(np.asarray(x, np.int64).reshape(1, -1))
+def _plain_id(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _as_input(table: ItemTable, x: np.ndarray) -> torch.Tensor:
+    # a fresh [1, N, dim] tensor: numpy views of a new axis can carry a 0 stride, which ExecuTorch refuses
+    rows = table.embed(np.asarray(x, np.int64).reshape(1, -1))
+    return torch.tensor(rows.reshape(-1)).reshape(rows.shape).contiguous()
 
 
 def _record(w: BundleWriter, art: Artifact, valid: dict[str, float], test_eval: Callable[[Session], dict[str, float]],
-            rows: list[ArtifactRow], backend: str) -> Artifact:
+            rows: list[ArtifactRow], backend: str, data: SequenceData, split: Split) -> Artifact:
     test = evaluate_artifact(w, art, test_eval)
     art = w.update_artifact(art.name, quality={"valid_gate_subset": valid, "test": test})
     size = w.manifest().artifact_bytes(art)
     recipe = (art.quantization or {}).get("recipe")
+    ms = recommend_p50_ms(w, art, data, split)
     rows.append(ArtifactRow(art.name, art.format, art.precision, backend, size, test["recall@10"], test["ndcg@10"],
-                            art.parity.cosine if art.parity else None, recipe))
+                            art.parity.cosine if art.parity else None, recipe, test.get("ndcg@10_unseen"), ms))
     return art
+
+
+def recommend_p50_ms(w: BundleWriter, art: Artifact, data: SequenceData, split: Split, queries: int = 60) -> float:
+    """p50 ms of one ``Recommender.recommend(history, k=10)`` on the staged bundle (shop ids in, ids out)."""
+    import time
+
+    from edgecart.runtime.backends import backend_for_format
+    from edgecart.runtime.recommender import Recommender
+
+    rec = Recommender(w.stage(), backend=backend_for_format(art.format).name, artifact=art.name, threads=1)
+    hist = [data.item_ids[h[-rec.max_len:] - 1].tolist() for h in split.test_history[:queries]]
+    rec.recommend(hist[0], k=10)
+    times = []
+    for h in hist:
+        t0 = time.perf_counter()
+        rec.recommend(h, k=10)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)

@@ -11,30 +11,44 @@ FORMATS = ("executorch", "onnx", "tflite")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Adam on full-softmax cross-entropy over all items at every position of each training window."""
+    """Adam (decoupled weight decay, AdamW) on full-softmax cross-entropy over all items at every position of each
+    training window. After each epoch validation NDCG@10 is measured and the best epoch kept; with ``patience``,
+    training stops after that many epochs without a gain (early stopping)."""
 
     epochs: int = 20
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError("lr must be > 0 and weight_decay >= 0")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError("patience (epochs without a validation gain before stopping) must be >= 1 or None")
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Ranking distillation: the teacher's top ``top_k`` items at each position are soft positives weighted by the
-    teacher's softmax over them (temperature ``temperature``); the loss is ``(1 - alpha) * CE(ground truth) +
-    alpha * CE(soft positives)``, both over the student's full softmax."""
+    """Ranking distillation, each piece an option (the ablation table switches them one by one):
+
+    * soft targets: the teacher's top ``top_k`` items at each position are soft positives weighted by the teacher's
+      softmax over them at ``temperature``; the loss is ``(1 - alpha) * CE(ground truth) + alpha * T² *
+      CE_T(soft positives)``, both over the student's full softmax (``alpha = 0`` switches it off);
+    * ``hint``: weight of a hint loss, the mean squared error between the teacher's hidden state and the student's
+      passed through a small learned projection (student dim -> teacher dim), at every trained position;
+    * ``pca_init``: start the student's item table from the teacher's projected on its top principal directions
+      (uncentred SVD), rescaled to the student's initial spread, instead of random.
+    """
 
     top_k: int = 20
     temperature: float = 1.0
     alpha: float = 0.5
+    hint: float = 0.0
+    pca_init: bool = False
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -43,6 +57,8 @@ class DistillConfig:
             raise ValueError("temperature must be > 0")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError("alpha must lie in [0, 1]")
+        if self.hint < 0:
+            raise ValueError("hint (the hidden-state loss weight) must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -130,9 +130,13 @@ def test_manifest_describes_padding_and_the_item_table(rec_bundle):
     m = open_bundle(rec_bundle[0]).manifest
     assert m.task == "recommendations"
     assert m.preprocessing == SequencePreprocessing(8, 0, "left")
-    assert m.inputs[0].dtype == "int64" and m.inputs[0].shape == (1, 8)
-    assert m.outputs[0].shape == (1, NUM_ITEMS + 1)
-    assert "padding" in m.outputs[0].description
+    # the model takes the history's item-table rows and has no item table of its own
+    assert m.inputs[0].dtype == "float32" and m.inputs[0].shape == (1, 8, 16)
+    # the model outputs the user vector; the item table (int8 rows + scales) is stored once, in the catalog
+    assert m.outputs[0].name == "user_vector" and m.outputs[0].shape == (1, 16)
+    assert m.catalog["scoring"] == "user_vector"
+    emb = m.catalog["item_embeddings"]
+    assert (emb["rows"], emb["dim"]) == (NUM_ITEMS + 1, 16)
     assert all("test" in a.quality for a in m.artifacts)
 
 
@@ -142,3 +146,41 @@ def test_refuses_a_bundle_of_another_task(tiny_bundle):
 
     with pytest.raises(BundleError, match="recommendations"):
         Recommender(tiny_bundle)
+
+
+def test_odd_ids_are_unknown_or_typed_errors(rec_bundle):
+    from edgecart.runtime.errors import InputSpecError
+    from edgecart.runtime.recommender import Recommender
+
+    rec = Recommender(rec_bundle[0], backend="onnxruntime")
+    nan = float("nan")
+    out = rec.recommend([-1, 2**70, "1003", " 1004 ", nan, None, 1005.0, np.int64(1006), "sku"], k=2)
+    assert out.used == 4 and out.items[0] == 1007  # 1003..1006 known (str, padded str, float, numpy int)
+    assert out.unknown[:2] == (-1, 2**70) and out.unknown[3:] == (None, "sku") and out.unknown[2] != out.unknown[2]
+    for bad in ([[1003]], [{"id": 1}]):
+        with pytest.raises(InputSpecError, match="cannot be an item id"):
+            rec.recommend(bad)
+    assert rec.recommend([True, 1003], k=1).unknown == (True,)  # a flag is never item 1
+    with pytest.raises(InputSpecError, match="not str"):
+        rec.recommend("1003")
+    with pytest.raises(InputSpecError, match="sequence of item ids"):
+        rec.recommend(1003)
+    for k in (0, 1.5, True, "3"):
+        with pytest.raises(InputSpecError, match="k must be"):
+            rec.recommend([1003], k=k)
+
+
+def test_runtime_scores_the_user_vector_with_the_int8_table(rec_bundle):
+    from edgecart.runtime.recommender import Recommender
+
+    rec = Recommender(rec_bundle[0], backend="onnxruntime")
+    x = rec._pad([3, 4, 5])  # the model input (the name the ARM runner uses)
+    assert x.shape == (1, 8, 16) and x.dtype == np.float32 and not x[0, :5].any()  # zero rows = padding
+    vec = rec.session.run(x)["user_vector"][0]
+    scores = rec.table.scores(vec)[0]
+    assert scores.shape == (NUM_ITEMS + 1,)
+    # the int8 rows with per-row scales, dequantised: score = vector · q[i] * scale[i]
+    expect = (rec.table.q.astype(np.float64) @ vec.astype(np.float64)) * rec.table.scales
+    np.testing.assert_allclose(scores[1:], expect[1:], rtol=1e-4, atol=1e-4)  # row 0 (padding) reads as zero
+    assert scores[0] == 0.0
+    assert int(np.argmax(scores[1:])) + 1 == 6

@@ -1,0 +1,300 @@
+"""Recommendations studies: teacher sweep, distillation ablation, quality-vs-size curve (issue 12).
+
+    EDGECART_THREADS=1 .venv/bin/python scripts/recs_experiments.py sweep --dataset movielens-100k
+    EDGECART_THREADS=1 .venv/bin/python scripts/recs_experiments.py ablation --dataset movielens-100k
+    EDGECART_THREADS=1 .venv/bin/python scripts/recs_experiments.py curve --dataset movielens-100k
+
+Teachers are cached (``--cache``, default ``out/cache``) under the same key the demo uses, so a teacher chosen here
+is the demo's teacher when DEMO_CONFIGS names the same settings. Results: ``benchmarks/results/recs/<study>-<data>``
+(.json, .md; the curve also .png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path("benchmarks/results/recs")
+
+
+def _data(name: str, min_item_count: int = 5):
+    from edgecart.recs.pipeline import _load
+
+    return _load(name, min_item_count)
+
+
+def _teacher(data, split, cfg, cache: Path, say):
+    """The demo's teacher for ``cfg`` (cached by the pipeline's key), with its Fit."""
+    import json
+
+    from edgecart.cache import Cache
+    from edgecart.models.sasrec import num_params
+    from edgecart.recs.experiments import Fit, evaluate
+    from edgecart.recs.pipeline import _fingerprint, _model_config, train_teacher
+
+    t0 = time.perf_counter()
+    teacher, seconds = train_teacher(data, split, cfg, cache, say)
+    v, t, r, u = evaluate(teacher, split)
+    meta = Cache(cache, "recs").path(f"{data.name}-teacher", _fingerprint(data, _model_config(data, cfg, "teacher"),
+                                                                           cfg.teacher_train), ".json")
+    info = json.loads(meta.read_text()) if meta.is_file() else {}
+    seconds = info.get("train_s", seconds)
+    return Fit("teacher", num_params(teacher), v, t, r, info.get("best_epoch", 0), info.get("epochs_run", 0),
+               seconds or (time.perf_counter() - t0),
+               {"size": dataclasses.asdict(cfg.teacher), "train": dataclasses.asdict(cfg.teacher_train)}, u), teacher
+
+
+SWEEPS = {
+    # (dim, layers, heads, dropout, weight decay); max epochs, patience and lr below
+    "movielens-100k": [(128, 2, 2, 0.5, 0.0), (128, 2, 2, 0.2, 0.0)],
+    "instacart": [(128, 2, 2, 0.2, 0.0)],
+    "movielens-1m": [(64, 2, 2, 0.2, 0.0)],
+}
+SWEEP_TRAIN = {"movielens-100k": dict(epochs=40, lr=3e-3, patience=5),
+               "instacart": dict(epochs=15, lr=2e-3, patience=3),
+               "movielens-1m": dict(epochs=10, lr=2e-3, patience=2)}
+
+
+def sweep(args: argparse.Namespace) -> int:
+    from edgecart.data.sequences import leave_last_out
+    from edgecart.recs.config import ModelSize, RecsConfig, TrainConfig
+    from edgecart.recs.experiments import Fit, fits_table, write_json_md
+
+    data = _data(args.dataset)
+    split = leave_last_out(data)
+    fits: list[Fit] = []
+    for dim, layers, heads, drop, wd in SWEEPS[args.dataset]:
+        cfg = RecsConfig(teacher=ModelSize(dim, layers, heads, drop),
+                         teacher_train=TrainConfig(weight_decay=wd, **SWEEP_TRAIN[args.dataset]))
+        f, _ = _teacher(data, split, cfg, args.cache, print)
+        f = dataclasses.replace(f, label=f"teacher d{dim} L{layers} dropout {drop} wd {wd}")
+        print(f"{f.label}: valid NDCG@10 {f.valid_ndcg:.4f}", flush=True)
+        fits.append(f)
+        _partial(f"teacher-sweep-{args.dataset}", fits)
+    best = max(range(len(fits)), key=lambda i: fits[i].valid_ndcg)
+    md = (f"# Teacher sweep, {data.describe()}\n\nChosen on validation NDCG@10: **{fits[best].label}**. "
+          f"Training: {SWEEP_TRAIN[args.dataset]} (best validation epoch kept), one torch thread, seed 0.\n\n"
+          + fits_table(fits) + f"\n\nCommand: `{_command()}`")
+    write_json_md(RESULTS / f"teacher-sweep-{args.dataset}", {"dataset": data.describe(), "chosen": best,
+                  "train": SWEEP_TRAIN[args.dataset], "fits": [f.public() for f in fits],
+                  "command": _command()}, md)
+    print(md)
+    return 0
+
+
+def ablation(args: argparse.Namespace) -> int:
+    from edgecart.data.sequences import leave_last_out
+    from edgecart.recs.config import DistillConfig
+    from edgecart.recs.experiments import fit, fits_table, write_json_md
+    from edgecart.recs.pipeline import DEMO_CONFIGS
+
+    cfg = DEMO_CONFIGS[args.dataset]
+    if args.student_dim:
+        cfg = dataclasses.replace(cfg, student=dataclasses.replace(cfg.student, dim=args.student_dim))
+    data = _data(args.dataset)
+    split = leave_last_out(data)
+    tfit, teacher = _teacher(data, split, cfg, args.cache, print)
+    tcfg = dataclasses.replace(cfg.student_train, epochs=args.epochs, patience=args.patience)
+    base = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=0.0)
+    variants = [
+        ("label-only (no teacher)", None),
+        (f"soft top-{args.top_k} T={args.temperature}", dataclasses.replace(base, alpha=args.alpha)),
+        ("hint only", dataclasses.replace(base, hint=args.hint)),
+        ("PCA init only", dataclasses.replace(base, pca_init=True)),
+        ("soft + hint", dataclasses.replace(base, alpha=args.alpha, hint=args.hint)),
+        ("soft + hint + PCA init", dataclasses.replace(base, alpha=args.alpha, hint=args.hint, pca_init=True)),
+    ]
+    short = dataclasses.replace(cfg.student_train, patience=None)
+    variants_short = [("soft + hint + PCA init, demo epochs, no early stop",
+                       dataclasses.replace(base, alpha=args.alpha, hint=args.hint, pca_init=True))]
+    soft_cache: dict = {}
+    fits = []
+    for label, d in variants:
+        f, _ = fit(label, data, split, cfg.student, cfg.max_len, tcfg, teacher=teacher if d else None, distill=d,
+                   soft_cache=soft_cache, cache=args.cache)
+        fits.append(f)
+    for label, d in variants_short:
+        f, _ = fit(label, data, split, cfg.student, cfg.max_len, short, teacher=teacher, distill=d,
+                   soft_cache=soft_cache)
+        fits.append(f)
+    ref = fits[0]
+    md = (f"# Distillation ablation, {data.describe()}\n\nStudent {dataclasses.asdict(cfg.student)}; teacher "
+          f"{dataclasses.asdict(cfg.teacher)} (test NDCG@10 {tfit.test_ndcg:.4f}, valid {tfit.valid_ndcg:.4f}, "
+          f"{tfit.params / 1e3:.1f}k params). Students: up to {args.epochs} epochs, early stop after "
+          f"{args.patience} without a validation gain. Paired bootstrap over test users (2000 resamples).\n\n"
+          + fits_table([*fits, tfit], reference=ref, teacher=tfit) + f"\n\nCommand: `{_command()}`")
+    write_json_md(RESULTS / f"ablation-{args.dataset}", {"dataset": data.describe(), "teacher": tfit.public(),
+                  "fits": [f.public() for f in fits], "command": _command()}, md)
+    print(md)
+    return 0
+
+
+def curve(args: argparse.Namespace) -> int:
+    from edgecart.data.sequences import leave_last_out
+    from edgecart.recs.config import DistillConfig, ModelSize
+    from edgecart.recs.experiments import compare, fit
+    from edgecart.recs.pipeline import DEMO_CONFIGS
+
+    cfg = DEMO_CONFIGS[args.dataset]
+    data = _data(args.dataset)
+    split = leave_last_out(data)
+    tfit, teacher = _teacher(data, split, cfg, args.cache, print)
+    tcfg = dataclasses.replace(cfg.student_train, epochs=args.epochs, patience=args.patience)
+    rows, soft_cache, done = [], {}, []
+    teacher_ms = _latency_ms(teacher, data, split)
+    for dim in [int(d) for d in args.dims.split(",")]:
+        size = ModelSize(dim, 1, 1, cfg.student.dropout)
+        pair = {}
+        soft_only = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha)
+        for label, d in (("distilled", soft_only), ("label-only", None)):
+            f, model = fit(f"d{dim} {label}", data, split, size, cfg.max_len, tcfg,
+                           teacher=teacher if d else None, distill=d, soft_cache=soft_cache, cache=args.cache)
+            pair[label] = (f, model)
+            done.append(f)
+            _partial(f"curve-{args.dataset}", done)
+        ms = _latency_ms(pair["distilled"][1], data, split)
+        c = compare(pair["distilled"][0], pair["label-only"][0])
+        ct = compare(pair["distilled"][0], tfit)
+        rows.append({"dim": dim, "params": pair["distilled"][0].params,
+                     "params_ratio": pair["distilled"][0].params / tfit.params, "p50_ms": ms,
+                     "distilled": pair["distilled"][0].public(), "label_only": pair["label-only"][0].public(),
+                     "distilled_minus_label_only": c, "distilled_over_teacher": ct,
+                     "ci_distilled": _ci(pair["distilled"][0].user_ndcg),
+                     "ci_label_only": _ci(pair["label-only"][0].user_ndcg)})
+        _write_curve(args, data, tfit, teacher_ms, rows)
+    return 0
+
+
+def _write_curve(args: argparse.Namespace, data, tfit, teacher_ms: float, rows: list) -> None:
+    """Write the curve's JSON, Markdown and PNG with the sizes done so far."""
+    from edgecart.recs.experiments import fmt_ci, write_json_md
+
+    doc = {"dataset": data.describe(), "teacher": {**tfit.public(), "p50_ms": teacher_ms,
+                                                    "ci": _ci(tfit.user_ndcg)},
+           "rows": rows, "command": _command(),
+           "students": f"1 block, 1 head, dropout 0.1; distilled = top-{args.top_k} soft targets at "
+                       f"T={args.temperature}, alpha {args.alpha}; up to {args.epochs} epochs, early stop after "
+                       f"{args.patience}",
+           "latency": "p50 of one query through ONNX Runtime (fp32, 1 thread), "
+           "model + int8 item-table top-10, measured on a shared, loaded 2-core machine"}
+    md = [f"# Quality vs size, {data.describe()}\n", f"Teacher: {tfit.params / 1e3:.1f}k params, test NDCG@10 "
+          f"{tfit.test_ndcg:.4f}, p50 {teacher_ms:.2f} ms. Students: {doc['students']}.\n",
+          "| student | params (× teacher) | p50 ms | distilled "
+          "NDCG@10 [95% CI] | label-only NDCG@10 [95% CI] | distilled − label-only [95% CI] | distilled / teacher |",
+          "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        cd, cl = r["ci_distilled"], r["ci_label_only"]
+        md.append(f"| d{r['dim']} L1 | {r['params'] / 1e3:.1f}k ({r['params_ratio']:.3f}) | {r['p50_ms']:.2f} | "
+                  f"{cd[0]:.4f} [{cd[1]:.4f}, {cd[2]:.4f}] | {cl[0]:.4f} [{cl[1]:.4f}, {cl[2]:.4f}] | "
+                  f"{fmt_ci(r['distilled_minus_label_only'])} | {fmt_ci(r['distilled_over_teacher'], 'ratio')} |")
+    md.append(f"\n{doc['latency']}.\n\nCommand: `{_command()}`")
+    write_json_md(RESULTS / f"curve-{args.dataset}", doc, "\n".join(md))
+    _plot(doc, RESULTS / f"curve-{args.dataset}.png")
+    print("\n".join(md))
+
+
+def _partial(stem: str, fits: list) -> None:
+    """Each finished fit at once (a long study cut short keeps what it measured)."""
+    import json
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.partial.json").write_text(json.dumps([f.public() for f in fits], indent=2) + "\n")
+
+
+def _ci(u: np.ndarray, samples: int = 2000) -> tuple[float, float, float]:
+    idx = np.random.default_rng(0).integers(0, u.size, size=(samples, u.size))
+    m = u[idx].mean(axis=1)
+    return float(u.mean()), float(np.percentile(m, 2.5)), float(np.percentile(m, 97.5))
+
+
+def _latency_ms(model, data, split, queries: int = 200) -> float:
+    """p50 ms of one recommendation through the runtime (ONNX fp32 user-vector model + int8 item table)."""
+    import tempfile
+
+    from edgecart.recs.baselines import Popularity
+    from edgecart.recs.bundle import write_bundle
+    from edgecart.recs.config import RecsConfig
+    from edgecart.runtime.recommender import Recommender
+
+    cfg = RecsConfig(max_len=model.cfg.max_len, formats=("onnx",), int8=False, gate_users=8, golden_samples=2,
+                     calibration_samples=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        sub = dataclasses.replace(split, valid_history=split.valid_history[:8], valid_target=split.valid_target[:8],
+                                  test_history=split.test_history[:8], test_target=split.test_target[:8],
+                                  train=split.train[:8])
+        path, _, _ = write_bundle(model, data, sub, cfg, Path(tmp) / "b", popularity=Popularity(split.train,
+                                  data.num_items).counts, quality={}, name="curve")
+        rec = Recommender(path, backend="onnxruntime", threads=1)
+        hist = [data.item_ids[h - 1].tolist() for h in split.test_history[:queries]]
+        times = []
+        for h in hist:
+            t0 = time.perf_counter()
+            rec.recommend(h, k=10)
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times) * 1e3)
+
+
+def _plot(doc: dict, dest: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    rows = doc["rows"]
+    t = doc["teacher"]
+    for ax, key, xlabel in ((axes[0], "params", "parameters"), (axes[1], "p50_ms", "p50 latency, ms (runtime)")):
+        x = [r[key] for r in rows]
+        for name, color in (("distilled", "C0"), ("label_only", "C1")):
+            ci = np.array([r[f"ci_{name}"] for r in rows])
+            ax.errorbar(x, ci[:, 0], yerr=[ci[:, 0] - ci[:, 1], ci[:, 2] - ci[:, 0]], marker="o", capsize=3,
+                        color=color, label=name.replace("_", "-"))
+        tx = t["params"] if key == "params" else t["p50_ms"]
+        ax.errorbar([tx], [t["ci"][0]], yerr=[[t["ci"][0] - t["ci"][1]], [t["ci"][2] - t["ci"][0]]], marker="*",
+                    markersize=12, color="k", capsize=3, label="teacher")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test NDCG@10 (95% CI)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(doc["dataset"].split(":")[0] + ": quality vs size")
+    fig.tight_layout()
+    fig.savefig(dest, dpi=110)
+    plt.close(fig)
+
+
+def _command() -> str:
+    return "EDGECART_THREADS=1 .venv/bin/python scripts/recs_experiments.py " + " ".join(sys.argv[1:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edgecart.threads import set_torch_threads
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="study", required=True)
+    for name, fn in (("sweep", sweep), ("ablation", ablation), ("curve", curve)):
+        s = sub.add_parser(name)
+        s.add_argument("--dataset", required=True, choices=("instacart", "movielens-100k", "movielens-1m"))
+        s.add_argument("--cache", type=Path, default=Path("out/cache"))
+        s.add_argument("--epochs", type=int, default=60)
+        s.add_argument("--patience", type=int, default=6)
+        s.add_argument("--top-k", type=int, default=50)
+        s.add_argument("--temperature", type=float, default=2.0)
+        s.add_argument("--alpha", type=float, default=0.5)
+        s.add_argument("--hint", type=float, default=1.0)
+        s.add_argument("--dims", default="8,16,32")
+        s.add_argument("--student-dim", type=int, default=None, help="ablation: student width (default: the demo's)")
+        s.add_argument("--variants", default="", help="ablation: indices of the variants to run (default all)")
+        s.set_defaults(func=fn)
+    args = p.parse_args(argv)
+    set_torch_threads()
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

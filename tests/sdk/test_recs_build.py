@@ -1,0 +1,253 @@
+"""``edgecart build recommendations`` from small generated logs (CSV and Parquet): every error case of the log and
+item file, then one tiny build (ONNX only) with item metadata, its report, the bundle through the runtime, and an
+item-table update without re-export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+NUM_ITEMS = 12
+
+
+def _log_rows(users: int = 40, length: int = 14, seed: int = 0):
+    """Each user walks the item cycle sku-1 → sku-2 → … from a random start; timestamps as ISO date-times."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(users):
+        start = int(rng.integers(0, NUM_ITEMS))
+        for t in range(length):
+            rows.append((f"u{u}", f"sku-{(start + t) % NUM_ITEMS + 1}", f"2024-05-{1 + t:02d}T10:00:00", t))
+    order = rng.permutation(len(rows))  # shuffled: the loader must sort by time
+    return [rows[i] for i in order]
+
+
+def _write_csv(path, rows, header=("user", "item", "ts", "pos")):
+    path.write_text(",".join(header) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    return path
+
+
+def test_csv_and_parquet_logs_give_the_same_sequences(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from edgecart.data.interactions import load_interactions
+
+    rows = _log_rows()
+    csv = _write_csv(tmp_path / "log.csv", rows)
+    cols = list(zip(*rows, strict=True))
+    pq.write_table(pa.table({"user": cols[0], "item": cols[1], "ts": pa.array(cols[2]).cast(pa.timestamp("s")),
+                             "pos": cols[3]}), tmp_path / "log.parquet")
+    a, info = load_interactions(csv, user_col="user", item_col="item", time_col="ts")
+    b, _ = load_interactions(tmp_path / "log.parquet", user_col="user", item_col="item", time_col="ts")
+    assert a.num_items == NUM_ITEMS and len(a.sequences) == 40 and info.kept_rows == 40 * 14
+    assert a.item_ids.tolist() == b.item_ids.tolist() and a.user_ids.tolist() == b.user_ids.tolist()
+    for x, y in zip(a.sequences, b.sequences, strict=True):
+        assert x.tolist() == y.tolist()
+    # time order recovered from the shuffled file: each step goes to the next item of the cycle
+    ids = a.item_ids
+    for s in a.sequences:
+        nums = [int(str(ids[i - 1]).split("-")[1]) for i in s]
+        assert all(n2 == n1 % NUM_ITEMS + 1 for n1, n2 in zip(nums, nums[1:], strict=False))
+    c, _ = load_interactions(csv, user_col="user", item_col="item", order_cols=["pos"])
+    assert [s.tolist() for s in c.sequences] == [s.tolist() for s in a.sequences]
+
+
+@pytest.mark.parametrize("case, match", [
+    ("missing_file", "no such file"),
+    ("bad_suffix", "unknown file type"),
+    ("missing_column", "has no column 'item'"),
+    ("empty", "is empty"),
+    ("null_ids", "'user' has empty ids"),
+    ("bad_time", "neither numbers nor date-times"),
+    ("too_short", "no user has 3 or more"),
+])
+def test_log_errors_are_typed_and_say_the_fix(tmp_path, case, match):
+    from edgecart.data.interactions import InteractionLogError, load_interactions
+    from edgecart.runtime.errors import EdgecartError
+
+    p = tmp_path / "log.csv"
+    if case == "missing_file":
+        p = tmp_path / "nope.csv"
+    elif case == "bad_suffix":
+        p = tmp_path / "log.xlsx"
+        p.write_text("x")
+    elif case == "missing_column":
+        _write_csv(p, _log_rows(), header=("user", "product", "ts", "pos"))
+    elif case == "empty":
+        p.write_text("user,item,ts,pos\n")
+    elif case == "null_ids":
+        p.write_text("user,item,ts,pos\n,sku-1,2024-01-01T00:00:00,1\nu1,sku-2,2024-01-02T00:00:00,2\n")
+    elif case == "bad_time":
+        p.write_text("user,item,ts,pos\nu1,sku-1,yesterday,1\nu1,sku-2,today,2\n")
+    elif case == "too_short":
+        p.write_text("user,item,ts,pos\nu1,sku-1,1,1\nu1,sku-2,2,2\nu2,sku-1,1,1\n")
+    with pytest.raises(InteractionLogError, match=match) as err:
+        load_interactions(p, user_col="user", item_col="item", time_col="ts", min_item_count=1)
+    assert isinstance(err.value, EdgecartError)
+
+
+def test_item_file_errors(tmp_path):
+    from edgecart.data.interactions import InteractionLogError, load_interactions, load_item_metadata
+
+    data, _ = load_interactions(_write_csv(tmp_path / "log.csv", _log_rows()), user_col="user", item_col="item",
+                                time_col="ts")
+    dup = tmp_path / "dup.csv"
+    dup.write_text("item,name\n" + "".join(f"sku-{i},n{i}\n" for i in range(1, NUM_ITEMS + 1)) + "sku-3,again\n")
+    with pytest.raises(InteractionLogError, match="more than once"):
+        load_item_metadata(dup, data.item_ids, id_col="item")
+    short = tmp_path / "short.csv"
+    short.write_text("item,name\n" + "".join(f"sku-{i},n{i}\n" for i in range(1, NUM_ITEMS)))
+    with pytest.raises(InteractionLogError, match="lacks 1 of the log's 12 items"):
+        load_item_metadata(short, data.item_ids, id_col="item")
+    with pytest.raises(InteractionLogError, match="has no column 'sku'"):
+        load_item_metadata(short, data.item_ids, id_col="sku")
+    ok = tmp_path / "items.csv"
+    ok.write_text("item,name,price\n" + "".join(f"sku-{i},Item {i},{i}.5\n" for i in range(1, NUM_ITEMS + 3)))
+    records, extra = load_item_metadata(ok, data.item_ids, id_col="item")
+    assert extra == 2 and records[0] == {"name": f"Item {data.item_ids[0].split('-')[1]}",
+                                         "price": float(data.item_ids[0].split('-')[1]) + 0.5}
+
+
+def _parser():
+    from edgecart.cli import build_cmd
+
+    parser = argparse.ArgumentParser()
+    build_cmd.add_parser(parser.add_subparsers())
+    return parser
+
+
+def test_cli_reports_log_errors(tmp_path, capsys):
+    p = tmp_path / "log.csv"
+    _write_csv(p, _log_rows(), header=("user", "product", "ts", "pos"))
+    args = _parser().parse_args(["build", "recommendations", "--interactions", str(p), "--user-col", "user",
+                                 "--item-col", "item", "--out", str(tmp_path / "out")])
+    assert args.func(args) == 2
+    assert "has no column 'item'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    from edgecart.recs.build import load_config
+
+    bad = tmp_path / "b.toml"
+    bad.write_text("[data]\nuser = 'x'\n")
+    with pytest.raises(SystemExit, match="unknown \\[data\\] keys"):
+        load_config(bad)
+    bad.write_text("[teacher]\nwidth = 3\n")
+    with pytest.raises(SystemExit, match="unknown teacher keys"):
+        load_config(bad)
+
+
+TINY = """
+max_len = 8
+formats = ["onnx"]
+int8 = false
+gate_users = 20
+golden_samples = 2
+calibration_samples = 4
+[data]
+min_item_count = 1
+[teacher]
+dim = 16
+layers = 1
+heads = 1
+dropout = 0.0
+[student]
+dim = 4
+layers = 1
+heads = 1
+dropout = 0.0
+[teacher_train]
+epochs = 12
+lr = 0.01
+batch_size = 32
+[student_train]
+epochs = 12
+lr = 0.01
+batch_size = 32
+[distill]
+top_k = 5
+hint = 0.5
+pca_init = true
+"""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("build")
+    log = _write_csv(tmp / "log.csv", _log_rows())
+    items = tmp / "items.csv"
+    items.write_text("item,name\n" + "".join(f"sku-{i},Item {i}\n" for i in range(1, NUM_ITEMS + 1)))
+    (tmp / "build.toml").write_text(TINY)
+    out = tmp / "out"
+    args = _parser().parse_args(["build", "recommendations", "--interactions", str(log), "--user-col", "user",
+                                 "--item-col", "item", "--time-col", "ts", "--items", str(items), "--config",
+                                 str(tmp / "build.toml"), "--out", str(out), "--threads", "1"])
+    assert args.func(args) == 0
+    return out
+
+
+def test_build_writes_bundle_and_report(built):
+    from edgecart.runtime import open_bundle
+
+    for f in ("summary.md", "summary.json", "summary.png"):
+        assert (built / f).is_file() and (built / f).stat().st_size > 0
+    doc = json.loads((built / "summary.json").read_text())
+    models = {m["model"]: m for m in doc["results"][0]["models"]}
+    assert set(models) == {"popularity", "co-occurrence", "teacher (SASRec)", "student, distilled",
+                           "student, no distillation"}
+    assert models["student, distilled"]["ndcg_unseen"] is not None
+    assert "log " in doc["notes"][0]
+    m = open_bundle(built / "bundle").manifest
+    assert m.catalog["scoring"] == "user_vector" and m.outputs[0].shape == (1, 4)
+    meta = json.loads((built / "bundle" / m.catalog["metadata"]).read_text())
+    assert meta["records"][meta["ids"].index("sku-5")] == {"name": "Item 5"}
+    art = doc["results"][0]["artifacts"][0]
+    assert art["p50_ms"] > 0 and art["ndcg_unseen"] is not None
+
+
+def test_built_bundle_recommends_the_cycle(built):
+    from edgecart.runtime.recommender import Recommender
+
+    rec = Recommender(built / "bundle", backend="onnxruntime")
+    out = rec.recommend(["sku-3", "sku-4", "sku-5"], k=3)
+    assert out.source == "model" and out.items[0] == "sku-6"
+    assert not {"sku-3", "sku-4", "sku-5"} & set(out.items)
+    with_seen = rec.recommend(["sku-3", "sku-4", "sku-5"], k=NUM_ITEMS, exclude_seen=False)
+    assert len(with_seen) == NUM_ITEMS
+
+
+def test_item_table_updates_without_re_export(built, tmp_path):
+    from edgecart.recs.catalog import update_item_table
+    from edgecart.runtime import open_bundle
+    from edgecart.runtime.errors import InputSpecError
+    from edgecart.runtime.recommender import Recommender
+
+    src = open_bundle(built / "bundle")
+    rec = Recommender(src, backend="onnxruntime")
+    user = rec.session.run(rec._model_input([rec.index_of(i) for i in ("sku-3", "sku-4", "sku-5")]))["user_vector"][0]
+    # a new item whose vector is the user's own scores highest; the old favourite is removed
+    new = update_item_table(built / "bundle", tmp_path / "v2", add={"sku-new": user * 10}, remove=["sku-6"],
+                            metadata={"sku-7": {"name": "Item 7, renamed"}})
+    b2 = open_bundle(new)
+    assert b2.manifest.version != src.manifest.version
+    for a in src.manifest.artifacts:  # the model files are byte-identical
+        assert b2.manifest.file(a.path).sha256 == src.manifest.file(a.path).sha256
+    rec2 = Recommender(b2, backend="onnxruntime")
+    out = rec2.recommend(["sku-3", "sku-4", "sku-5"], k=3)
+    assert out.items[0] == "sku-new" and "sku-6" not in out.items
+    assert "sku-6" not in rec2.recommend([], k=NUM_ITEMS + 1).items
+    # the model reads histories as table rows: a new item is understood as history at once
+    after_new = rec2.recommend(["sku-new"], k=2)
+    assert after_new.source == "model" and after_new.used == 1
+    meta = json.loads((new / b2.manifest.catalog["metadata"]).read_text())
+    assert meta["records"][meta["ids"].index("sku-7")] == {"name": "Item 7, renamed"}
+    with pytest.raises(InputSpecError, match="not in the bundle's item table"):
+        update_item_table(built / "bundle", tmp_path / "v3", remove=["sku-999"])
+    with pytest.raises(InputSpecError, match="already in the table"):
+        update_item_table(built / "bundle", tmp_path / "v3", add={"sku-1": user})
+    with pytest.raises(InputSpecError, match="finite numbers"):
+        update_item_table(built / "bundle", tmp_path / "v3", add={"sku-x": user[:2]})

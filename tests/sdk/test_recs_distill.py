@@ -1,0 +1,110 @@
+"""The distillation options on a tiny item cycle: soft targets over the teacher's top-K, the hint loss through a
+projection, PCA initialisation of the student's item table, and early stopping on validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+N = 12
+
+
+@pytest.fixture(scope="module")
+def setup():
+    import torch
+    from edgecart.data.sequences import SequenceData, leave_last_out
+    from edgecart.models.sasrec import SASRec, SASRecConfig
+    from edgecart.recs.config import TrainConfig
+    from edgecart.recs.train import train
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    seqs = tuple((np.arange(s, s + 12) % N + 1).astype(np.int64) for s in rng.integers(0, N, 40))
+    data = SequenceData("cycle", np.arange(1, N + 1), np.arange(40), seqs)
+    split = leave_last_out(data)
+    torch.manual_seed(0)
+    teacher = SASRec(SASRecConfig(N, 8, 16, 1, 1, 2, 0.0))
+    train(teacher, split, TrainConfig(epochs=15, batch_size=16, lr=1e-2))
+    return data, split, teacher
+
+
+def test_config_validation():
+    from edgecart.recs.config import DistillConfig, RecsConfig, TrainConfig
+
+    with pytest.raises(ValueError, match="hint"):
+        DistillConfig(hint=-1)
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(patience=0)
+    cfg = RecsConfig(distill=DistillConfig(top_k=60, temperature=2.0, hint=0.5, pca_init=True),
+                     student_train=TrainConfig(patience=4))
+    assert RecsConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_soft_targets_keep_top_k_and_hidden_states(setup):
+    from edgecart.data.sequences import training_windows
+    from edgecart.recs.config import DistillConfig
+    from edgecart.recs.train import teacher_soft_targets
+
+    _, split, teacher = setup
+    windows, _ = training_windows(split.train, 8)
+    soft = teacher_soft_targets(teacher, windows, DistillConfig(top_k=50, temperature=2.0, hint=1.0))
+    assert soft.index.shape == (*windows.shape, N)  # K is capped at the number of items
+    assert (soft.index != 0).all()  # padding is never a soft target
+    np.testing.assert_allclose(soft.weight.sum(-1), 1.0, atol=1e-5)
+    assert soft.hidden is not None and soft.hidden.shape == (*windows.shape, 16)
+    assert teacher_soft_targets(teacher, windows, DistillConfig(top_k=3)).hidden is None
+
+
+def test_pca_init_keeps_the_teachers_item_geometry(setup):
+    import torch
+    from edgecart.models.sasrec import SASRec, SASRecConfig
+    from edgecart.recs.train import pca_init
+
+    _, _, teacher = setup
+    student = SASRec(SASRecConfig(N, 8, 4, 1, 1, 2, 0.0))
+    pca_init(student, teacher)
+    s, t = student.items.weight.detach().double(), teacher.items.weight.detach().double()
+    assert torch.all(s[0] == 0)
+    # the student's item-item similarities are the best rank-4 approximation of the teacher's (up to scale)
+    gs, gt = s[1:] @ s[1:].T, t[1:] @ t[1:].T
+    u, sv, vh = torch.linalg.svd(t[1:], full_matrices=False)
+    best = (u[:, :4] * sv[:4]) @ (u[:, :4] * sv[:4]).T
+    cos = float((gs * best).sum() / (gs.norm() * best.norm()))
+    assert cos > 0.999 and float((gs * gt).sum() / (gs.norm() * gt.norm())) > 0.5
+    with pytest.raises(ValueError, match="student dim"):
+        pca_init(SASRec(SASRecConfig(N, 8, 32, 1, 1, 2, 0.0)), teacher)
+
+
+def test_hint_loss_trains_and_needs_hidden_states(setup):
+    import torch
+    from edgecart.data.sequences import training_windows
+    from edgecart.models.sasrec import SASRec, SASRecConfig
+    from edgecart.recs.config import DistillConfig, TrainConfig
+    from edgecart.recs.train import teacher_soft_targets, train
+
+    _, split, teacher = setup
+    windows, _ = training_windows(split.train, 8)
+    d = DistillConfig(top_k=5, alpha=0.5, hint=1.0)
+    torch.manual_seed(0)
+    student = SASRec(SASRecConfig(N, 8, 8, 1, 1, 2, 0.0))
+    with pytest.raises(ValueError, match="hidden states"):
+        train(student, split, TrainConfig(epochs=1), soft=teacher_soft_targets(teacher, windows,
+                                                                               DistillConfig(top_k=5)), distill=d)
+    log = train(student, split, TrainConfig(epochs=6, batch_size=16, lr=1e-2),
+                soft=teacher_soft_targets(teacher, windows, d), distill=d)
+    assert log.losses[-1] < log.losses[0] and max(log.valid_ndcg) > 0.5
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(setup):
+    import torch
+    from edgecart.models.sasrec import SASRec, SASRecConfig
+    from edgecart.recs.config import TrainConfig
+    from edgecart.recs.train import train
+
+    _, split, _ = setup
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(N, 8, 8, 1, 1, 2, 0.0))
+    log = train(model, split, TrainConfig(epochs=60, batch_size=16, lr=3e-2, patience=2))
+    assert len(log.losses) < 60  # a learnable cycle saturates long before 60 epochs
+    assert len(log.losses) - log.best_epoch == 2 or len(log.losses) == 60
+    assert log.valid_ndcg[log.best_epoch - 1] == max(log.valid_ndcg)
