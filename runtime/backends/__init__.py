@@ -91,8 +91,13 @@ class Backend:
 
 
 BACKENDS: Registry[Backend] = Registry("backend")
-#: Preferred order when ``backend="auto"``: engines that need only numpy first.
-AUTO_ORDER = ("onnxruntime", "litert", "executorch")
+#: Default order when ``backend="auto"`` and the bundle records no measured preference for this platform: the two
+#: engines that need only numpy first, LiteRT before ONNX Runtime because it was the fastest engine on every image
+#: student measured so far, fp32 and int8 (benchmarks/results/README.md; results/image_search/*/summary.md). Whether
+#: int8 pays on ONNX Runtime depends on the model (0.57-1.22x on the small students of
+#: benchmarks/results/compression/ort_int8.md, 1.6x on the grocery student): measure a bundle with ``edgecart prefer``.
+AUTO_ORDER = ("litert", "onnxruntime", "executorch")
+
 
 
 def register(backend: Backend) -> Backend:

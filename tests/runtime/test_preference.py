@@ -29,9 +29,9 @@ def test_versions_are_bumped():
 def test_default_order_without_a_preference(tiny_bundle):
     m = open_bundle(tiny_bundle).manifest
     assert m.backend_preference is None
-    assert preferred_order(m) == DEFAULT_ORDER == ("onnxruntime", "litert", "executorch")
+    assert preferred_order(m) == DEFAULT_ORDER == ("litert", "onnxruntime", "executorch")
     art, be = select(m)
-    assert (be.name, art.precision) == ("onnxruntime", "int8")
+    assert (be.name, art.precision) == ("litert", "int8")
 
 
 def test_auto_follows_the_preference_of_this_platform_only(tiny_bundle):
@@ -40,11 +40,13 @@ def test_auto_follows_the_preference_of_this_platform_only(tiny_bundle):
     assert preferred_order(here) == ("litert", "onnxruntime", "executorch")
     art, be = select(here)
     assert (be.name, art.format, art.precision) == ("litert", "tflite", "int8")
+    ort = with_preference(m, ["onnxruntime"])
+    assert [(b.name, a.precision) for a, b in [select(ort)]] == [("onnxruntime", "int8")]
     other = "aarch64" if platform_key() != "aarch64" else "x86_64"
     elsewhere = with_preference(m, ["executorch", "litert"], machine=other)
     assert preferred_order(elsewhere) == DEFAULT_ORDER
     assert preferred_order(elsewhere, other) == ("executorch", "litert", "onnxruntime")
-    assert select(elsewhere)[1].name == "onnxruntime"
+    assert select(elsewhere)[1].name == "litert"
 
 
 def test_bad_preferences_are_refused(tiny_bundle):

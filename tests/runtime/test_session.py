@@ -172,10 +172,19 @@ def test_concurrent_runs_give_the_same_answers(session):
         np.testing.assert_allclose(y, want[k % 100], atol=1e-6)
 
 
-def test_auto_prefers_int8_and_numpy_only_engines(tiny_bundle):
+def test_auto_prefers_int8_and_numpy_only_engines(tiny_bundle, monkeypatch):
     s = load(tiny_bundle)
-    assert s.backend.name == "onnxruntime" and s.artifact.precision == "int8"
+    assert s.backend.name == "litert" and s.artifact.precision == "int8"
     assert load(tiny_bundle, precision="fp32").artifact.precision == "fp32"
+    # without LiteRT, auto falls to ONNX Runtime, int8 first there too...
+    from edgecart.runtime import backends, open_bundle
+
+    ghost = Backend("litert", "tflite", "no_such_engine_module", "tflite", lambda r: None)
+    monkeypatch.setitem(backends.BACKENDS._items, "litert", ghost)
+    art, be = select(open_bundle(tiny_bundle).manifest)
+    assert (be.name, art.precision) == ("onnxruntime", "int8")
+    # ...unless fp32 is asked for
+    assert select(open_bundle(tiny_bundle).manifest, precision="fp32")[0].precision == "fp32"
 
 
 def test_unknown_backend_lists_known(tiny_bundle):
