@@ -19,9 +19,45 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _cpu_times() -> tuple[float, float] | None:
+    """(busy, total) jiffies of all CPUs from /proc/stat, or None where there is no /proc."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            parts = f.readline().split()
+    except OSError:
+        return None
+    if not parts or parts[0] != "cpu":
+        return None
+    v = [float(x) for x in parts[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0.0)  # idle + iowait
+    return sum(v[:8]) - idle, sum(v[:8])
+
+
+def busy_cores(window: float = 0.4) -> float | None:
+    """How many cores other processes keep busy right now: /proc/stat sampled over ``window`` seconds, less this
+    process's own CPU time. None where /proc/stat is not readable. (The 1-minute load average lags by a minute: a
+    job that starts while another just began would still see an idle machine.)"""
+    import time
+
+    a = _cpu_times()
+    if a is None:
+        return None
+    own0, t0 = time.process_time(), time.perf_counter()
+    time.sleep(window)
+    b = _cpu_times()
+    own1, t1 = time.process_time(), time.perf_counter()
+    if b is None or b[1] <= a[1]:
+        return None
+    ncpu = os.cpu_count() or 1
+    busy = (b[0] - a[0]) / (b[1] - a[1]) * ncpu  # cores busy, all processes
+    own = (own1 - own0) / max(t1 - t0, 1e-9)
+    return max(0.0, busy - own)
+
+
 def free_cores(requested: int | None = None) -> int:
-    """Threads to use now: ``requested`` if given, else ``EDGECART_THREADS``, else the usable cores minus the
-    1-minute load average of the other processes (rounded), at least 1."""
+    """Threads to use now: ``requested`` if given, else ``EDGECART_THREADS``, else the usable cores minus those
+    other processes keep busy (the larger of a short /proc/stat sample and the 1-minute load average, rounded),
+    at least 1."""
     if requested is not None:
         if requested < 1:
             raise ValueError(f"threads must be >= 1, got {requested}")
@@ -37,11 +73,13 @@ def free_cores(requested: int | None = None) -> int:
         return n
     cores = usable_cores()
     try:
-        load = os.getloadavg()[0]
+        # this process's own running thread counts in the load average too; the caller is usually one of them
+        busy = max(0.0, os.getloadavg()[0] - 1.0)
     except OSError:
-        return cores
-    # this process's own running threads count in the load average too; the caller is usually one of them
-    busy = max(0.0, load - 1.0)
+        busy = 0.0
+    now = busy_cores()
+    if now is not None:
+        busy = max(busy, now)
     return max(1, min(cores, cores - int(busy + 0.5)))
 
 
@@ -54,4 +92,4 @@ def set_torch_threads(requested: int | None = None) -> int:
     return n
 
 
-__all__ = ["free_cores", "set_torch_threads", "usable_cores"]
+__all__ = ["busy_cores", "free_cores", "set_torch_threads", "usable_cores"]
