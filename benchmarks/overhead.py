@@ -68,15 +68,8 @@ def overhead(bundle: Path, config: Any, *, out: str | os.PathLike[str] | None = 
                     continue
                 levels = list(client.info.get("levels", ["session", "engine"]))
                 # levels alternate in blocks inside the one process, order rotated each round
-                samples: dict[str, list[float]] = {lvl: [] for lvl in levels}
-                by_round: dict[str, list[list[float]]] = {lvl: [] for lvl in levels}
-                for r in range(config.rounds):
-                    k = r % len(levels)
-                    for lvl in levels[k:] + levels[:k]:
-                        got = client.run(lvl, per_round, seconds_per_round)
-                        samples[lvl].extend(got)
-                        by_round[lvl].append(list(got))
-                    bar.update(1)
+                samples, by_round = client.run_interleaved(levels, config.rounds, per_round, seconds_per_round,
+                                                           on_round=lambda: bar.update(1))
                 done = client.finish()
             finally:
                 client.close()

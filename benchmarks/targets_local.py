@@ -131,6 +131,22 @@ class WorkerClient:
             raise RuntimeError(f"{self.job}: {self.error}")
         return list(reply["samples_s"])
 
+    def run_interleaved(self, levels: Sequence[str], rounds: int, iterations: int, seconds: float = 0.0,
+                        on_round: Any = None) -> tuple[dict[str, list[float]], dict[str, list[list[float]]]]:
+        """Run ``levels`` in blocks for ``rounds`` rounds, the order rotated each round; returns every sample per
+        level and the samples of each round per level (for block-bootstrap intervals). ``on_round()`` after each."""
+        samples: dict[str, list[float]] = {lvl: [] for lvl in levels}
+        by_round: dict[str, list[list[float]]] = {lvl: [] for lvl in levels}
+        for r in range(rounds):
+            k = r % len(levels)
+            for lvl in [*levels[k:], *levels[:k]]:
+                got = self.run(lvl, iterations, seconds)
+                samples[lvl].extend(got)
+                by_round[lvl].append(list(got))
+            if on_round is not None:
+                on_round()
+        return samples, by_round
+
     def finish(self) -> dict[str, Any]:
         reply = self._send({"cmd": "finish"}) if self.error is None else {}
         self.close()
