@@ -27,10 +27,10 @@ from .export import (
     infer_io_spec,
 )
 from .gate import QualityGate, evaluate_artifact, export_int8_gated
-from .recipes import QAT, RECIPES, DynamicInt8, QuantRecipe, StaticInt8, resolve_recipe
+from .recipes import QAT, RECIPES, DynamicInt8, QuantRecipe, StaticInt8, WeightOnlyInt8, resolve_recipe
 
 __all__ = ["DEFAULT_FORMATS", "EXPORTERS", "QAT", "RECIPES", "BundleWriter", "DynamicInt8", "ExportRequest",
            "ExportedFiles", "Exporter", "IOSpec", "ParityTolerance", "QualityGate", "QuantRecipe", "StaticInt8",
-           "ToolchainError", "UnsupportedRecipeError", "evaluate_artifact", "export",
+           "ToolchainError", "UnsupportedRecipeError", "WeightOnlyInt8", "evaluate_artifact", "export",
            "export_artifact", "export_int8_gated", "golden_from_model", "infer_io_spec", "is_toolchain_error", "pack",
            "resolve_recipe", "supported_recipes", "toolchain_versions"]

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .base import ExportRequest, UnsupportedRecipeError
-from .recipes import DynamicInt8, QuantRecipe, StaticInt8, recipe_to_dict
+from .recipes import DynamicInt8, QuantRecipe, StaticInt8, WeightOnlyInt8, recipe_to_dict
 
 #: ONNX op types per recipe op kind.
 OP_TYPES = {"conv": ("Conv",), "linear": ("MatMul", "Gemm")}
@@ -48,6 +48,14 @@ def quantize_onnx(float_path: Path, out_path: Path, request: ExportRequest, reci
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if isinstance(recipe, WeightOnlyInt8):
+        with tempfile.TemporaryDirectory(prefix="edgecart-ortq-") as tmp:
+            pre = Path(tmp) / "pre.onnx"
+            quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
+            quantize_dynamic(str(pre), str(out_path), per_channel=True, weight_type=QuantType.QInt8)
+        return {"recipe": recipe.name, "config": recipe_to_dict(recipe), "method": "ONNX Runtime dynamic",
+                "weights": "int8 symmetric per-channel", "activations": "float in and out; quantized to uint8 "
+                "per inference inside the integer kernels (ONNX Runtime has no int8 weight-only CPU kernels)"}
     if not isinstance(recipe, (StaticInt8, DynamicInt8)):
         raise UnsupportedRecipeError(f"ONNX Runtime's quantizer cannot apply {recipe.name}")
     excluded = nodes_in_modules(float_path, recipe.exclude)

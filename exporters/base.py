@@ -68,7 +68,8 @@ class ExportRequest:
     def __post_init__(self) -> None:
         if self.recipe is not None:
             object.__setattr__(self, "recipe", resolve_recipe(self.recipe))
-        if self.precision == "int8" and not self.calibration:
+        needs_calibration = getattr(self.recipe, "kind", None) != "weight_only_int8"
+        if self.precision == "int8" and not self.calibration and needs_calibration:
             raise ValueError("int8 export needs calibration inputs: pass calibration=[(tensor, ...), ...]")
         if self.precision != "int8" and self.recipe is not None:
             raise ValueError(f"a quantization recipe ({self.recipe.name}) needs precision='int8'")

@@ -109,8 +109,10 @@ def export_artifact(writer: BundleWriter, model: Any, example_inputs: tuple[Any,
             raise UnsupportedRecipeError(f"format {fmt!r} has no int8 path")
         typed = typed or exporter.int8_recipes[0]
         if not exporter.supports(typed):
+            why = getattr(exporter, "why_not", lambda _r: None)(typed)
             raise UnsupportedRecipeError(
-                f"format {fmt!r} cannot apply recipe {typed.name}; it supports: {', '.join(supported_recipes(fmt))}")
+                f"format {fmt!r} cannot apply recipe {typed.name}" + (f" ({why})" if why else "")
+                + f"; it supports: {', '.join(supported_recipes(fmt))}")
     name = name or f"{writer.meta['name']}.{precision}.{fmt}"
     rel = f"models/{writer.meta['name']}.{precision}{exporter.suffix}"
     if recipe is not None and typed is not None:

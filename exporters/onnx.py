@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import EXPORTERS, ExportedFiles, ExportRequest
-from .recipes import DynamicInt8, QuantRecipe, StaticInt8
+from .recipes import DynamicInt8, QuantRecipe, StaticInt8, WeightOnlyInt8
 
 
 class OnnxExporter:
@@ -26,7 +26,7 @@ class OnnxExporter:
     def supports(self, recipe: QuantRecipe) -> bool:
         if isinstance(recipe, StaticInt8):
             return recipe.calibration != "histogram"
-        return isinstance(recipe, DynamicInt8)
+        return isinstance(recipe, (DynamicInt8, WeightOnlyInt8))
 
     def write(self, request: ExportRequest, path: Path) -> ExportedFiles:
         import onnx

@@ -127,8 +127,25 @@ class QAT:
             f"-float{len(self.exclude)}" if self.exclude else "")
 
 
-QuantRecipe = StaticInt8 | DynamicInt8 | QAT
-RECIPE_TYPES: tuple[type, ...] = (StaticInt8, DynamicInt8, QAT)
+@dataclass(frozen=True)
+class WeightOnlyInt8:
+    """int8 weights (symmetric, per output channel), float activations: no calibration, files about 4x smaller.
+
+    Offered where a backend runs it correctly: LiteRT (dynamic-range quantization through ai-edge-quantizer: int8
+    weights; its kernels quantize activations on the fly, inputs and outputs stay float) and ONNX Runtime (dynamic
+    quantization: int8 weights, activations quantized per inference). ExecuTorch refuses it
+    (``UnsupportedRecipeError``): its PT2E weight-only path measured cosine 0.85 to the float model.
+    """
+
+    kind: ClassVar[str] = "weight_only_int8"
+
+    @property
+    def name(self) -> str:
+        return "weight-only-int8"
+
+
+QuantRecipe = StaticInt8 | DynamicInt8 | QAT | WeightOnlyInt8
+RECIPE_TYPES: tuple[type, ...] = (StaticInt8, DynamicInt8, QAT, WeightOnlyInt8)
 
 #: Recipe kinds by their ``kind`` field, for ``{"kind": "static_int8", ...}`` documents.
 RECIPE_KINDS: Registry[type] = Registry("quantization recipe kind")
@@ -140,7 +157,7 @@ RECIPES: Registry[QuantRecipe] = Registry("quantization recipe")
 for _r in (StaticInt8(), StaticInt8(per_channel=False), StaticInt8(calibration="percentile"),
            StaticInt8(calibration="minmax"), StaticInt8(per_channel=False, calibration="minmax"),
            StaticInt8(calibration="minmax", ops=("conv", "linear")), DynamicInt8(), DynamicInt8(per_channel=False),
-           QAT()):
+           QAT(), WeightOnlyInt8()):
     RECIPES.register(_r.name, _r)
 for _old, _r in {
     "pt2e-xnnpack-per-channel": StaticInt8(), "pt2e-xnnpack-per-tensor": StaticInt8(per_channel=False),
@@ -194,4 +211,4 @@ def _match_float(out: Any, ref: Any) -> Any:
 QAT_LOSSES.register("match_float", _match_float)
 
 __all__ = ["CALIBRATIONS", "OP_KINDS", "QAT", "QAT_LOSSES", "RECIPES", "RECIPE_KINDS", "RECIPE_TYPES", "DynamicInt8",
-           "QuantRecipe", "StaticInt8", "recipe_from_dict", "recipe_to_dict", "resolve_recipe"]
+           "QuantRecipe", "StaticInt8", "WeightOnlyInt8", "recipe_from_dict", "recipe_to_dict", "resolve_recipe"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from .base import EXPORTERS, ExportedFiles, ExportRequest
 from .calibrate import keep_in_float, pt2e_quantize, pt2e_record, pt2e_supports, quantization_config
 from .executorch import _with
-from .recipes import QuantRecipe, StaticInt8
+from .recipes import QuantRecipe, StaticInt8, WeightOnlyInt8
 
 
 class TFLiteExporter:
@@ -21,7 +21,7 @@ class TFLiteExporter:
     int8_recipes: tuple[QuantRecipe, ...] = (StaticInt8(), StaticInt8(per_channel=False))
 
     def supports(self, recipe: QuantRecipe) -> bool:
-        return pt2e_supports(recipe)
+        return isinstance(recipe, WeightOnlyInt8) or pt2e_supports(recipe)
 
     def write(self, request: ExportRequest, path: Path) -> ExportedFiles:
         import litert_torch
@@ -35,10 +35,12 @@ class TFLiteExporter:
                 return ExportedFiles(path, delegate="xnnpack")
             if request.precision != "int8":
                 raise ValueError(f"tflite exporter supports fp32 and int8, not {request.precision!r}")
+        recipe = request.recipe or self.int8_recipes[0]
+        if isinstance(recipe, WeightOnlyInt8):
+            return _dynamic_range(model, request, path, recipe)
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
         from litert_torch.quantize.quant_config import QuantConfig
 
-        recipe = request.recipe or self.int8_recipes[0]
         quantizer = PT2EQuantizer().set_global(quantization_config(recipe, get_symmetric_quantization_config))
         keep_in_float(quantizer, getattr(recipe, "exclude", ()))
         converted = pt2e_quantize(model, _with(request, recipe), quantizer, fold_quantize=False)
@@ -49,6 +51,31 @@ class TFLiteExporter:
         quant = pt2e_record(recipe, "litert_torch PT2EQuantizer", len(request.calibration))
         quant["io"] = "int8 tensors where the graph starts/ends quantized; the runtime converts with scale/zero-point"
         return ExportedFiles(path, delegate="xnnpack", quantization=quant)
+
+
+def _dynamic_range(model: object, request: ExportRequest, path: Path, recipe: WeightOnlyInt8) -> ExportedFiles:
+    """The float model converted, then its weights quantized to int8 by ai-edge-quantizer's dynamic-range recipe
+    (float inputs and outputs; no calibration)."""
+    import tempfile
+
+    import litert_torch
+    import torch
+    from ai_edge_quantizer import quantizer as aeq
+    from ai_edge_quantizer import recipe as aeq_recipe
+
+    from .recipes import recipe_to_dict
+
+    with tempfile.TemporaryDirectory(prefix="edgecart-drq-") as tmp:
+        float_path = Path(tmp) / "float.tflite"
+        with torch.no_grad():
+            litert_torch.convert(model, tuple(request.example_inputs)).export(str(float_path))
+        q = aeq.Quantizer(str(float_path), aeq_recipe.dynamic_wi8_afp32())
+        result = q.quantize(enable_progress_report=False)
+        result.export_model(str(path), overwrite=True)
+    quant = {"recipe": recipe.name, "config": recipe_to_dict(recipe), "method": "ai-edge-quantizer dynamic range",
+             "weights": "int8 symmetric per-channel", "activations": "float in and out; quantized on the fly inside "
+             "the dynamic-range kernels", "calibration_samples": 0}
+    return ExportedFiles(path, delegate="xnnpack", quantization=quant)
 
 
 EXPORTERS.register("tflite", TFLiteExporter())

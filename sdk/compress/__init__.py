@@ -29,7 +29,7 @@ _EXPORTS = {
     "export_compressed": "pipeline",
     "model_stats": "report", "write_report": "report", "StepRow": "report",
 
-    "StaticInt8": "_recipes", "DynamicInt8": "_recipes", "QAT": "_recipes",
+    "StaticInt8": "_recipes", "DynamicInt8": "_recipes", "QAT": "_recipes", "WeightOnlyInt8": "_recipes",
     "RECIPES": "_recipes", "resolve_recipe": "_recipes",
 }
 
@@ -46,6 +46,6 @@ def __getattr__(name: str) -> Any:
 __all__ = ["Cosine", "DistillConfig", "DistillData", "DistillError", "DistillResult", "DistillStage", "DynamicInt8",
            "Hint", "KLDivergence", "LOSSES", "LabelCE", "LayerError", "LossTerm", "MSE", "MagnitudePruning",
            "PRUNERS", "QAT", "QuantizeStage", "RECIPES", "RankingKD", "Recipe", "Relational", "STAGE_RUNNERS",
-           "StaticInt8", "StepRow", "StructuredPruning", "agreement_evaluator", "diagnose_int8",
+           "StaticInt8", "StepRow", "StructuredPruning", "WeightOnlyInt8", "agreement_evaluator", "diagnose_int8",
            "distill", "export_compressed", "gate_rescue", "load_recipe", "loss_from_dict", "model_stats", "prune",
            "quantize", "register_stage", "rescue_plan", "resolve_recipe", "sparsity", "write_report"]

@@ -28,6 +28,12 @@ class StructuredPruning:
 
     ``ignore``: module names never pruned. The layers that produce the model's outputs are always kept whole, so the
     I/O spec does not change. ``round_to``: keep channel counts multiples of this (vector-friendly, e.g. 8).
+    ``heads``: ``(module name, number of heads)`` of each fused q/k/v projection of an attention layer: its output
+    is pruned head by head (the same channels of every head, keeping the head count), and a ``head_dim`` attribute
+    of the module that holds it is updated to the new per-head width. ``protect_outputs``: keep the layer that
+    produces the output whole (default); set it false for a model whose output comes from a tied table (a
+    recommender scoring against its item embeddings), where the last linear layer feeds a hidden width that may
+    shrink — the output shapes are then checked to be unchanged.
     """
 
     ratio: float = 0.5
@@ -37,10 +43,23 @@ class StructuredPruning:
     round_to: int | None = None
     iterative_steps: int = 1
     seed: int = 0
+    heads: tuple[tuple[str, int], ...] = ()
+    protect_outputs: bool = True
     kind: ClassVar[str] = "structured"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ignore", tuple(self.ignore))
+        try:
+            heads = tuple((str(n), h) for n, h in self.heads)
+        except (TypeError, ValueError):
+            raise ConfigError("structured.heads is a list of [module name, number of heads] pairs, e.g. "
+                              "[['blocks.0.qkv', 2]]") from None
+        if any(not n or not isinstance(h, int) or isinstance(h, bool) or h < 1 for n, h in heads):
+            raise ConfigError(f"structured.heads {list(self.heads)}: each pair needs a module name and a head count "
+                              ">= 1")
+        object.__setattr__(self, "heads", heads)
+        if not isinstance(self.protect_outputs, bool):
+            raise ConfigError("structured.protect_outputs must be true or false")
         if not (isinstance(self.ratio, (int, float)) and 0 < self.ratio < 1):
             raise ConfigError("structured.ratio must lie in (0, 1), e.g. 0.5 removes half of the channels")
         if self.importance not in IMPORTANCES:
@@ -136,19 +155,43 @@ def _structured(model: Any, cfg: StructuredPruning, example_inputs: tuple[Any, .
     unknown = [n for n in cfg.ignore if n not in names]
     if unknown:
         raise ConfigError(f"structured.ignore names unknown modules {unknown}; e.g. {list(names)[1:6]}")
-    keep = set(cfg.ignore) | set(output_layers(pruned, example_inputs))
+    unknown = [n for n, _h in cfg.heads if n not in names]
+    if unknown:
+        raise ConfigError(f"structured.heads names unknown modules {unknown}; e.g. {list(names)[1:6]}")
+    keep = set(cfg.ignore) | (set(output_layers(pruned, example_inputs)) if cfg.protect_outputs else set())
+    before = _output_shapes(pruned, example_inputs) if not cfg.protect_outputs else None
     ignored = [names[n] for n in keep]
+    num_heads = {names[n]: h for n, h in cfg.heads}
+    kw: dict[str, Any] = {"num_heads": num_heads, "prune_head_dims": True, "prune_num_heads": False} \
+        if num_heads else {}
     importance = {"l2": lambda: tp.importance.MagnitudeImportance(p=2),
                   "l1": lambda: tp.importance.MagnitudeImportance(p=1),
                   "random": tp.importance.RandomImportance}[cfg.importance]()
     pruner = tp.pruner.BasePruner(pruned, example_inputs, importance=importance, pruning_ratio=cfg.ratio,
                                   global_pruning=cfg.global_pruning, ignored_layers=ignored, round_to=cfg.round_to,
-                                  iterative_steps=cfg.iterative_steps)
+                                  iterative_steps=cfg.iterative_steps, **kw)
     for _ in range(cfg.iterative_steps):
         pruner.step()
+    for n, h in cfg.heads:  # the module holding the q/k/v projection splits its output by head_dim
+        parent = names[n.rpartition(".")[0]] if "." in n else pruned
+        if hasattr(parent, "head_dim"):
+            parent.head_dim = names[n].out_features // 3 // h
     for p in pruned.parameters():
         p.requires_grad_(True)
+    if before is not None and _output_shapes(pruned, example_inputs) != before:
+        raise ConfigError("structured pruning with protect_outputs=false changed the model's output shapes "
+                          f"{before} -> {_output_shapes(pruned, example_inputs)}; keep protect_outputs=true (or "
+                          "list the output layer in structured.ignore)")
     return pruned
+
+
+def _output_shapes(model: Any, example_inputs: tuple[Any, ...]) -> list[tuple[int, ...]]:
+    import torch
+
+    with torch.no_grad():
+        out = model.eval()(*example_inputs)
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return [tuple(o.shape) for o in outs]
 
 
 def _magnitude(model: Any, cfg: MagnitudePruning) -> Any:

@@ -74,6 +74,39 @@ def interleaved_p50(bundles: Sequence[str | Path], inputs: Sequence[np.ndarray],
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def harness_p50(runs: Sequence[tuple[str | Path, str]], *, rounds: int = 30, per_round: int = 5, warmup: int = 10,
+                threads: int = 1) -> dict[tuple[str, str], dict[str, Any]]:
+    """p50 latency (ms) of each ``(bundle, artifact)`` through the benchmark harness: every artifact in its own
+    loaded worker process (``edgecart.benchmarks``), ``rounds`` interleaved rounds of ``per_round`` calls with the
+    order rotated each round, so that load changes on a shared machine hit all of them alike. Returns, per pair,
+    ``p50_ms``, ``n`` and the backend; a worker that fails carries ``error`` instead."""
+    from edgecart.benchmarks.compare import interleave
+    from edgecart.benchmarks.jobs import Job
+    from edgecart.benchmarks.targets_local import WorkerClient
+    from edgecart.runtime import open_bundle
+
+    clients: list[WorkerClient] = []
+    keys: list[tuple[str, str]] = []
+    try:
+        for bundle, name in runs:
+            art = next(a for a in open_bundle(bundle).manifest.artifacts if a.name == name)
+            job = Job(name, BACKEND_OF[art.format], threads)
+            clients.append(WorkerClient(Path(bundle), job, warmup=max(warmup, 10)))
+            keys.append((str(bundle), name))
+        samples, _schedule = interleave(clients, "session", rounds, per_round, 0.0)
+    finally:
+        for c in clients:
+            c.close()
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for i, (key, c) in enumerate(zip(keys, clients)):
+        if c.error is not None or not samples[i]:
+            out[key] = {"backend": c.job.backend, "error": c.error or "no samples"}
+        else:
+            out[key] = {"backend": c.job.backend, "p50_ms": statistics.median(samples[i]) * 1000,
+                        "n": len(samples[i])}
+    return out
+
+
 @dataclass
 class StepRow:
     """One compression step of one model."""
@@ -160,4 +193,4 @@ def _plot(rows: Sequence[StepRow], path: Path, title: str, quality_key: str) -> 
 
 Quality = Callable[[Any], dict[str, float]]
 
-__all__ = ["StepRow", "artifact_sizes", "interleaved_p50", "macs", "model_stats", "write_report"]
+__all__ = ["StepRow", "artifact_sizes", "harness_p50", "interleaved_p50", "macs", "model_stats", "write_report"]

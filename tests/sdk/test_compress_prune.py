@@ -91,3 +91,41 @@ def test_recipe_prunes_then_distils_from_the_unpruned_model():
         before = torch.nn.functional.mse_loss(pruned_only(held_out), want)
         after = torch.nn.functional.mse_loss(recovered.eval()(held_out), want)
     assert after < 0.7 * before  # distillation from the unpruned teacher pulls the pruned student back
+
+
+def _tiny_sasrec():
+    from edgecart.models.sasrec import SASRec, SASRecConfig
+
+    torch.manual_seed(0)
+    return SASRec(SASRecConfig(num_items=30, max_len=8, dim=16, heads=2, layers=1, ffn_mult=2, dropout=0.0)).eval()
+
+
+def test_structured_pruning_of_attention_prunes_head_dims_and_the_residual_width():
+    m = _tiny_sasrec()
+    x = torch.randint(1, 30, (2, 8))
+    cfg = StructuredPruning(ratio=0.5, heads=(("blocks.0.qkv", 2),), protect_outputs=False)
+    small = prune(m, cfg, (x[:1],))
+    b = small.blocks[0]
+    assert small.items.weight.shape == (31, 8) and small.positions.shape == (8, 8)  # residual width 16 -> 8
+    assert b.qkv.weight.shape == (24, 8) and b.head_dim == 4 and b.heads == 2  # each of 2 heads 8 -> 4 wide
+    assert small(x).shape == m(x).shape == (2, 31)  # scores of every item: the tied table keeps its rows
+    assert sparsity(small)["params"] < 0.45 * sparsity(m)["params"]
+    import json
+
+    from edgecart.compress.pruning import prune_config_from_dict, prune_config_to_dict
+
+    assert prune_config_from_dict(json.loads(json.dumps(prune_config_to_dict(cfg)))) == cfg
+
+
+def test_structured_pruning_refuses_bad_heads_and_changed_outputs(model):
+    from edgecart.config import ConfigError
+
+    with pytest.raises(ConfigError, match="head count"):
+        StructuredPruning(heads=(("blocks.0.qkv", 0),))
+    with pytest.raises(ConfigError, match="pairs"):
+        StructuredPruning(heads=("blocks.0.qkv",))
+    with pytest.raises(ConfigError, match="unknown modules"):
+        prune(_tiny_sasrec(), StructuredPruning(heads=(("blocks.5.qkv", 2),)), (torch.randint(1, 30, (1, 8)),))
+    x = torch.randn(1, 1, 28, 28)
+    with pytest.raises(ConfigError, match="output shapes"):  # the CNN's output layer would lose units
+        prune(model, StructuredPruning(ratio=0.5, protect_outputs=False), (x,))

@@ -1,0 +1,76 @@
+"""int8 weight-only (int8 weights, float activations) where the backend runs it correctly: LiteRT's dynamic-range
+quantization and ONNX Runtime's dynamic quantization, each checked for parity against the float model; ExecuTorch
+refuses it with a typed error that says what to use instead."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from edgecart.exporters import (
+    RECIPES,
+    BundleWriter,
+    UnsupportedRecipeError,
+    WeightOnlyInt8,
+    export_artifact,
+    golden_from_model,
+)
+from edgecart.exporters.recipes import recipe_from_dict, recipe_to_dict
+from edgecart.runtime import load, open_bundle
+from torch import nn
+
+
+class Mlp(nn.Module):
+    """A model whose weights dominate (linear layers), the case weight-only int8 is for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _bundle(tmp_path, fmt):
+    from edgecart.exporters import infer_io_spec
+
+    model = Mlp().eval()
+    x = torch.randn(1, 64)
+    io = infer_io_spec(model, (x,))
+    w = BundleWriter(tmp_path / fmt, name="mlp", version="0.1.0", task="generic", inputs=io.inputs,
+                     outputs=io.outputs)
+    golden = golden_from_model(model, [(torch.randn(1, 64),) for _ in range(4)], io)
+    return model, x, w, golden
+
+
+def test_weight_only_is_a_named_recipe_that_round_trips():
+    r = RECIPES["weight-only-int8"]
+    assert r == WeightOnlyInt8() and recipe_from_dict(recipe_to_dict(r)) == r
+
+
+@pytest.mark.parametrize("fmt,backend", [("tflite", "litert"), ("onnx", "onnxruntime")])
+def test_weight_only_int8_matches_float_and_shrinks_the_file(tmp_path, fmt, backend):
+    model, x, w, golden = _bundle(tmp_path, fmt)
+    with w:
+        w.set_golden(*golden)
+        fp32 = export_artifact(w, model, (x,), fmt, golden=golden)
+        art = export_artifact(w, model, (x,), fmt, precision="int8", recipe="weight-only-int8", golden=golden)
+        assert art.quantization["recipe"] == "weight-only-int8" and art.parity.cosine > 0.999
+        w.commit()
+    b = open_bundle(tmp_path / fmt)
+    size = {a.precision: (tmp_path / fmt / a.path).stat().st_size for a in b.manifest.artifacts}
+    assert fp32.precision == "fp32" and size["int8"] < 0.4 * size["fp32"]  # int8 weights: ~a quarter of the file
+    spec = next(a for a in b.manifest.artifacts if a.precision == "int8")
+    s = load(tmp_path / fmt, backend, artifact=spec.name)
+    xs = torch.randn(8, 1, 64)
+    got = np.concatenate([next(iter(s.run(xi.numpy()).values())) for xi in xs])
+    want = model(xs[:, 0]).detach().numpy()
+    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert np.dtype(s.engine.input_dtypes[0]) == np.float32 and cos.min() > 0.999  # float I/O, float-quality outputs
+
+
+def test_executorch_refuses_weight_only_with_a_typed_error_that_names_the_alternatives(tmp_path):
+    model, x, w, golden = _bundle(tmp_path, "executorch")
+    with w, pytest.raises(UnsupportedRecipeError, match="cosine 0.85.*dynamic-int8"):
+        export_artifact(w, model, (x,), "executorch", precision="int8", recipe=WeightOnlyInt8(), golden=golden)
