@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 MODELS = ("lite0-teacher", "grocery-student", "sasrec-teacher")
+RECOVER_LR = [1e-3]  # --recover-lr (image models)
 
 
 def say(msg: str) -> None:
@@ -56,6 +57,7 @@ class Subject:
     key: str                                     # the quality figure the targets are judged on
     heads: dict[str, int] = field(default_factory=dict)
     after_prune: Callable[[Any, Any], None] | None = None  # (pruned, original) -> fix-ups (e.g. config dims)
+    prune_ignore: tuple[str, ...] = ()          # modules whose output channels are kept
     describe: str = ""
 
 
@@ -125,17 +127,21 @@ def _grocery(which: str, cache: Path) -> Subject:
     def recover(pruned: Any, unpruned: Any, epochs: int) -> Any:
         with torch.no_grad():
             t_emb = torch.cat([unpruned.eval()(x_train[i:i + 256]) for i in range(0, len(x_train), 256)])
-        dc = DistillConfig(losses=(Cosine(),), epochs=epochs, batch_size=64, lr=1e-3)
+        dc = DistillConfig(losses=(Cosine(),), epochs=epochs, batch_size=64, lr=RECOVER_LR[0])
         distill(pruned, None, DistillData(inputs=x_train, teacher_outputs=t_emb), dc, progress=False)
         return pruned.eval()
 
     rng = np.random.default_rng(0)
     calib_idx = rng.permutation(len(x_train))[:64]
+    # EfficientNet: prune the expanded (inner) channels of each inverted-residual block and the head conv, keep the
+    # residual stream (stem and projection convs) whole — the stream carries every block's features
+    ignore = tuple(n for n, _m in model.named_modules() if n.endswith("_project_conv")) + (
+        "backbone._conv_stem",) if which == "teacher" else ()
     return Subject(
         name=f"grocery-{which}", model=model, exportable=lambda m: m.eval(),
         example=(torch.from_numpy(x_val[:1].copy()),), quality_torch=quality_torch, quality_session=quality_session,
         recover=recover, calibration=[(x_train[i:i + 1].clone(),) for i in calib_idx],
-        golden=[(torch.from_numpy(x_val[i:i + 1].copy()),) for i in range(4)], key="map@10",
+        golden=[(torch.from_numpy(x_val[i:i + 1].copy()),) for i in range(4)], key="map@10", prune_ignore=ignore,
         describe=f"{desc}; validation: {len(data.val)} shop photos searched in {len(data.catalog)} catalog pictures")
 
 
@@ -175,9 +181,17 @@ def _sasrec(cache: Path) -> Subject:
         m = evaluate_scores(eager_scores(model, split.valid_history), split.valid_target)
         return {"ndcg@10": float(m["ndcg@10"]), "recall@10": float(m["recall@10"])}
 
+    def rows_table(model: Any) -> np.ndarray:
+        """The item table as the runtime gathers from it: row 0 (padding) is a zero row — the tied scoring layer
+        trains row 0 away from zero, and the exported transformer finds padding by its zero rows."""
+        t = model.items.weight.detach().numpy().copy()
+        t[0] = 0
+        return t
+
     def quality_session(session: Any, model: Any) -> dict[str, float]:
         table = model.items.weight.detach().numpy()
-        uv = np.concatenate([next(iter(session.run(np.ascontiguousarray(table[hist[i:i + 1]])).values()))
+        rows = rows_table(model)
+        uv = np.concatenate([next(iter(session.run(np.ascontiguousarray(rows[hist[i:i + 1]])).values()))
                              for i in range(len(hist))])
         m = evaluate_scores(uv @ table.T, split.valid_target)
         return {"ndcg@10": float(m["ndcg@10"]), "recall@10": float(m["recall@10"])}
@@ -202,9 +216,9 @@ def _sasrec(cache: Path) -> Subject:
         pruned.cfg = dataclasses.replace(original.cfg, dim=new)
 
     def example_of(model: Any) -> tuple[Any, ...]:
-        return (model.items.weight.detach()[torch.from_numpy(hist[:1])].clone(),)
+        return (torch.from_numpy(rows_table(model)[hist[:1]]),)
 
-    calib = [(teacher.items.weight.detach()[torch.from_numpy(hist[i:i + 1])].clone(),) for i in range(0, 640, 10)]
+    calib = [(torch.from_numpy(rows_table(teacher)[hist[i:i + 1]]),) for i in range(0, 640, 10)]
     subj = Subject(
         name="movielens-sasrec-teacher", model=teacher, exportable=lambda m: SASRecUserVector(m).eval(),
         example=example_of(teacher), quality_torch=quality_torch, quality_session=quality_session, recover=recover,
@@ -222,7 +236,8 @@ def _sasrec(cache: Path) -> Subject:
 def structured(subject: Subject, model: Any, ratio: float) -> Any:
     from edgecart.compress import StructuredPruning, prune
 
-    cfg = StructuredPruning(ratio=ratio, heads=tuple(subject.heads.items()), protect_outputs=not subject.heads)
+    cfg = StructuredPruning(ratio=ratio, heads=tuple(subject.heads.items()), protect_outputs=not subject.heads,
+                            ignore=subject.prune_ignore)
     pruned = prune(model, cfg, _prune_inputs(subject, model))
     if subject.after_prune is not None:
         subject.after_prune(pruned, model)
@@ -244,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--ratios", default="0.3,0.5", help="structured pruning ratios")
     ap.add_argument("--recover-epochs", type=int, default=3)
+    ap.add_argument("--recover-lr", type=float, default=1e-3, help="distillation recovery lr (image models)")
     ap.add_argument("--no-raw-pruned", action="store_true", help="skip the pruned-without-recovery steps")
     ap.add_argument("--int8", default="per-channel,per-tensor", help="int8 recipes on the float model")
     ap.add_argument("--int8-pruned", action="store_true", help="static int8 per-channel on each recovered model")
@@ -262,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
     set_torch_threads(1)
     torch.manual_seed(0)
+    RECOVER_LR[0] = args.recover_lr
     cache = Path(args.cache)
     out = Path(args.out)
     work = out / "bundles"

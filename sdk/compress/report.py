@@ -79,7 +79,8 @@ def harness_p50(runs: Sequence[tuple[str | Path, str]], *, rounds: int = 30, per
     """p50 latency (ms) of each ``(bundle, artifact)`` through the benchmark harness: every artifact in its own
     loaded worker process (``edgecart.benchmarks``), ``rounds`` interleaved rounds of ``per_round`` calls with the
     order rotated each round, so that load changes on a shared machine hit all of them alike. Returns, per pair,
-    ``p50_ms``, ``n`` and the backend; a worker that fails carries ``error`` instead."""
+    ``p50_ms``, ``n``, the backend and ``rounds_ms`` (the samples of each round, for block-bootstrap ratio
+    intervals: :func:`p50_ratio`); a worker that fails carries ``error`` instead."""
     from edgecart.benchmarks.compare import interleave
     from edgecart.benchmarks.jobs import Job
     from edgecart.benchmarks.targets_local import WorkerClient
@@ -93,7 +94,8 @@ def harness_p50(runs: Sequence[tuple[str | Path, str]], *, rounds: int = 30, per
             job = Job(name, BACKEND_OF[art.format], threads)
             clients.append(WorkerClient(Path(bundle), job, warmup=max(warmup, 10)))
             keys.append((str(bundle), name))
-        samples, _schedule = interleave(clients, "session", rounds, per_round, 0.0)
+        by_round: dict[int, list[list[float]]] = {}
+        samples, _schedule = interleave(clients, "session", rounds, per_round, 0.0, by_round=by_round)
     finally:
         for c in clients:
             c.close()
@@ -103,8 +105,17 @@ def harness_p50(runs: Sequence[tuple[str | Path, str]], *, rounds: int = 30, per
             out[key] = {"backend": c.job.backend, "error": c.error or "no samples"}
         else:
             out[key] = {"backend": c.job.backend, "p50_ms": statistics.median(samples[i]) * 1000,
-                        "n": len(samples[i])}
+                        "n": len(samples[i]), "rounds_ms": [[v * 1000 for v in r] for r in by_round.get(i, [])]}
     return out
+
+
+def p50_ratio(slow: dict[str, Any], fast: dict[str, Any]) -> dict[str, float]:
+    """``p50(slow) / p50(fast)`` of two :func:`harness_p50` entries of one run (a speed-up when ``fast`` is the
+    compressed artifact), with the 95% interval of a block bootstrap over the interleaved rounds."""
+    from edgecart.benchmarks.stats import block_ratio_ci
+
+    ratio, lo, hi = block_ratio_ci(slow["rounds_ms"], fast["rounds_ms"], 50.0)
+    return {"ratio": round(float(ratio), 3), "ci95": [round(float(lo), 3), round(float(hi), 3)]}
 
 
 @dataclass
@@ -193,4 +204,5 @@ def _plot(rows: Sequence[StepRow], path: Path, title: str, quality_key: str) -> 
 
 Quality = Callable[[Any], dict[str, float]]
 
-__all__ = ["StepRow", "artifact_sizes", "harness_p50", "interleaved_p50", "macs", "model_stats", "write_report"]
+__all__ = ["StepRow", "artifact_sizes", "harness_p50", "interleaved_p50", "macs", "model_stats", "p50_ratio",
+           "write_report"]
