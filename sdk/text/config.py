@@ -27,8 +27,9 @@ class StudentSize:
 
 @dataclass(frozen=True)
 class StudentTrain:
-    """Adam; the distilled loss is ``cosine + relational * MSE(similarity matrices) + label * CE``; the labels-only
-    student uses the CE term alone. CE is the sum over both label levels (department, class)."""
+    """Trained through ``edgecart.compress.distill`` (AdamW, 10% warm-up then cosine); the distilled loss is
+    ``cosine + relational * MSE(similarity matrices) + label * CE``; the labels-only student uses the CE term alone.
+    CE is the sum over both label levels (department, class)."""
 
     epochs: int = 8
     batch_size: int = 64
