@@ -1,5 +1,8 @@
 """int8 with a quality gate: try a format's int8 recipes in order, keep the first that loses at most
-``max_drop`` of a quality metric against the float model, and record every attempt in the manifest."""
+``max_drop`` of a quality metric against the float model, and record every attempt in the manifest.
+
+:func:`export_formats_gated` is the loop every task's bundle writer runs over its formats: fp32, scored through the
+runtime and recorded; then int8 behind the gate, recorded when kept."""
 
 from __future__ import annotations
 
