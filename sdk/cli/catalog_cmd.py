@@ -32,6 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             src.add_argument("--ids", help="comma-separated ids to remove")
         a.add_argument("--id-col", help="recommendations: the id column of --items (default: the first of item_id, "
                        "id, item, product_id, sku)")
+        if action == "update":
+            a.add_argument("--skip-unknown", action="store_true", help="recommendations: ignore --items rows of "
+                           "items the bundle does not hold (default: an error)")
         a.add_argument("--out", help="write the new version here (default: replace the bundle atomically)")
         a.add_argument("--backend", default="auto", help="image search: runtime backend that embeds the pictures "
                        "(default: auto)")
@@ -71,8 +74,10 @@ def _run_items(args: argparse.Namespace, ids: list[str] | None) -> int:
         print(f"edgecart catalog: {args.bundle} is a recommendations bundle; give --items FILE (an id column and "
               "metadata columns)" + (" or --ids" if args.catalog_action == "remove" else ""), file=sys.stderr)
         return 2
-    r = update_items(args.bundle, args.catalog_action, items=args.items, ids=ids, id_col=args.id_col, out=args.out)
+    r = update_items(args.bundle, args.catalog_action, items=args.items, ids=ids, id_col=args.id_col, out=args.out,
+                     skip_unknown=getattr(args, "skip_unknown", False))
     n = len(r.added or r.removed or r.updated)
     print(f"{args.catalog_action}: {n} item(s); version {r.version}, {r.items} items, models untouched, verified: "
-          f"{r.path} ({r.seconds:.1f} s)")
+          f"{r.path} ({r.seconds:.1f} s)" + (f"; skipped {r.skipped} row(s) of items not in the bundle"
+                                             if r.skipped else ""))
     return 0

@@ -193,6 +193,7 @@ class ItemUpdate:
     removed: tuple[Any, ...] = ()
     updated: tuple[Any, ...] = ()
     seconds: float = 0.0
+    skipped: int = 0
 
 
 def read_item_file(path: str | os.PathLike[str], id_col: str | None = None) -> tuple[str, list[Any], list[dict]]:
@@ -258,12 +259,14 @@ def _cell(v: Any) -> Any:
 
 def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os.PathLike[str] | None = None,
                  ids: Sequence[Any] | None = None, id_col: str | None = None,
-                 out: str | os.PathLike[str] | None = None) -> ItemUpdate:
+                 out: str | os.PathLike[str] | None = None, skip_unknown: bool = False) -> ItemUpdate:
     """``edgecart catalog ACTION BUNDLE --items FILE`` on a recommendations bundle; writes the next version to
     ``out`` (default: replace ``bundle`` atomically), model files untouched, verified.
 
     - ``update``: the file's columns replace those fields of the named items' metadata (other fields are kept; an
       empty cell clears its field). A bundle built without ``--items`` gets its metadata from the first update.
+      ``skip_unknown``: rows naming items the bundle does not hold (e.g. the shop's whole item file, where the build
+      kept only the items seen often enough) are ignored and counted in ``ItemUpdate.skipped`` instead of an error.
     - ``add``: new items, each with a ``like`` column naming a known item whose embedding it starts from (a new
       size or colour of a product; the next build learns its own), and its metadata. It is recommendable at once.
     - ``remove``: the items of the file's id column, or ``ids``, are never recommended again (still understood
@@ -298,6 +301,7 @@ def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os
     added: list[Any] = []
     removed: list[Any] = []
     updated: list[Any] = []
+    skipped = 0
     if action == "remove":
         if (items is None) == (ids is None):
             raise ItemUpdateError("catalog remove needs exactly one of --items FILE or --ids")
@@ -314,7 +318,14 @@ def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os
             raise ItemUpdateError(f"catalog {action} needs --items FILE (an id column and metadata columns)")
         col, new_ids, records = read_item_file(items, id_col)
         if action == "update":
-            unknown(new_ids, "update", "use 'catalog add' for new items")
+            if skip_unknown:
+                keep = [n for n, i in enumerate(new_ids) if i in known]
+                skipped = len(new_ids) - len(keep)
+                new_ids, records = [new_ids[n] for n in keep], [records[n] for n in keep]
+                if not new_ids:
+                    raise ItemUpdateError(f"update: no row of {items} names an item of the bundle")
+            unknown(new_ids, "update", "use 'catalog add' for new items, or skip_unknown (--skip-unknown) to "
+                    "ignore rows of items the bundle does not hold")
             old = _records(src, len(table.ids))
             where = {_norm(v): n for n, v in enumerate(table.ids.tolist())}
             merged = {i: {**(old[where[i]] if old is not None else {}), **r} for i, r in zip(new_ids, records,
@@ -345,7 +356,7 @@ def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os
         del col
     b = open_bundle(path)  # verified as a reader sees it
     return ItemUpdate(Path(path), b.manifest.version, int(b.manifest.catalog["num_items"]), tuple(added),
-                      tuple(removed), tuple(updated), time.perf_counter() - t0)
+                      tuple(removed), tuple(updated), time.perf_counter() - t0, skipped)
 
 
 def _records(src: Any, n: int) -> list[dict[str, Any]] | None:

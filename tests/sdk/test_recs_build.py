@@ -334,3 +334,12 @@ def test_catalog_item_errors_are_typed_and_say_the_fix(built, tmp_path, action, 
 def test_catalog_cli_refuses_pictures_for_a_recommendations_bundle(built, tmp_path, capsys):
     assert _catalog(["add", built / "bundle", "--images", tmp_path, "--out", tmp_path / "v2"]) == 2
     assert "give --items" in capsys.readouterr().err
+
+
+def test_catalog_update_can_skip_rows_of_items_the_bundle_lacks(built, tmp_path, capsys):
+    f = tmp_path / "all_items.csv"
+    f.write_text("item,name\nsku-4,Four\nsku-999,not kept by the build\n")
+    assert _catalog(["update", built / "bundle", "--items", f, "--out", tmp_path / "v2", "--skip-unknown"]) == 0
+    assert "skipped 1 row(s)" in capsys.readouterr().out
+    _, meta = _meta(tmp_path / "v2")
+    assert meta["sku-4"] == {"name": "Four"} and "sku-999" not in meta
