@@ -38,7 +38,7 @@ epochs = {teacher_epochs}
 freeze_blocks = 3
 [student]
 size = 32
-width = 16
+width = {width}
 epochs = {student_epochs}
 baseline = false
 [export]
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--catalog", type=int, default=2000)
     ap.add_argument("--teacher-epochs", type=int, default=3)
     ap.add_argument("--student-epochs", type=int, default=6)
+    ap.add_argument("--width", type=int, default=16, help="student width")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
@@ -165,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                                    for c in range(len(CLASSES))]))
     if not (out / "plain").is_dir():
         write_folders(out, train.images[pick], train.labels[pick], CLASSES, a.seed)
-    (out / "build.toml").write_text(CONFIG.format(teacher_epochs=a.teacher_epochs, student_epochs=a.student_epochs))
+    (out / "build.toml").write_text(CONFIG.format(teacher_epochs=a.teacher_epochs, student_epochs=a.student_epochs,
+                                                       width=a.width))
     order = rng.permutation(len(test))
     qi, ci = order[:a.queries], order[a.queries:a.queries + a.catalog]
     qrng = np.random.default_rng(a.seed + 1000)

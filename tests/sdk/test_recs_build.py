@@ -343,3 +343,23 @@ def test_catalog_update_can_skip_rows_of_items_the_bundle_lacks(built, tmp_path,
     assert "skipped 1 row(s)" in capsys.readouterr().out
     _, meta = _meta(tmp_path / "v2")
     assert meta["sku-4"] == {"name": "Four"} and "sku-999" not in meta
+
+
+def test_a_bundle_built_without_items_gets_metadata_from_its_first_update(built, tmp_path):
+    import shutil
+
+    from edgecart.runtime import open_bundle
+
+    plain = tmp_path / "plain"  # the built bundle as a build without --items writes it: no metadata file
+    shutil.copytree(built / "bundle", plain)
+    doc = json.loads((plain / "manifest.json").read_text())
+    path = doc["catalog"].pop("metadata")
+    doc["files"] = [f for f in doc["files"] if f["path"] != path]
+    (plain / path).unlink()
+    (plain / "manifest.json").write_text(json.dumps(doc))
+    assert "metadata" not in open_bundle(plain).manifest.catalog
+    f = tmp_path / "names.csv"
+    f.write_text("item,name\nsku-1,One\n")
+    assert _catalog(["update", plain, "--items", f, "--out", tmp_path / "v2"]) == 0
+    _, meta = _meta(tmp_path / "v2")
+    assert meta["sku-1"] == {"name": "One"} and meta["sku-2"] == {} and len(meta) == NUM_ITEMS
