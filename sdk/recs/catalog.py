@@ -316,7 +316,7 @@ def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os
     else:
         if items is None:
             raise ItemUpdateError(f"catalog {action} needs --items FILE (an id column and metadata columns)")
-        col, new_ids, records = read_item_file(items, id_col)
+        _, new_ids, records = read_item_file(items, id_col)
         if action == "update":
             if skip_unknown:
                 keep = [n for n, i in enumerate(new_ids) if i in known]
@@ -353,7 +353,6 @@ def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os
                                                                                             strict=True)}
             path = update_item_table(src.root, dest, add=vectors, metadata=meta, version=version)
             added = list(new_ids)
-        del col
     b = open_bundle(path)  # verified as a reader sees it
     return ItemUpdate(Path(path), b.manifest.version, int(b.manifest.catalog["num_items"]), tuple(added),
                       tuple(removed), tuple(updated), time.perf_counter() - t0, skipped)
