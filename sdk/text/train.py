@@ -64,7 +64,7 @@ def make_student(size: StudentSize, vocab_size: int, max_len: int, out_dim: int,
     return student
 
 
-#: Names the training procedure; part of the students' cache keys, so a change here retrains them.
+#: Names the training procedure; with the trainer's code (:func:`trainer_key`) part of the students' cache keys.
 TRAINER = "edgecart.compress.distill/v1"
 
 
@@ -124,6 +124,25 @@ def train_student(student: TextEncoder, ids: np.ndarray, mask: np.ndarray, label
     return TrainLog(result.seconds, result.losses)
 
 
+def trainer_key() -> str:
+    """What the students' cache keys know of the trainer: :data:`TRAINER` and a hash of the code that trains them
+    (this module's training functions, ``edgecart.compress.distill`` and ``edgecart.compress.losses``), so an edit
+    to any of them retrains the students instead of loading weights trained by other code."""
+    import hashlib
+    import importlib
+    import inspect
+
+    h = hashlib.sha256(TRAINER.encode())
+    parts = (importlib.import_module("edgecart.compress.distill"), importlib.import_module("edgecart.compress.losses"),
+             _WithHeads, student_losses, train_student)
+    for part in parts:
+        try:
+            h.update(inspect.getsource(part).encode("utf-8"))
+        except (OSError, TypeError):  # no source shipped: the version tag alone
+            h.update(getattr(part, "__name__", "?").encode())
+    return h.hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Probe:
     """A softmax-regression head: ``probs = softmax(x @ weights + bias)``; ``weight_decay`` chosen on validation."""
@@ -166,4 +185,4 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_v
 
 
 __all__ = ["TRAINER", "Probe", "TrainLog", "embed", "fit_probe", "make_student", "student_losses", "tokenize",
-           "train_student"]
+           "train_student", "trainer_key"]

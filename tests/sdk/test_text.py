@@ -278,10 +278,22 @@ def test_train_student_goes_through_the_shared_trainer():
 
 
 def test_student_cache_key_names_the_trainer(monkeypatch):
-    from edgecart.text import pipeline
+    """The students' cache key changes with the trainer's version tag and with the trainer's code."""
+    import inspect
+
+    from edgecart.text import pipeline, train
     from edgecart.text.config import FAST
 
     key = pipeline.student_key(pipeline.DISTILLED, FAST, ["a b"], ["1"])
     assert key == pipeline.student_key(pipeline.DISTILLED, FAST, ["a b"], ["1"])
-    monkeypatch.setattr(pipeline, "TRAINER", "another trainer")
+    monkeypatch.setattr(train, "TRAINER", "another trainer")
+    assert pipeline.student_key(pipeline.DISTILLED, FAST, ["a b"], ["1"]) != key
+    monkeypatch.undo()
+    real = inspect.getsource
+
+    def edited(obj):  # the trainer's code as if someone had changed the distillation loop
+        src = real(obj)
+        return src + "\n# edited" if getattr(obj, "__name__", "") == "edgecart.compress.distill" else src
+
+    monkeypatch.setattr(inspect, "getsource", edited)
     assert pipeline.student_key(pipeline.DISTILLED, FAST, ["a b"], ["1"]) != key
