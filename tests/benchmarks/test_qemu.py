@@ -138,21 +138,17 @@ def recs_bundle(tmp_path_factory) -> Path:
     import dataclasses
 
     torch = pytest.importorskip("torch")
-    from edgecart.data.sequences import SequenceData, leave_last_out
     from edgecart.models.sasrec import SASRec, SASRecConfig
-    from edgecart.recs.baselines import Popularity
     from edgecart.recs.bundle import write_bundle
     from edgecart.recs.config import FAST
 
+    from ..tiny_recs import cycle_data
+
     n_items = 30
-    rng = np.random.default_rng(0)
-    seqs = tuple((np.arange(s, s + 12) % n_items + 1).astype(np.int64) for s in rng.integers(0, n_items, 60))
-    data = SequenceData("cycle", np.arange(5001, 5001 + n_items, dtype=np.int64), np.arange(60), seqs)
-    split = leave_last_out(data)
+    data, split, pop = cycle_data(n_items, 60, 12, first_id=5001)
     torch.manual_seed(0)
     model = SASRec(SASRecConfig(n_items, max_len=8, dim=16, heads=1, layers=1, dropout=0.0)).eval()
     cfg = dataclasses.replace(FAST, max_len=8, formats=("executorch", "onnx", "tflite"), int8=False, gate_users=16)
-    pop = Popularity(split.train, n_items).counts
     path, _, _ = write_bundle(model, data, split, cfg, tmp_path_factory.mktemp("qemu") / "recs", popularity=pop,
                               quality={}, name="tiny-recs")
     return path

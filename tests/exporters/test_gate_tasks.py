@@ -91,24 +91,20 @@ def test_text_bundle_gates_int8(tmp_path, broken):
 
 @pytest.mark.parametrize("broken", [False, True])
 def test_recommendations_bundle_gates_int8(tmp_path, broken):
-    from edgecart.data.sequences import SequenceData, leave_last_out
     from edgecart.models.sasrec import SASRec, SASRecConfig
-    from edgecart.recs.baselines import Popularity
     from edgecart.recs.bundle import write_bundle
     from edgecart.recs.config import FAST
 
+    from ..tiny_recs import cycle_data
+
     n_items = 12
-    rng = np.random.default_rng(0)
-    seqs = tuple((np.arange(s, s + 10) % n_items + 1).astype(np.int64) for s in rng.integers(0, n_items, 40))
-    data = SequenceData("cycle", np.arange(1001, 1001 + n_items, dtype=np.int64), np.arange(40), seqs)
-    split = leave_last_out(data)
+    data, split, pop = cycle_data(n_items, 40, 10)
     torch.manual_seed(0)
     model = SASRec(SASRecConfig(n_items, max_len=8, dim=8, heads=1, layers=1, dropout=0.0)).eval()
     if broken:
         model.blocks[0].ff2 = _Shifted(model.blocks[0].ff2)
     cfg = dataclasses.replace(FAST, max_len=8, formats=("onnx",), int8=True, gate_users=16, calibration_samples=4,
                               gate_max_drop=1.0)
-    pop = Popularity(split.train, n_items).counts
     path, rows, _ = write_bundle(model, data, split, cfg, tmp_path / "recs", popularity=pop, quality={},
                                  name="poisoned-recs")
     _check(path, broken)
