@@ -189,3 +189,38 @@ def loss_from_dict(data: Any) -> LossTerm:
 
 __all__ = ["LOSSES", "Cosine", "Hint", "KLDivergence", "LabelCE", "LossTerm", "MSE", "RankingKD", "Relational",
            "loss_from_dict"]
+
+
+@_register
+@dataclass(frozen=True)
+class MaskedLabelCE(LossTerm):
+    """Cross-entropy against the labels over the rows that have one (``label >= 0``; e.g. -100 marks an unlabelled
+    row); 0 when the batch has none. ``column`` picks one column of (N, K) labels (several label sets trained at
+    once); ``logit_scale`` multiplies the logits first (a head on unit-norm embeddings needs a larger range)."""
+
+    column: int | None = None
+    logit_scale: float = 1.0
+    name: ClassVar[str] = "masked_label"
+    needs_teacher: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.column is not None and (not isinstance(self.column, int) or isinstance(self.column, bool)
+                                        or self.column < 0):
+            raise ValueError(f"masked_label: column must be an integer >= 0 when given, got {self.column!r}")
+        if not isinstance(self.logit_scale, (int, float)) or not self.logit_scale > 0:
+            raise ValueError(f"masked_label: logit_scale must be > 0, got {self.logit_scale!r}")
+
+    def __call__(self, s, t, labels=None, projection=None):
+        from torch.nn import functional as F  # noqa: N812
+
+        if labels is None:
+            raise ValueError("the 'masked_label' loss needs labels: pass DistillData(labels=...)")
+        y = labels[:, self.column] if self.column is not None else labels.reshape(-1)
+        logits = _flat(s) * self.logit_scale
+        keep = (y >= 0).to(logits.dtype)
+        per = F.cross_entropy(logits, y.clamp(min=0), reduction="none")
+        return (per * keep).sum() / keep.sum().clamp(min=1.0)
+
+
+__all__ += ["MaskedLabelCE"]  # noqa: PLE0605

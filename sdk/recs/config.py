@@ -118,22 +118,10 @@ class RecsConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RecsConfig:
-        nested = {"teacher": ModelSize, "student": ModelSize, "teacher_train": TrainConfig,
-                  "student_train": TrainConfig, "distill": DistillConfig}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown RecsConfig keys {unknown}; known: {sorted(known)}")
-        kw = dict(data)
-        for k, t in nested.items():
-            if k in kw and isinstance(kw[k], dict):
-                sub = {f.name for f in dataclasses.fields(t)}
-                if set(kw[k]) - sub:
-                    raise ValueError(f"unknown {k} keys {sorted(set(kw[k]) - sub)}")
-                kw[k] = t(**kw[k])
-        if "formats" in kw:
-            kw["formats"] = tuple(kw["formats"])
-        return cls(**kw)
+        """Through the allowlist of :func:`edgecart.config.from_dict` (nested sizes and training configs included)."""
+        from edgecart.config import from_dict
+
+        return from_dict(cls, data)
 
 
 #: Small and quick, for tests and smoke runs: short histories, tiny models, a couple of epochs, few gate users.
