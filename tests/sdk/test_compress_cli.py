@@ -89,6 +89,6 @@ def test_compress_config_prunes_and_quantizes(tmp_path, capsys):
     assert prune_rec["stage"] == "prune" and prune_rec["after"]["params"] < 0.5 * prune_rec["before"]["params"]
     assert comp["recipe"]["prune"] == {"kind": "structured", "ratio": 0.5, "importance": "l2",
                                        "global_pruning": False, "ignore": [], "round_to": None,
-                                       "iterative_steps": 1, "seed": 0}
+                                       "iterative_steps": 1, "seed": 0, "heads": [], "protect_outputs": True}
     assert {a["precision"] for a in summary["artifacts"]} == {"fp32", "int8"}
     assert main(["verify", str(tmp_path / "bundle")]) == 0
