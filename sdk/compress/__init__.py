@@ -2,7 +2,7 @@
 
 - ``prune(model, StructuredPruning(...) | MagnitudePruning(...), example_inputs)`` → a pruned copy;
 - ``quantize(model, recipe, example_inputs, calibration)`` → the int8 model in torch (PT2E numerics); the exporters
-  write int8 files from the same typed recipes (``StaticInt8``, ``DynamicInt8``, ``QAT``);
+  write int8 files from the same typed recipes (``StaticInt8``, ``DynamicInt8``, ``QAT``, ``WeightOnlyInt8``);
 - ``diagnose_int8`` ranks layers by the error their quantization adds; ``rescue_plan`` keeps the worst in float;
 - ``Recipe`` chains prune → distil → quantize (``load_recipe`` reads TOML/JSON); ``export_compressed`` writes the
   bundle and records the recipe applied; ``report`` measures each step.
