@@ -195,17 +195,27 @@ __all__ = ["LOSSES", "Cosine", "Hint", "KLDivergence", "LabelCE", "LossTerm", "M
 
 
 def _labelled(x: Any, labels: Any, ignore_index: int) -> Any:
-    """The rows of ``x`` (flattened to [rows, C]) whose label is not ``ignore_index``."""
+    """The rows of ``x`` whose label is not ``ignore_index``: ``x`` holds either every position ([..., C], one row
+    per label) or, already selected by the model, only the labelled ones ([M, C] in row-major order of the labels,
+    which saves computing outputs that no loss reads)."""
     if labels is None:
         raise ValueError("a masked loss needs labels (DistillData(labels=...)) to know which positions count")
-    return _flat(x)[labels.reshape(-1) != ignore_index]
+    keep = labels.reshape(-1) != ignore_index
+    flat = _flat(x)
+    if flat.shape[0] == keep.numel():
+        return flat[keep]
+    if x.dim() == 2 and flat.shape[0] == int(keep.sum()):
+        return flat
+    raise ValueError(f"output with {flat.shape[0]} rows matches neither the {keep.numel()} labels nor the "
+                     f"{int(keep.sum())} labelled positions")
 
 
 @_register
 @dataclass(frozen=True)
 class MaskedLabelCE(LabelCE):
     """Cross-entropy against the labels at every position whose label is not ``ignore_index`` (e.g. the padding of
-    left-padded sequences), averaged over those positions: ``s`` [..., C] logits, labels [...]."""
+    left-padded sequences), averaged over those positions: ``s`` [..., C] logits at every position, or [M, C] at the
+    M labelled ones only; labels [...]."""
 
     ignore_index: int = 0
     name: ClassVar[str] = "masked_label"
@@ -215,7 +225,8 @@ class MaskedLabelCE(LabelCE):
 
         if labels is None:
             raise ValueError("the 'masked_label' loss needs labels: pass DistillData(labels=...)")
-        return F.cross_entropy(_flat(s), labels.reshape(-1), ignore_index=self.ignore_index,
+        y = labels.reshape(-1)
+        return F.cross_entropy(_labelled(s, labels, self.ignore_index), y[y != self.ignore_index],
                                label_smoothing=self.label_smoothing)
 
 
@@ -226,8 +237,9 @@ class MaskedRankingKD(LossTerm):
     ``T^2 * CE(softmax(s / T), soft positives)`` where the soft positives are the teacher's top ``top_k`` columns
     weighted by its softmax over them at ``T`` (column ``ignore_index`` — padding — is never a positive).
 
-    ``t`` is either the teacher's scores [..., C] or, computed once ahead of training, a dict with ``index`` [..., K]
-    (its top-K columns) and ``weight`` [..., K] (their softmax at this temperature; rows sum to 1)."""
+    ``s``: the student's scores at every position [..., C] or at the labelled ones only [M, C]. ``t``: the
+    teacher's scores (same two forms) or, computed once ahead of training, a dict with ``index`` [..., K] (its top-K
+    columns) and ``weight`` [..., K] (their softmax at this temperature; rows sum to 1)."""
 
     top_k: int = 50
     temperature: float = 1.0
@@ -267,7 +279,8 @@ class MaskedRankingKD(LossTerm):
 @dataclass(frozen=True)
 class MaskedHint(Hint):
     """The hint loss (MSE between a learned projection of the student's hidden state and the teacher's) at the
-    labelled positions only; ``s`` [..., d_student], ``t`` [..., d_teacher] (any float dtype)."""
+    labelled positions only; ``s`` [..., d_student], ``t`` [..., d_teacher] (any float dtype), each at every
+    position or at the labelled ones only."""
 
     ignore_index: int = 0
     name: ClassVar[str] = "masked_hint"

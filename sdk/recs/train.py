@@ -94,14 +94,16 @@ def pca_init(student: SASRec, teacher: SASRec) -> None:
 
 
 class _Positions(torch.nn.Module):
-    """The SASRec seen by the shared trainer: scores of every item and hidden states at every position."""
+    """The SASRec seen by the shared trainer: scores of every item and hidden states [M, ...] at the M non-padding
+    positions of the batch, row-major — the labelled ones, as training windows pad inputs and targets at the same
+    places (the masked loss terms take outputs in this form; padded positions are never scored)."""
 
     def __init__(self, model: SASRec) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, history: torch.Tensor) -> dict[str, torch.Tensor]:
-        hidden = self.model.encode(history)
+        hidden = self.model.encode(history)[history != 0]
         return {"logits": self.model.score(hidden), "hidden": hidden}
 
 
@@ -131,6 +133,8 @@ def train(model: SASRec, split: Split, cfg: TrainConfig, *, soft: SoftTargets | 
     inputs, targets = training_windows(split.train, model.cfg.max_len)
     if len(inputs) == 0:
         raise ValueError("no training windows: every training sequence is shorter than 2 items")
+    if not np.array_equal(inputs == 0, targets == 0):
+        raise ValueError("training windows must pad inputs and targets at the same positions")
     if soft is not None and soft.index.shape[:2] != inputs.shape:
         raise ValueError("soft targets were made for other training windows")
     terms = loss_terms(distill)

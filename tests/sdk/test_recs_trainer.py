@@ -33,6 +33,10 @@ def test_masked_label_ce_skips_unlabelled_positions():
     s2 = s.clone()
     s2[0, 0] += 100.0
     torch.testing.assert_close(MaskedLabelCE()(s2, None, labels), want)
+    # a model may return only the labelled positions (row-major): same loss
+    torch.testing.assert_close(MaskedLabelCE()(s.reshape(-1, N + 1)[keep], None, labels), want)
+    with pytest.raises(ValueError, match="labelled positions"):
+        MaskedLabelCE()(s.reshape(-1, N + 1)[:5], None, labels)
     assert loss_from_dict({"name": "masked_label", "ignore_index": 0}) == MaskedLabelCE()
     with pytest.raises(ValueError, match="labels"):
         MaskedLabelCE()(s, None, None)
@@ -58,6 +62,7 @@ def test_masked_ranking_kd_matches_the_formula_and_the_cached_form():
     ctop, cidx = torch.topk(tt, 3, dim=-1)
     cached = {"index": cidx, "weight": torch.softmax(ctop / 2.0, -1)}
     torch.testing.assert_close(term(s, cached, labels), want)
+    torch.testing.assert_close(term(s.reshape(-1, N + 1)[keep], cached, labels), want)  # labelled rows only
     assert not (idx == 0).any()
     with pytest.raises(ValueError, match="index"):
         term(s, {"weight": cached["weight"]}, labels)
@@ -74,6 +79,7 @@ def test_masked_hint_reads_labelled_positions_only():
     keep = labels.reshape(-1) != 0
     want = ((proj(s.reshape(-1, 5)[keep]) - t.float().reshape(-1, 8)[keep]) ** 2).mean()
     torch.testing.assert_close(MaskedHint()(s, t, labels, proj), want)
+    torch.testing.assert_close(MaskedHint()(s.reshape(-1, 5)[keep], t, labels, proj), want)
     assert isinstance(MaskedHint(), Hint)  # so the shared trainer makes its projection
 
 
