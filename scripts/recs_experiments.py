@@ -228,7 +228,8 @@ def tune(args: argparse.Namespace) -> int:
                      "distilled_minus_label_only": compare(best, lo), "distilled_over_teacher": compare(best, tfit),
                      "teacher_minus_label_only": compare(tfit, lo)})
     md = [f"# Teacher and students under one budget, {data.describe()}\n",
-          f"Every model: up to {tcfg.epochs} epochs (teachers {args.teacher_epochs or args.epochs}), lr {tcfg.lr}, "
+          f"Every model: up to {tcfg.epochs} epochs (teacher candidates {args.teacher_epochs or args.epochs}; the "
+          f"demo's cached teacher keeps its own settings), lr {tcfg.lr}, "
           f"{tcfg.schedule} schedule, patience {tcfg.patience}, best validation epoch kept, seed 0, one torch "
           f"thread. Teacher chosen on validation NDCG@10: **{tfit.label}** ({tfit.params / 1e3:.1f}k params). "
           f"Distilled recipes: top-{args.top_k} soft targets at T={args.temperature}, alpha {args.alpha} (hint "
@@ -261,10 +262,7 @@ OLD_TRAIN_COMMIT = "b82f835"
 def equivalence(args: argparse.Namespace) -> int:
     """The hand-written training loop of OLD_TRAIN_COMMIT against today's (the shared trainer), same student, seed,
     epochs and soft targets: validation NDCG@10 per epoch and the best one, label-only and soft targets + hint."""
-    import importlib.util
     import json
-    import subprocess
-    import tempfile
 
     import torch
     from edgecart.data.sequences import leave_last_out, training_windows
@@ -274,17 +272,7 @@ def equivalence(args: argparse.Namespace) -> int:
     from edgecart.recs.experiments import write_json_md
     from edgecart.recs.pipeline import DEMO_CONFIGS
 
-    src = subprocess.run(["git", "show", f"{OLD_TRAIN_COMMIT}:sdk/recs/train.py"], check=True, capture_output=True,
-                         text=True).stdout
-    src = src.replace("from .config import", "from edgecart.recs.config import").replace(
-        "from .metrics import", "from edgecart.recs.metrics import")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "old_train.py"
-        path.write_text(src)
-        spec = importlib.util.spec_from_file_location("old_train", path)
-        old_train = importlib.util.module_from_spec(spec)
-        sys.modules["old_train"] = old_train  # dataclasses look their module up there
-        spec.loader.exec_module(old_train)
+    old_train = _old_train()
     data = _data(args.dataset)
     split = leave_last_out(data)
     cfg = DEMO_CONFIGS[args.dataset]
@@ -304,14 +292,68 @@ def equivalence(args: argparse.Namespace) -> int:
             print(json.dumps(rows[-1]), flush=True)
     md = [f"# Shared trainer vs the former hand-written loop, {data.describe()}\n",
           f"Student d{args.student_dim or 16} L1, {args.epochs} epochs, lr 3e-3 constant, seed 0; teacher: the demo's "
-          f"({tfit.label}); distillation: {dataclasses.asdict(d)}. Validation NDCG@10 (943 users; the two loops draw "
-          "batches in different orders, so equal within noise is the expectation).\n",
+          f"({_size_label(cfg.teacher)}); distillation: {dataclasses.asdict(d)}. Validation NDCG@10 (943 users; "
+          "the two loops draw batches in different orders, so equal within noise is the expectation).\n",
           "| variant | implementation | best valid NDCG@10 | best epoch |", "|---|---|---:|---:|"]
     md += [f"| {r['variant']} | {r['implementation']} | {r['best_valid_ndcg']:.4f} | {r['best_epoch']} |" for r in rows]
     md.append(f"\nCommand: `{_command()}`")
     write_json_md(RESULTS / f"shared-trainer-equivalence-{args.dataset}", {"rows": rows, "command": _command()},
                   "\n".join(md))
     print("\n".join(md))
+    return 0
+
+
+def _old_train():
+    """sdk/recs/train.py as of OLD_TRAIN_COMMIT, imported as the module ``old_train``."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    src = subprocess.run(["git", "show", f"{OLD_TRAIN_COMMIT}:sdk/recs/train.py"], check=True, capture_output=True,
+                         text=True).stdout
+    src = src.replace("from .config import", "from edgecart.recs.config import").replace(
+        "from .metrics import", "from edgecart.recs.metrics import")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "old_train.py"
+        path.write_text(src)
+        spec = importlib.util.spec_from_file_location("old_train", path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["old_train"] = mod  # dataclasses look their module up there
+        spec.loader.exec_module(mod)
+    return mod
+
+
+def trainer_speed(args: argparse.Namespace) -> int:
+    """CPU seconds (this process only, so other load does not count) of one training epoch, former loop against
+    the shared trainer, interleaved, ``--repeats`` rounds; medians."""
+    import json
+
+    import torch
+    from edgecart.data.sequences import leave_last_out, training_windows
+    from edgecart.models.sasrec import SASRec, SASRecConfig
+    from edgecart.recs import train as new_train
+    from edgecart.recs.config import DistillConfig, TrainConfig
+    from edgecart.recs.pipeline import DEMO_CONFIGS
+
+    old_train = _old_train()
+    data = _data(args.dataset)
+    split = leave_last_out(data)
+    cfg = DEMO_CONFIGS[args.dataset]
+    _, teacher = _teacher(data, split, cfg, args.cache, print)
+    windows, _ = training_windows(split.train, cfg.max_len)
+    d = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha, hint=args.hint)
+    soft = {m.__name__: m.teacher_soft_targets(teacher, windows, d) for m in (old_train, new_train)}
+    times: dict[str, list[float]] = {}
+    for _ in range(args.repeats):
+        for impl, mod in (("own loop", old_train), ("shared trainer", new_train)):
+            for label, kw in (("label-only", {}), ("soft + hint", {"soft": soft[mod.__name__], "distill": d})):
+                torch.manual_seed(0)
+                m = SASRec(SASRecConfig(data.num_items, cfg.max_len, args.student_dim or 16, 1, 1, 2, 0.1))
+                t0 = time.process_time()
+                mod.train(m, split, TrainConfig(epochs=1, lr=3e-3), **kw)
+                times.setdefault(f"{label}, {impl}", []).append(time.process_time() - t0)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(json.dumps({"median_cpu_s_per_epoch": med, "all": times, "command": _command()}, indent=1))
     return 0
 
 
@@ -427,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="study", required=True)
     for name, fn in (("sweep", sweep), ("ablation", ablation), ("curve", curve), ("tune", tune),
-                     ("equivalence", equivalence)):
+                     ("equivalence", equivalence), ("trainer-speed", trainer_speed)):
         s = sub.add_parser(name)
         s.add_argument("--dataset", required=True, choices=("instacart", "movielens-100k", "movielens-1m"))
         s.add_argument("--cache", type=Path, default=Path("out/cache"))
@@ -440,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--dims", default="8,16,32")
         s.add_argument("--student-dim", type=int, default=None, help="ablation: student width (default: the demo's)")
         s.add_argument("--variants", default="", help="ablation: indices of the variants to run (default all)")
+        s.add_argument("--repeats", type=int, default=3, help="trainer-speed: interleaved rounds")
         if name == "tune":
             s.add_argument("--teachers", default="128x2x2x0.5", help="teachers: dim x layers x heads x dropout")
             s.add_argument("--stem", default="tune", help="result file stem (<stem>-<dataset>.json/.md)")

@@ -126,8 +126,9 @@ def teacher_sweep(data: SequenceData, max_len: int, candidates: Sequence[tuple[M
 
 def write_json_md(path: Path, doc: dict[str, Any], md: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(doc, indent=2, default=_plain) + "\n")
-    path.with_suffix(".md").write_text(md + "\n")
+    # name + suffix, not with_suffix: a stem may hold a dot ("alpha0.8")
+    path.parent.joinpath(path.name + ".json").write_text(json.dumps(doc, indent=2, default=_plain) + "\n")
+    path.parent.joinpath(path.name + ".md").write_text(md + "\n")
 
 
 def _plain(obj: Any) -> Any:
