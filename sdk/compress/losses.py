@@ -191,6 +191,41 @@ __all__ = ["LOSSES", "Cosine", "Hint", "KLDivergence", "LabelCE", "LossTerm", "M
            "loss_from_dict"]
 
 
+@_register
+@dataclass(frozen=True)
+class MaskedLabelCE(LossTerm):
+    """Cross-entropy against the labels over the rows that have one (``label >= 0``; e.g. -100 marks an unlabelled
+    row); 0 when the batch has none. ``column`` picks one column of (N, K) labels (several label sets trained at
+    once); ``logit_scale`` multiplies the logits first (a head on unit-norm embeddings needs a larger range)."""
+
+    column: int | None = None
+    logit_scale: float = 1.0
+    name: ClassVar[str] = "masked_label"
+    needs_teacher: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.column is not None and (not isinstance(self.column, int) or isinstance(self.column, bool)
+                                        or self.column < 0):
+            raise ValueError(f"masked_label: column must be an integer >= 0 when given, got {self.column!r}")
+        if not isinstance(self.logit_scale, (int, float)) or not self.logit_scale > 0:
+            raise ValueError(f"masked_label: logit_scale must be > 0, got {self.logit_scale!r}")
+
+    def __call__(self, s, t, labels=None, projection=None):
+        from torch.nn import functional as F  # noqa: N812
+
+        if labels is None:
+            raise ValueError("the 'masked_label' loss needs labels: pass DistillData(labels=...)")
+        y = labels[:, self.column] if self.column is not None else labels.reshape(-1)
+        logits = _flat(s) * self.logit_scale
+        keep = (y >= 0).to(logits.dtype)
+        per = F.cross_entropy(logits, y.clamp(min=0), reduction="none")
+        return (per * keep).sum() / keep.sum().clamp(min=1.0)
+
+
+__all__ += ["MaskedLabelCE"]  # noqa: PLE0605
+
+
 # --- sequence outputs with unlabelled positions (added for the recommendations pipeline) ---------------------------
 
 
@@ -212,19 +247,19 @@ def _labelled(x: Any, labels: Any, ignore_index: int) -> Any:
 
 @_register
 @dataclass(frozen=True)
-class MaskedLabelCE(LabelCE):
+class SequenceLabelCE(LabelCE):
     """Cross-entropy against the labels at every position whose label is not ``ignore_index`` (e.g. the padding of
     left-padded sequences), averaged over those positions: ``s`` [..., C] logits at every position, or [M, C] at the
     M labelled ones only; labels [...]."""
 
     ignore_index: int = 0
-    name: ClassVar[str] = "masked_label"
+    name: ClassVar[str] = "sequence_label"
 
     def __call__(self, s, t, labels=None, projection=None):
         from torch.nn import functional as F  # noqa: N812
 
         if labels is None:
-            raise ValueError("the 'masked_label' loss needs labels: pass DistillData(labels=...)")
+            raise ValueError("the 'sequence_label' loss needs labels: pass DistillData(labels=...)")
         y = labels.reshape(-1)
         return F.cross_entropy(_labelled(s, labels, self.ignore_index), y[y != self.ignore_index],
                                label_smoothing=self.label_smoothing)
@@ -294,4 +329,4 @@ class MaskedHint(Hint):
         return F.mse_loss(projection(s), t.to(s.dtype))
 
 
-__all__ += ["MaskedHint", "MaskedLabelCE", "MaskedRankingKD"]
+__all__ += ["MaskedHint", "MaskedRankingKD", "SequenceLabelCE"]  # noqa: PLE0605

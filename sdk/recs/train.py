@@ -16,7 +16,7 @@ import torch
 from edgecart.compress.distill import DistillConfig as SharedConfig
 from edgecart.compress.distill import DistillData
 from edgecart.compress.distill import distill as distill_
-from edgecart.compress.losses import LossTerm, MaskedHint, MaskedLabelCE, MaskedRankingKD
+from edgecart.compress.losses import LossTerm, MaskedHint, MaskedRankingKD, SequenceLabelCE
 from edgecart.data.sequences import Split, pad_batch, training_windows
 from edgecart.models.sasrec import SASRec
 
@@ -112,8 +112,8 @@ def loss_terms(distill: DistillConfig | None) -> tuple[LossTerm, ...]:
     (weight ``1 - alpha`` when distilling), ranking KD over the teacher's top-K at ``temperature`` (weight
     ``alpha``), a hint on the hidden states through a projection (weight ``hint``); terms of weight 0 are left out."""
     if distill is None:
-        return (MaskedLabelCE(student="logits"),)
-    terms: list[LossTerm] = [MaskedLabelCE(weight=1.0 - distill.alpha, student="logits")] if distill.alpha < 1 else []
+        return (SequenceLabelCE(student="logits"),)
+    terms: list[LossTerm] = [SequenceLabelCE(weight=1.0 - distill.alpha, student="logits")] if distill.alpha < 1 else []
     if distill.alpha > 0:
         terms.append(MaskedRankingKD(weight=distill.alpha, top_k=distill.top_k, temperature=distill.temperature,
                                      student="logits"))

@@ -19,27 +19,27 @@ def _batch(seed: int = 0):
     return s, t, labels
 
 
-def test_masked_label_ce_skips_unlabelled_positions():
+def test_sequence_label_ce_skips_unlabelled_positions():
     import torch
-    from edgecart.compress.losses import MaskedLabelCE, loss_from_dict
+    from edgecart.compress.losses import SequenceLabelCE, loss_from_dict
     from torch.nn import functional as F  # noqa: N812
 
     s, _, labels = _batch()
     keep = labels.reshape(-1) != 0
     want = F.cross_entropy(s.reshape(-1, N + 1)[keep], labels.reshape(-1)[keep])
-    got = MaskedLabelCE()(s, None, labels)
+    got = SequenceLabelCE()(s, None, labels)
     torch.testing.assert_close(got, want)
     # changing the scores at a padded position changes nothing
     s2 = s.clone()
     s2[0, 0] += 100.0
-    torch.testing.assert_close(MaskedLabelCE()(s2, None, labels), want)
+    torch.testing.assert_close(SequenceLabelCE()(s2, None, labels), want)
     # a model may return only the labelled positions (row-major): same loss
-    torch.testing.assert_close(MaskedLabelCE()(s.reshape(-1, N + 1)[keep], None, labels), want)
+    torch.testing.assert_close(SequenceLabelCE()(s.reshape(-1, N + 1)[keep], None, labels), want)
     with pytest.raises(ValueError, match="labelled positions"):
-        MaskedLabelCE()(s.reshape(-1, N + 1)[:5], None, labels)
-    assert loss_from_dict({"name": "masked_label", "ignore_index": 0}) == MaskedLabelCE()
+        SequenceLabelCE()(s.reshape(-1, N + 1)[:5], None, labels)
+    assert loss_from_dict({"name": "sequence_label", "ignore_index": 0}) == SequenceLabelCE()
     with pytest.raises(ValueError, match="labels"):
-        MaskedLabelCE()(s, None, None)
+        SequenceLabelCE()(s, None, None)
 
 
 def test_masked_ranking_kd_matches_the_formula_and_the_cached_form():
@@ -87,13 +87,13 @@ def test_loss_terms_follow_the_distill_config():
     from edgecart.recs.config import DistillConfig
     from edgecart.recs.train import loss_terms
 
-    assert [(t.name, t.weight) for t in loss_terms(None)] == [("masked_label", 1.0)]
+    assert [(t.name, t.weight) for t in loss_terms(None)] == [("sequence_label", 1.0)]
     terms = loss_terms(DistillConfig(top_k=7, temperature=3.0, alpha=0.25, hint=2.0))
-    assert [(t.name, t.weight) for t in terms] == [("masked_label", 0.75), ("masked_ranking", 0.25),
+    assert [(t.name, t.weight) for t in terms] == [("sequence_label", 0.75), ("masked_ranking", 0.25),
                                                    ("masked_hint", 2.0)]
     assert terms[1].top_k == 7 and terms[1].temperature == 3.0
     assert [t.name for t in loss_terms(DistillConfig(alpha=1.0))] == ["masked_ranking"]
-    assert [t.name for t in loss_terms(DistillConfig(alpha=0.0, pca_init=True))] == ["masked_label"]
+    assert [t.name for t in loss_terms(DistillConfig(alpha=0.0, pca_init=True))] == ["sequence_label"]
 
 
 @pytest.fixture(scope="module")
