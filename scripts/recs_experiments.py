@@ -183,7 +183,8 @@ def tune(args: argparse.Namespace) -> int:
     data = _data(args.dataset)
     split = leave_last_out(data)
     stem = f"{args.stem}-{args.dataset}"
-    tcfg = TrainConfig(epochs=args.epochs, lr=args.lr, schedule=args.schedule, patience=args.patience or None)
+    tcfg = TrainConfig(epochs=args.epochs, lr=args.lr, schedule=args.schedule, patience=args.patience or None,
+                       seed=args.seed)
     fits, teachers = [], []
     if args.with_demo_teacher:
         f, m = _teacher(data, split, DEMO_CONFIGS[args.dataset], args.cache, print)
@@ -193,7 +194,7 @@ def tune(args: argparse.Namespace) -> int:
     for spec in filter(None, args.teachers.split(",")):
         dim, layers, heads, drop = spec.split("x")
         size = ModelSize(int(dim), int(layers), int(heads), float(drop))
-        t_train = dataclasses.replace(tcfg, epochs=args.teacher_epochs or args.epochs)
+        t_train = dataclasses.replace(tcfg, epochs=args.teacher_epochs or args.epochs, seed=0)
         f, m = fit(f"teacher {_size_label(size)}", data, split, size, DEMO_CONFIGS[args.dataset].max_len, t_train,
                    cache=args.cache)
         teachers.append((f, m))
@@ -230,7 +231,8 @@ def tune(args: argparse.Namespace) -> int:
     md = [f"# Teacher and students under one budget, {data.describe()}\n",
           f"Every model: up to {tcfg.epochs} epochs (teacher candidates {args.teacher_epochs or args.epochs}; the "
           f"demo's cached teacher keeps its own settings), lr {tcfg.lr}, "
-          f"{tcfg.schedule} schedule, patience {tcfg.patience}, best validation epoch kept, seed 0, one torch "
+          f"{tcfg.schedule} schedule, patience {tcfg.patience}, best validation epoch kept, students' seed "
+          f"{tcfg.seed} (teachers 0), one torch "
           f"thread. Teacher chosen on validation NDCG@10: **{tfit.label}** ({tfit.params / 1e3:.1f}k params). "
           f"Distilled recipes: top-{args.top_k} soft targets at T={args.temperature}, alpha {args.alpha} (hint "
           f"weight {args.hint}); per size the recipe with the higher validation NDCG@10 is reported. Students: 1 "
@@ -491,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--lr", type=float, default=3e-3)
             s.add_argument("--schedule", default="cosine", choices=("constant", "cosine"))
             s.add_argument("--student-dropout", type=float, default=0.1)
+            s.add_argument("--seed", type=int, default=0, help="students' seed (teacher candidates keep seed 0)")
             s.add_argument("--recipes", default="soft|soft + hint + PCA init", help="'|'-separated")
         s.set_defaults(func=fn)
     args = p.parse_args(argv)
