@@ -13,7 +13,8 @@ FORMATS = ("executorch", "onnx", "tflite")
 class TrainConfig:
     """Adam (decoupled weight decay, AdamW) on full-softmax cross-entropy over all items at every position of each
     training window. After each epoch validation NDCG@10 is measured and the best epoch kept; with ``patience``,
-    training stops after that many epochs without a gain (early stopping)."""
+    training stops after that many epochs without a gain (early stopping). ``schedule``: the learning rate stays
+    constant or follows a cosine from ``lr`` down to 0 over ``epochs``."""
 
     epochs: int = 20
     batch_size: int = 128
@@ -21,8 +22,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     patience: int | None = None
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown schedule {self.schedule!r}; known: constant, cosine (decay to 0 over epochs)")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
         if self.lr <= 0 or self.weight_decay < 0:
