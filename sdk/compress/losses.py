@@ -11,7 +11,6 @@ output). Terms::
     ranking       cross-entropy of s against the teacher's top-K as soft positives, softmax(t_topK / T)
                   (ranking distillation over a full catalog: Tang & Wang 2018 use the top-K as weighted positives)
     label         cross-entropy of s against the labels (no teacher)
-    partial_label the same over the rows with a label >= 0 (the others unlabelled)
     hint          MSE between a learned linear projection of s and t (FitNets, Romero et al. 2015)
 
 ``loss_from_dict({"name": "kl", "temperature": 4})`` builds one from JSON; an unknown name or option raises an
@@ -175,26 +174,6 @@ class Hint(LossTerm):
         return F.mse_loss(projection(s), t)
 
 
-@_register
-@dataclass(frozen=True)
-class PartialLabelCE(LabelCE):
-    """``label`` over the rows whose label is >= 0 (a negative label marks an unlabelled row); 0 for a batch
-    without any labelled row (which plain cross-entropy would turn into NaN)."""
-
-    name: ClassVar[str] = "partial_label"
-
-    def __call__(self, s, t, labels=None, projection=None):
-        from torch.nn import functional as F  # noqa: N812
-
-        if labels is None:
-            raise ValueError("the 'partial_label' loss needs labels: pass DistillData(labels=...)")
-        s, y = _flat(s), labels.reshape(-1)
-        keep = y >= 0
-        if not bool(keep.any()):
-            return s.sum() * 0.0
-        return F.cross_entropy(s[keep], y[keep], label_smoothing=self.label_smoothing)
-
-
 def loss_from_dict(data: Any) -> LossTerm:
     """Build a loss term from ``{"name": ..., option: value, ...}`` (allowlist of the term's fields)."""
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
@@ -208,5 +187,40 @@ def loss_from_dict(data: Any) -> LossTerm:
     return cls(**opts)
 
 
-__all__ = ["LOSSES", "Cosine", "Hint", "KLDivergence", "LabelCE", "LossTerm", "MSE", "PartialLabelCE", "RankingKD",
-           "Relational", "loss_from_dict"]
+__all__ = ["LOSSES", "Cosine", "Hint", "KLDivergence", "LabelCE", "LossTerm", "MSE", "RankingKD", "Relational",
+           "loss_from_dict"]
+
+
+@_register
+@dataclass(frozen=True)
+class MaskedLabelCE(LossTerm):
+    """Cross-entropy against the labels over the rows that have one (``label >= 0``; e.g. -100 marks an unlabelled
+    row); 0 when the batch has none. ``column`` picks one column of (N, K) labels (several label sets trained at
+    once); ``logit_scale`` multiplies the logits first (a head on unit-norm embeddings needs a larger range)."""
+
+    column: int | None = None
+    logit_scale: float = 1.0
+    name: ClassVar[str] = "masked_label"
+    needs_teacher: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.column is not None and (not isinstance(self.column, int) or isinstance(self.column, bool)
+                                        or self.column < 0):
+            raise ValueError(f"masked_label: column must be an integer >= 0 when given, got {self.column!r}")
+        if not isinstance(self.logit_scale, (int, float)) or not self.logit_scale > 0:
+            raise ValueError(f"masked_label: logit_scale must be > 0, got {self.logit_scale!r}")
+
+    def __call__(self, s, t, labels=None, projection=None):
+        from torch.nn import functional as F  # noqa: N812
+
+        if labels is None:
+            raise ValueError("the 'masked_label' loss needs labels: pass DistillData(labels=...)")
+        y = labels[:, self.column] if self.column is not None else labels.reshape(-1)
+        logits = _flat(s) * self.logit_scale
+        keep = (y >= 0).to(logits.dtype)
+        per = F.cross_entropy(logits, y.clamp(min=0), reduction="none")
+        return (per * keep).sum() / keep.sum().clamp(min=1.0)
+
+
+__all__ += ["MaskedLabelCE"]  # noqa: PLE0605

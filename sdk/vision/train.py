@@ -183,9 +183,9 @@ def student_losses(cfg: StudentConfig, *, distil: bool, soft: bool, partial_labe
     ``w_relational`` x relational on the embeddings, ``w_label`` x cross-entropy of the logits on the teacher's frozen
     prototypes and (``soft``) ``w_soft`` x soft-label KL at ``temperature``; without one, label cross-entropy alone.
     ``partial_labels``: some rows are unlabelled (label -1) and the label term skips them."""
-    from edgecart.compress.losses import Cosine, KLDivergence, LabelCE, PartialLabelCE, Relational
+    from edgecart.compress.losses import Cosine, KLDivergence, LabelCE, MaskedLabelCE, Relational
 
-    label = PartialLabelCE if partial_labels else LabelCE
+    label = MaskedLabelCE if partial_labels else LabelCE
     if not distil:
         return (label(1.0, student="logits"),)
     terms = [Cosine(cfg.w_cosine, student="embedding", teacher="embedding"),
