@@ -23,6 +23,9 @@ from .config import BuildConfig, config_hash
 
 Progress = Callable[[str], None]
 
+#: student options that only the distilled student uses (kept out of the label-only student's cache key)
+DISTIL_ONLY = ("w_cosine", "w_relational", "w_label", "w_soft", "temperature")
+
 
 @dataclass(frozen=True)
 class SearchData:
@@ -250,9 +253,11 @@ class _Context:
         if kind == "distilled":
             protos = torch.nn.functional.normalize(teacher.classifier.weight.detach(), dim=1).numpy()
             kw = dict(teacher_emb=temb["train"], prototypes=protos, proto_scale=teacher.classifier.scale)
-        # the key holds what the student's weights depend on, not how many seeds or which kinds were asked for;
+        # the key holds what the student's weights depend on (not how many seeds or which kinds were asked for, nor,
+        # for the label-only student, the distillation loss weights);
         # "v" 2 = trained through edgecart.compress.distill (v 1: the pipeline's own loop)
-        st_cfg = {k: v for k, v in self.cfg.to_dict()["student"].items() if k not in ("baseline", "seeds", "seed")}
+        skip = ("baseline", "seeds", "seed") + (() if kind == "distilled" else DISTIL_ONLY)
+        st_cfg = {k: v for k, v in self.cfg.to_dict()["student"].items() if k not in skip}
         key = config_hash({"student": st_cfg, "teacher": self.teacher_key, "kind": kind, "seed": seed, "v": 2})
         hit = self.vc.load_state(f"student-{kind}", key)
         if hit is not None:
