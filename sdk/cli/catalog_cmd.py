@@ -1,4 +1,9 @@
-"""``edgecart catalog add|remove|update BUNDLE``: change an image-search bundle's products without re-exporting."""
+"""``edgecart catalog add|remove|update BUNDLE``: change a bundle's products without re-exporting its model.
+
+An image-search bundle takes pictures (``--images DIR`` or ``--catalog CSV``; ``remove`` also ``--ids``); a
+recommendations bundle takes an items file (``--items CSV|Parquet``: an id column and metadata columns; ``add`` also
+a ``like`` column naming a known item whose embedding each new one starts from; ``remove`` also ``--ids``).
+"""
 
 from __future__ import annotations
 
@@ -7,29 +12,51 @@ import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("catalog", help="add, remove or update products of an image-search bundle (new version, "
-                       "models untouched)")
+    p = sub.add_parser("catalog", help="add, remove or update products of an image-search bundle or the items of a "
+                       "recommendations bundle (new version, models untouched)")
     actions = p.add_subparsers(dest="catalog_action", required=True, metavar="ACTION")
-    for action, text in (("add", "embed new products with the bundle's model and add them"),
-                         ("remove", "remove products by id"),
-                         ("update", "re-embed existing products from new pictures / metadata")):
+    for action, text in (("add", "add products (pictures embedded by the bundle's model) or items"),
+                         ("remove", "remove products / items by id"),
+                         ("update", "re-embed products from new pictures, or update item metadata")):
         a = actions.add_parser(action, help=text)
         a.add_argument("bundle", help="the bundle folder")
         src = a.add_mutually_exclusive_group(required=True)
-        src.add_argument("--images", metavar="DIR", help="pictures, one sub-folder per category (ids = relative "
-                         "paths)")
-        src.add_argument("--catalog", metavar="CSV", help="CSV with image, id, category and extra metadata columns")
+        src.add_argument("--images", metavar="DIR", help="image search: pictures, one sub-folder per category (ids = "
+                         "relative paths)")
+        src.add_argument("--catalog", metavar="CSV", help="image search: CSV with image, id, category and extra "
+                         "metadata columns")
+        src.add_argument("--items", metavar="FILE", help="recommendations: CSV or Parquet, an id column and metadata "
+                         "columns" + ("; plus a 'like' column naming a known item per new one" if action == "add"
+                                      else ""))
         if action == "remove":
             src.add_argument("--ids", help="comma-separated ids to remove")
+        a.add_argument("--id-col", help="recommendations: the id column of --items (default: the first of item_id, "
+                       "id, item, product_id, sku)")
+        if action == "update":
+            a.add_argument("--skip-unknown", action="store_true", help="recommendations: ignore --items rows of "
+                           "items the bundle does not hold (default: an error)")
         a.add_argument("--out", help="write the new version here (default: replace the bundle atomically)")
-        a.add_argument("--backend", default="auto", help="runtime backend that embeds the pictures (default: auto)")
+        a.add_argument("--backend", default="auto", help="image search: runtime backend that embeds the pictures "
+                       "(default: auto)")
         a.set_defaults(func=_run)
 
 
+def _task(bundle: str) -> str | None:
+    from edgecart.runtime import open_bundle
+
+    return open_bundle(bundle).manifest.task
+
+
 def _run(args: argparse.Namespace) -> int:
+    ids = [i.strip() for i in args.ids.split(",") if i.strip()] if getattr(args, "ids", None) else None
+    if _task(args.bundle) == "recommendations":
+        return _run_items(args, ids)
+    if args.items is not None:
+        print(f"edgecart catalog: {args.bundle} is not a recommendations bundle; --items is for recommendations, "
+              "an image-search bundle takes --images or --catalog", file=sys.stderr)
+        return 2
     from edgecart.vision.catalog import update_catalog
 
-    ids = [i.strip() for i in args.ids.split(",") if i.strip()] if getattr(args, "ids", None) else None
     r = update_catalog(args.bundle, args.catalog_action, images=args.images, catalog=args.catalog, ids=ids,
                        out=args.out, backend=args.backend)
     for path, why in r.skipped:
@@ -37,4 +64,20 @@ def _run(args: argparse.Namespace) -> int:
     n = len(r.added or r.removed or r.updated)
     print(f"{args.catalog_action}: {n} product(s); version {r.version}, {r.items} items, verified: {r.path} "
           f"({r.seconds:.1f} s)" + (f"; skipped {len(r.skipped)} unreadable picture(s)" if r.skipped else ""))
+    return 0
+
+
+def _run_items(args: argparse.Namespace, ids: list[str] | None) -> int:
+    from edgecart.recs.catalog import update_items
+
+    if args.images is not None or args.catalog is not None:
+        print(f"edgecart catalog: {args.bundle} is a recommendations bundle; give --items FILE (an id column and "
+              "metadata columns)" + (" or --ids" if args.catalog_action == "remove" else ""), file=sys.stderr)
+        return 2
+    r = update_items(args.bundle, args.catalog_action, items=args.items, ids=ids, id_col=args.id_col, out=args.out,
+                     skip_unknown=getattr(args, "skip_unknown", False))
+    n = len(r.added or r.removed or r.updated)
+    print(f"{args.catalog_action}: {n} item(s); version {r.version}, {r.items} items, models untouched, verified: "
+          f"{r.path} ({r.seconds:.1f} s)" + (f"; skipped {r.skipped} row(s) of items not in the bundle"
+                                             if r.skipped else ""))
     return 0

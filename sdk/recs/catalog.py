@@ -12,17 +12,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from edgecart.runtime.bundle import open_bundle
-from edgecart.runtime.errors import BundleError, InputSpecError
+from edgecart.runtime.errors import BundleError, EdgecartError, InputSpecError
 from edgecart.runtime.recommender import USER_VECTOR, read_item_table
 from edgecart.runtime.search import quantize_rows
 
 AVAILABLE = "catalog/available.npy"
+#: where item metadata lives when an update brings the first of it (the build writes the same path)
+METADATA = "catalog/items.json"
 
 
 def _bump(version: str) -> str:
@@ -43,9 +46,9 @@ def update_item_table(bundle: str | os.PathLike[str], out: str | os.PathLike[str
 
     ``add``: new item id -> float vector (the table's dimension); ``remove``: ids never to recommend again;
     ``embeddings``: known id -> new float vector; ``popularity``: id -> count (new items default to 0);
-    ``metadata``: id -> record (when the bundle carries item metadata). Unknown ids in ``remove`` /
-    ``embeddings`` / ``popularity`` / ``metadata``, ids in ``add`` that exist, and wrong vector sizes are
-    :class:`InputSpecError`.
+    ``metadata``: id -> record (a bundle built without item metadata gets it, ``{}`` for the other items).
+    Unknown ids in ``remove`` / ``embeddings`` / ``popularity`` / ``metadata``, ids in ``add`` that exist, and
+    wrong vector sizes are :class:`InputSpecError`.
     """
     from edgecart.exporters.bundle import BundleWriter
 
@@ -107,8 +110,11 @@ def update_item_table(bundle: str | os.PathLike[str], out: str | os.PathLike[str
         records = list(doc["records"]) + [{} for _ in new]
         for item, rec in (metadata or {}).items():
             records[idx(item, "metadata") - 1] = dict(rec)
-    elif metadata:
-        raise InputSpecError("metadata: this bundle carries no item metadata; build it with --items")
+    elif metadata:  # the first metadata of a bundle built without --items
+        records = [{} for _ in ids]
+        for item, rec in metadata.items():
+            records[idx(item, "metadata") - 1] = dict(rec)
+        cat["metadata"] = METADATA
 
     emb = dict(cat["item_embeddings"])
     emb.update(rows=int(q.shape[0]), fp32_bytes=int(q.size * 4), int8_bytes=int(q.nbytes + scale.nbytes),
@@ -161,3 +167,208 @@ def _norm(v: Any) -> Any:
 
 def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
+
+
+# --- `edgecart catalog add|remove|update` on a recommendations bundle: item metadata from an items file ------------
+
+ACTIONS = ("add", "remove", "update")
+#: id column names tried, in order, when none is given
+ID_COLUMNS = ("item_id", "id", "item", "product_id", "sku")
+#: the column of an ``add`` file naming a known item whose embedding a new item starts from
+LIKE_COLUMN = "like"
+
+
+class ItemUpdateError(EdgecartError, ValueError):
+    """An item file or id list cannot be applied to a recommendations bundle; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class ItemUpdate:
+    """What an item update did: the new bundle, its version, its item count and the ids touched."""
+
+    path: Path
+    version: str
+    items: int
+    added: tuple[Any, ...] = ()
+    removed: tuple[Any, ...] = ()
+    updated: tuple[Any, ...] = ()
+    seconds: float = 0.0
+    skipped: int = 0
+
+
+def read_item_file(path: str | os.PathLike[str], id_col: str | None = None) -> tuple[str, list[Any], list[dict]]:
+    """(id column, ids, records) of an items CSV or Parquet file: one row per item, every other column a metadata
+    field. A missing file or id column, empty or duplicate ids are :class:`ItemUpdateError`."""
+    import pyarrow as pa
+
+    p = Path(path)
+    if not p.is_file():
+        raise ItemUpdateError(f"items file {p}: no such file")
+    suffix = p.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise ItemUpdateError(f"items file {p}: unknown file type {suffix!r}; give a .csv or .parquet file")
+    try:
+        if suffix == ".csv":
+            import pyarrow.csv as pcsv
+
+            table = pcsv.read_csv(p)
+        else:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(p)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ItemUpdateError(f"items file {p} cannot be read ({exc}); give a CSV with a header row or a Parquet "
+                              "file") from None
+    cols = table.column_names
+    if id_col is None:
+        id_col = next((c for c in ID_COLUMNS if c in cols), None)
+        if id_col is None:
+            raise ItemUpdateError(f"items file {p} has none of the id columns {list(ID_COLUMNS)}; its columns are "
+                                  f"{cols}: name the id column with --id-col")
+    elif id_col not in cols:
+        raise ItemUpdateError(f"items file {p} has no column {id_col!r}; its columns are {cols}")
+    if table.num_rows == 0:
+        raise ItemUpdateError(f"items file {p} is empty (no rows after the header)")
+    ids = table.column(id_col).to_pylist()
+    blank = [n + 2 for n, v in enumerate(ids) if v is None or (isinstance(v, str) and not v.strip())]
+    if blank:
+        raise ItemUpdateError(f"items file {p}: empty id on line(s) {blank[:5]}; give every row an id")
+    ids = [_norm(v.strip() if isinstance(v, str) else v) for v in ids]
+    seen: dict[Any, int] = {}
+    dup = []
+    for n, v in enumerate(ids):
+        if v in seen:
+            dup.append(v)
+        seen.setdefault(v, n)
+    if dup:
+        raise ItemUpdateError(f"items file {p}: {len(dup)} id(s) appear more than once (e.g. {dup[:5]}); keep one "
+                              "row per item")
+    fields = [c for c in cols if c != id_col]
+    values = {c: table.column(c).to_pylist() for c in fields}
+    records = [{c: _cell(values[c][n]) for c in fields} for n in range(len(ids))]
+    return id_col, ids, records
+
+
+def _cell(v: Any) -> Any:
+    """An items-file cell as JSON: strings stripped, an empty cell None."""
+    if isinstance(v, str):
+        v = v.strip()
+        return v or None
+    return _jsonable(v)
+
+
+def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os.PathLike[str] | None = None,
+                 ids: Sequence[Any] | None = None, id_col: str | None = None,
+                 out: str | os.PathLike[str] | None = None, skip_unknown: bool = False) -> ItemUpdate:
+    """``edgecart catalog ACTION BUNDLE --items FILE`` on a recommendations bundle; writes the next version to
+    ``out`` (default: replace ``bundle`` atomically), model files untouched, verified.
+
+    - ``update``: the file's columns replace those fields of the named items' metadata (other fields are kept; an
+      empty cell clears its field). A bundle built without ``--items`` gets its metadata from the first update.
+      ``skip_unknown``: rows naming items the bundle does not hold (e.g. the shop's whole item file, where the build
+      kept only the items seen often enough) are ignored and counted in ``ItemUpdate.skipped`` instead of an error.
+    - ``add``: new items, each with a ``like`` column naming a known item whose embedding it starts from (a new
+      size or colour of a product; the next build learns its own), and its metadata. It is recommendable at once.
+    - ``remove``: the items of the file's id column, or ``ids``, are never recommended again (still understood
+      in a history).
+
+    Unknown ids (update, remove, ``like``), ids already in the bundle (add), duplicate or empty ids and missing
+    columns are :class:`ItemUpdateError`.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    if action not in ACTIONS:
+        raise ItemUpdateError(f"unknown catalog action {action!r}; known: {', '.join(ACTIONS)}")
+    src = open_bundle(bundle)
+    m = src.manifest
+    if m.task != "recommendations":
+        raise ItemUpdateError(f"bundle {m.name!r} is a {m.task} bundle; --items updates recommendation bundles "
+                              "(use --images or --catalog for image search)")
+    table = read_item_table(src)
+    known = {_norm(v) for v in table.ids.tolist()}
+    dest = Path(out) if out is not None else Path(src.root)
+    if dest.exists() and dest.absolute() != Path(src.root).absolute():
+        raise BundleError(f"{dest} already exists; choose another --out (or leave --out out to replace the bundle)")
+    version = _bump(m.version)
+
+    def unknown(names: Sequence[Any], what: str, fix: str) -> None:
+        bad = [v for v in names if _norm(v) not in known]
+        if bad:
+            raise ItemUpdateError(f"{what}: {len(bad)} id(s) are not in the bundle's {len(known)} items (e.g. "
+                                  f"{bad[:5]}); {fix}")
+
+    added: list[Any] = []
+    removed: list[Any] = []
+    updated: list[Any] = []
+    skipped = 0
+    if action == "remove":
+        if (items is None) == (ids is None):
+            raise ItemUpdateError("catalog remove needs exactly one of --items FILE or --ids")
+        gone = read_item_file(items, id_col)[1] if items is not None else [_norm(i) for i in ids or ()]
+        if not gone:
+            raise ItemUpdateError("catalog remove: no ids given")
+        if len(set(gone)) != len(gone):
+            raise ItemUpdateError("catalog remove: an id is named more than once; name each once")
+        unknown(gone, "remove", "check the ids (they are the bundle's item ids)")
+        path = update_item_table(src.root, dest, remove=gone, version=version)
+        removed = list(gone)
+    else:
+        if items is None:
+            raise ItemUpdateError(f"catalog {action} needs --items FILE (an id column and metadata columns)")
+        _, new_ids, records = read_item_file(items, id_col)
+        if action == "update":
+            if skip_unknown:
+                keep = [n for n, i in enumerate(new_ids) if i in known]
+                skipped = len(new_ids) - len(keep)
+                new_ids, records = [new_ids[n] for n in keep], [records[n] for n in keep]
+                if not new_ids:
+                    raise ItemUpdateError(f"update: no row of {items} names an item of the bundle")
+            unknown(new_ids, "update", "use 'catalog add' for new items, or skip_unknown (--skip-unknown) to "
+                    "ignore rows of items the bundle does not hold")
+            old = _records(src, len(table.ids))
+            where = {_norm(v): n for n, v in enumerate(table.ids.tolist())}
+            merged = {i: {**(old[where[i]] if old is not None else {}), **r} for i, r in zip(new_ids, records,
+                                                                                            strict=True)}
+            path = update_item_table(src.root, dest, metadata=merged, version=version)
+            updated = list(new_ids)
+        else:
+            if not records or LIKE_COLUMN not in records[0]:
+                raise ItemUpdateError(f"add: items file {items} has no {LIKE_COLUMN!r} column; a new item needs a "
+                                      "starting embedding: add a column 'like' naming a known item it resembles "
+                                      "(its embedding is copied), or rebuild the bundle with the item in the log")
+            there = [i for i in new_ids if i in known]
+            if there:
+                raise ItemUpdateError(f"add: {len(there)} id(s) are already in the bundle (e.g. {there[:5]}); use "
+                                      "'catalog update' to change their metadata")
+            likes = [_norm(r[LIKE_COLUMN]) for r in records]
+            unknown([v for v in likes if v is not None], f"add: column {LIKE_COLUMN!r}",
+                    "name a known item for each new one")
+            if any(v is None for v in likes):
+                raise ItemUpdateError(f"add: every new item needs a {LIKE_COLUMN!r} value naming a known item")
+            rows = table.q.astype(np.float32) * table.scales[:, None]
+            where = {_norm(v): n + 1 for n, v in enumerate(table.ids.tolist())}
+            vectors = {i: rows[where[lk]] for i, lk in zip(new_ids, likes, strict=True)}
+            meta = {i: {k: v for k, v in r.items() if k != LIKE_COLUMN} for i, r in zip(new_ids, records,
+                                                                                            strict=True)}
+            path = update_item_table(src.root, dest, add=vectors, metadata=meta, version=version)
+            added = list(new_ids)
+    b = open_bundle(path)  # verified as a reader sees it
+    return ItemUpdate(Path(path), b.manifest.version, int(b.manifest.catalog["num_items"]), tuple(added),
+                      tuple(removed), tuple(updated), time.perf_counter() - t0, skipped)
+
+
+def _records(src: Any, n: int) -> list[dict[str, Any]] | None:
+    name = (src.manifest.catalog or {}).get("metadata")
+    if not isinstance(name, str):
+        return None
+    doc = json.loads(src.path(name).read_text(encoding="utf-8"))
+    return [dict(r) for r in doc["records"]][:n]
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, (str, bool, int)):
+        return v
+    if isinstance(v, float):
+        return v if np.isfinite(v) else None
+    return str(v)

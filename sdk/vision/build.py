@@ -79,7 +79,8 @@ def user_data(cfg: Any, *, images: str | os.PathLike[str] | None = None,
         raise ImageFolderError(f"{allset.source}: too few pictures to hold any out for validation and test; a "
                                "category needs at least 3 readable pictures")
     src = Path(images or catalog)
-    hit = "same category" if catalog is not None else f"same sub-folder of {src.name}"
+    # a folder's sub-folders are what a hit means: categories (category-level P@10) or products
+    hit = "same category" if catalog is not None else f"same sub-folder of {src.name} (its category or product)"
     return SearchData(name=cfg.name, train=allset.take(sp.train), val=allset.take(sp.val),
                       test=allset.take(sp.test), catalog=allset.take(sp.train), shipped=allset,
                       skipped=allset.skipped, hit=hit)

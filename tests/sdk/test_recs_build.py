@@ -251,3 +251,115 @@ def test_item_table_updates_without_re_export(built, tmp_path):
         update_item_table(built / "bundle", tmp_path / "v3", add={"sku-1": user})
     with pytest.raises(InputSpecError, match="finite numbers"):
         update_item_table(built / "bundle", tmp_path / "v3", add={"sku-x": user[:2]})
+
+
+def _catalog(argv):
+    from edgecart.cli import catalog_cmd
+
+    parser = argparse.ArgumentParser()
+    catalog_cmd.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["catalog", *map(str, argv)])
+    return args.func(args)
+
+
+def _meta(path):
+    from edgecart.runtime import open_bundle
+
+    b = open_bundle(path)
+    doc = json.loads((path / b.manifest.catalog["metadata"]).read_text())
+    return b, dict(zip(doc["ids"], doc["records"], strict=True))
+
+
+def test_catalog_cli_updates_item_metadata_models_untouched(built, tmp_path, capsys):
+    from edgecart.runtime import open_bundle
+
+    src = open_bundle(built / "bundle")
+    f = tmp_path / "names.csv"
+    f.write_text("item,name,price\nsku-2,Item two (new name),2.5\nsku-9,,9\n")
+    assert _catalog(["update", built / "bundle", "--items", f, "--out", tmp_path / "v2"]) == 0
+    assert "update: 2 item(s)" in capsys.readouterr().out
+    b2, meta = _meta(tmp_path / "v2")
+    from edgecart.recs.catalog import _bump
+
+    assert b2.manifest.version == _bump(src.manifest.version) != src.manifest.version
+    for a in src.manifest.artifacts:
+        assert b2.manifest.file(a.path).sha256 == src.manifest.file(a.path).sha256
+    assert meta["sku-2"] == {"name": "Item two (new name)", "price": 2.5}
+    assert meta["sku-9"] == {"name": None, "price": 9}  # an empty cell clears its field
+    assert meta["sku-3"] == {"name": "Item 3"}  # items not in the file keep their records
+    # the same file again onto the new version, in place (no --out): replaced atomically, version bumped again
+    assert _catalog(["update", tmp_path / "v2", "--items", f]) == 0
+    assert open_bundle(tmp_path / "v2").manifest.version == _bump(_bump(src.manifest.version))
+
+
+def test_catalog_cli_adds_items_like_known_ones_and_removes(built, tmp_path):
+    from edgecart.runtime.recommender import Recommender
+
+    f = tmp_path / "new.csv"
+    f.write_text("item,like,name\nsku-6-large,sku-6,Item 6 (large)\n")
+    assert _catalog(["add", built / "bundle", "--items", f, "--out", tmp_path / "v2"]) == 0
+    b2, meta = _meta(tmp_path / "v2")
+    assert meta["sku-6-large"] == {"name": "Item 6 (large)"} and b2.manifest.catalog["num_items"] == NUM_ITEMS + 1
+    rec = Recommender(b2, backend="onnxruntime")
+    # it starts from sku-6's embedding: recommended right beside it after the history that leads to sku-6
+    assert set(rec.recommend(["sku-3", "sku-4", "sku-5"], k=2).items) == {"sku-6", "sku-6-large"}
+    assert _catalog(["remove", tmp_path / "v2", "--ids", "sku-6", "--out", tmp_path / "v3"]) == 0
+    rec3 = Recommender(tmp_path / "v3", backend="onnxruntime")
+    top = rec3.recommend(["sku-3", "sku-4", "sku-5"], k=2).items
+    assert top[0] == "sku-6-large" and "sku-6" not in top
+
+
+@pytest.mark.parametrize("action, text, extra, match", [
+    ("update", "item,name\nsku-999,x\n", [], "not in the bundle's 12 items"),
+    ("update", "item,name\nsku-1,a\nsku-1,b\n", [], "more than once"),
+    ("update", "product,name\nsku-1,a\n", [], "none of the id columns"),
+    ("update", "product,name\nsku-1,a\n", ["--id-col", "code"], "has no column 'code'"),
+    ("update", "item,name\n", [], "is empty"),
+    ("add", "item,name\nsku-new,a\n", [], "no 'like' column"),
+    ("add", "item,like\nsku-1,sku-2\n", [], "already in the bundle"),
+    ("add", "item,like\nsku-new,sku-404\n", [], "not in the bundle's 12 items"),
+    ("remove", "item\nsku-404\n", [], "not in the bundle's 12 items"),
+])
+def test_catalog_item_errors_are_typed_and_say_the_fix(built, tmp_path, action, text, extra, match):
+    from edgecart.recs.catalog import ItemUpdateError
+    from edgecart.runtime.errors import EdgecartError
+
+    f = tmp_path / "items.csv"
+    f.write_text(text)
+    with pytest.raises(ItemUpdateError, match=match) as err:
+        _catalog([action, built / "bundle", "--items", f, "--out", tmp_path / "v2", *extra])
+    assert isinstance(err.value, EdgecartError) and not (tmp_path / "v2").exists()
+
+
+def test_catalog_cli_refuses_pictures_for_a_recommendations_bundle(built, tmp_path, capsys):
+    assert _catalog(["add", built / "bundle", "--images", tmp_path, "--out", tmp_path / "v2"]) == 2
+    assert "give --items" in capsys.readouterr().err
+
+
+def test_catalog_update_can_skip_rows_of_items_the_bundle_lacks(built, tmp_path, capsys):
+    f = tmp_path / "all_items.csv"
+    f.write_text("item,name\nsku-4,Four\nsku-999,not kept by the build\n")
+    assert _catalog(["update", built / "bundle", "--items", f, "--out", tmp_path / "v2", "--skip-unknown"]) == 0
+    assert "skipped 1 row(s)" in capsys.readouterr().out
+    _, meta = _meta(tmp_path / "v2")
+    assert meta["sku-4"] == {"name": "Four"} and "sku-999" not in meta
+
+
+def test_a_bundle_built_without_items_gets_metadata_from_its_first_update(built, tmp_path):
+    import shutil
+
+    from edgecart.runtime import open_bundle
+
+    plain = tmp_path / "plain"  # the built bundle as a build without --items writes it: no metadata file
+    shutil.copytree(built / "bundle", plain)
+    doc = json.loads((plain / "manifest.json").read_text())
+    path = doc["catalog"].pop("metadata")
+    doc["files"] = [f for f in doc["files"] if f["path"] != path]
+    (plain / path).unlink()
+    (plain / "manifest.json").write_text(json.dumps(doc))
+    assert "metadata" not in open_bundle(plain).manifest.catalog
+    f = tmp_path / "names.csv"
+    f.write_text("item,name\nsku-1,One\n")
+    assert _catalog(["update", plain, "--items", f, "--out", tmp_path / "v2"]) == 0
+    _, meta = _meta(tmp_path / "v2")
+    assert meta["sku-1"] == {"name": "One"} and meta["sku-2"] == {} and len(meta) == NUM_ITEMS
