@@ -24,7 +24,8 @@ from .config import BuildConfig, config_hash
 Progress = Callable[[str], None]
 
 #: student options that only the distilled student uses (kept out of the label-only student's cache key)
-DISTIL_ONLY = ("w_cosine", "w_relational", "w_label", "w_soft", "temperature")
+DISTIL_ONLY = ("w_cosine", "w_relational", "w_label", "w_soft", "temperature", "w_contrastive",
+               "contrastive_temperature")
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,8 @@ class _Context:
         # for the label-only student, the distillation loss weights);
         # "v" 2 = trained through edgecart.compress.distill (v 1: the pipeline's own loop)
         skip = ("baseline", "seeds", "seed") + (() if kind == "distilled" else DISTIL_ONLY)
+        if not self.cfg.student.w_contrastive:  # added later: without it the student is the same as before
+            skip += ("w_contrastive", "contrastive_temperature")
         st_cfg = {k: v for k, v in self.cfg.to_dict()["student"].items() if k not in skip}
         key = config_hash({"student": st_cfg, "teacher": self.teacher_key, "kind": kind, "seed": seed, "v": 2})
         hit = self.vc.load_state(f"student-{kind}", key)

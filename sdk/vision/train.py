@@ -181,9 +181,10 @@ class _Outputs(nn.Module):
 def student_losses(cfg: StudentConfig, *, distil: bool, soft: bool, partial_labels: bool = False) -> tuple:
     """The loss terms (:mod:`edgecart.compress.losses`) of a student: with a teacher ``w_cosine`` x cosine +
     ``w_relational`` x relational on the embeddings, ``w_label`` x cross-entropy of the logits on the teacher's frozen
-    prototypes and (``soft``) ``w_soft`` x soft-label KL at ``temperature``; without one, label cross-entropy alone.
+    prototypes, (``soft``) ``w_soft`` x soft-label KL at ``temperature`` and ``w_contrastive`` x InfoNCE against the
+    batch's teacher embeddings; without one, label cross-entropy alone.
     ``partial_labels``: some rows are unlabelled (label -1) and the label term skips them."""
-    from edgecart.compress.losses import Cosine, KLDivergence, LabelCE, MaskedLabelCE, Relational
+    from edgecart.compress.losses import Cosine, InfoNCE, KLDivergence, LabelCE, MaskedLabelCE, Relational
 
     label = MaskedLabelCE if partial_labels else LabelCE
     if not distil:
@@ -193,6 +194,9 @@ def student_losses(cfg: StudentConfig, *, distil: bool, soft: bool, partial_labe
              label(cfg.w_label, student="logits")]
     if soft:
         terms.append(KLDivergence(cfg.w_soft, student="logits", teacher="logits", temperature=cfg.temperature))
+    if cfg.w_contrastive > 0:
+        terms.append(InfoNCE(cfg.w_contrastive, student="embedding", teacher="embedding",
+                             temperature=cfg.contrastive_temperature))
     return tuple(terms)
 
 

@@ -93,3 +93,20 @@ def test_student_loss_terms_follow_the_config():
     assert student_losses(cfg, distil=True, soft=True)[-1].temperature == 3.0
     assert [t.name for t in student_losses(cfg, distil=False, soft=False)] == ["label"]
     assert [t.name for t in student_losses(cfg, distil=True, soft=False, partial_labels=True)][-1] == "masked_label"
+
+
+def test_contrastive_term_prefers_the_matching_teacher_row():
+    from edgecart.compress.losses import InfoNCE, loss_from_dict
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.nn.functional.normalize(torch.randn(16, DIM, generator=g), dim=1)
+    term = InfoNCE(temperature=0.1)
+    matched, shuffled = term(t, t).item(), term(t.roll(1, dims=0), t).item()
+    assert matched < 0.1 < np.log(16) < shuffled
+    assert loss_from_dict(term.to_dict()) == term
+    with pytest.raises(ValueError, match="temperature"):
+        InfoNCE(temperature=0)
+    cfg = _cfg(w_contrastive=0.5, contrastive_temperature=0.2)
+    last = student_losses(cfg, distil=True, soft=False)[-1]
+    assert (last.name, last.weight, last.temperature) == ("infonce", 0.5, 0.2)
+    assert "infonce" not in [x.name for x in student_losses(_cfg(), distil=True, soft=False)]
