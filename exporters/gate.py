@@ -1,8 +1,12 @@
 """int8 with a quality gate: try a format's int8 recipes in order, keep the first that loses at most
-``max_drop`` of a quality metric against the float model, and record every attempt in the manifest."""
+``max_drop`` of a quality metric against the float model, and record every attempt in the manifest.
+
+:func:`export_formats_gated` is the loop every task's bundle writer runs over its formats: fp32, scored through the
+runtime and recorded; then int8 behind the gate, recorded when kept."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -111,3 +115,75 @@ def export_int8_gated(writer: BundleWriter, model: Any, example_inputs: tuple[An
         "why": "no int8 recipe kept the metric within the gate; ship the fp32 artifact for this format",
     }
     return None
+
+
+Record = Callable[[Artifact, dict[str, float]], Artifact]
+
+
+@dataclass(frozen=True)
+class GatedFormat:
+    """What :func:`export_formats_gated` did for one format."""
+
+    format: str
+    fp32: Artifact
+    reference: dict[str, float] | None  # the fp32 artifact's metrics through the runtime (None without ``evaluate``)
+    int8: Artifact | None = None  # the kept int8 artifact; None when int8 was not tried or the gate rejected it
+    gate: dict[str, Any] | None = None  # the kept recipe's gate record, or the rejection record; None: not tried
+
+
+def export_formats_gated(writer: BundleWriter, model: Any, example_inputs: tuple[Any, ...], formats: Sequence[str],
+                         *, golden: tuple[dict, dict], evaluate: Evaluate | None = None, int8: bool = False,
+                         gate: QualityGate | None = None, calibration: Sequence[tuple[Any, ...]] = (),
+                         gate_evaluate: Evaluate | None = None, reference: dict[str, float] | None = None,
+                         record: Record | None = None, recipes: Sequence[QuantRecipe | str] | None = None,
+                         fp32_first: bool = False, tolerance: ParityTolerance = DEFAULT_TOLERANCE,
+                         progress: Callable[[str], None] | None = None) -> dict[str, GatedFormat]:
+    """The fp32 → int8 → gate → record loop of a bundle, for every format in ``formats``.
+
+    Per format: export fp32 (parity-checked on ``golden``), score it through the runtime with ``evaluate`` (when
+    given) and pass it to ``record(artifact, metrics)``, which may update the artifact and returns it. With ``int8``:
+    :func:`export_int8_gated` behind ``gate``, scored with ``gate_evaluate`` (default ``evaluate``) against
+    ``reference`` (default: this format's fp32 metrics); a kept int8 artifact goes to ``record`` with its gate metrics,
+    a rejected one leaves its attempts in the bundle's ``quality["int8_rejected"][fmt]``. ``fp32_first``: every fp32
+    artifact before the first int8 one (else fp32 and int8 alternate per format).
+    """
+    label = writer.meta["name"]
+    say = progress or (lambda _m: None)
+    if int8:
+        if gate is None or (gate_evaluate or evaluate) is None:
+            raise ValueError("int8 behind the gate needs a QualityGate and an evaluate function")
+        if reference is None and evaluate is None:
+            raise ValueError("int8 behind the gate needs reference metrics or an evaluate function for the fp32 model")
+    done: dict[str, GatedFormat] = {}
+
+    def fp32(fmt: str) -> None:
+        say(f"{label}: fp32 {fmt}")
+        art = export_artifact(writer, model, example_inputs, fmt, golden=golden, tolerance=tolerance)
+        metrics = evaluate_artifact(writer, art, evaluate) if evaluate is not None else None
+        if record is not None and metrics is not None:
+            art = record(art, metrics)
+        done[fmt] = GatedFormat(fmt, art, metrics)
+
+    def quantized(fmt: str) -> None:
+        ref = reference if reference is not None else done[fmt].reference
+        art = export_int8_gated(writer, model, example_inputs, fmt, calibration=calibration, golden=golden,
+                                evaluate=gate_evaluate or evaluate, reference=ref, gate=gate,  # type: ignore[arg-type]
+                                recipes=recipes, tolerance=tolerance, progress=lambda m: say(f"{label}: {m}"))
+        if art is None:
+            say(f"{label}: int8 {fmt} rejected by the gate (see manifest quality.int8_rejected)")
+            done[fmt] = dataclasses.replace(done[fmt], gate=writer.quality["int8_rejected"][fmt])
+            return
+        gate_record = (art.quantization or {}).get("gate")
+        if record is not None:
+            art = record(art, dict(art.quality or {}))
+        done[fmt] = dataclasses.replace(done[fmt], int8=art, gate=gate_record)
+
+    if fp32_first:
+        for fmt in formats:
+            fp32(fmt)
+    for fmt in formats:
+        if not fp32_first:
+            fp32(fmt)
+        if int8:
+            quantized(fmt)
+    return done

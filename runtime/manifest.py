@@ -6,6 +6,10 @@ integers at most :data:`MAX_INT_DIGITS` digits, and every failure is a :class:`M
 The parser is driven by the dataclasses' type hints, so a new field is parsed (and type-checked) as soon as it is
 declared; the JSON Schema in ``manifest.schema.json`` (next to this file) describes the same document for app
 developers, and tests validate every kind of bundle edgecart writes against it.
+
+The module is split in three: this one holds the dataclasses (the document), :mod:`.manifest_checks` the value
+checks, enumerations and parser bounds, :mod:`.manifest_json` the bounded JSON decoding and the typed parser; every
+public name stays importable from here.
 """
 
 from __future__ import annotations
@@ -13,37 +17,39 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import functools
 import json
-import math
-import operator
-import posixpath
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from .errors import ManifestError, UnsafePathError
-
-SCHEMA_VERSION = "1.0"
-MANIFEST_NAME = "manifest.json"
-FORMATS = ("executorch", "onnx", "tflite")
-DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
-TASKS = ("image_search", "recommendations", "text_search", "generic")
-PRECISIONS = ("fp32", "fp16", "int8")
-FILE_ROLES = ("model", "weights", "catalog", "golden", "metadata")
-SIGNATURE_ALGORITHMS = ("ed25519",)
-
-#: Bounds of the parser: a manifest is small, flat data; anything beyond these is refused, never recursed into.
-MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-MAX_DEPTH = 32
-MAX_INT_DIGITS = 19  # int64
-MAX_FLOAT_CHARS = 40
-MAX_DIM = 2**31 - 1
-MAX_BYTES = 2**63 - 1
+from .errors import ManifestError
+from .manifest_checks import (
+    DTYPES,
+    FILE_ROLES,
+    FORMATS,
+    MANIFEST_NAME,
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_DIM,
+    MAX_FLOAT_CHARS,
+    MAX_INT_DIGITS,
+    MAX_MANIFEST_BYTES,
+    PRECISIONS,
+    SCHEMA_VERSION,
+    SIGNATURE_ALGORITHMS,
+    TASKS,
+    _choice,
+    _floats,
+    _int,
+    _json_safe,
+    _name,
+    _obj,
+    _real,
+    _short,
+    _str_map,
+    check_relative_path,
+)
+from .manifest_json import parse_dataclass, parse_json, to_jsonable
 
 #: Files a catalog section refers to, per ``catalog.kind``: key paths ("*" = every key of that object). A runtime
 #: opens these, so they must be plain paths the manifest's ``files`` list. A new task's catalog: one line here.
@@ -59,122 +65,6 @@ TASK_SECTIONS: dict[str, tuple[str, str | None]] = {
     "recommendations": ("item_table", "SequencePreprocessing"),
     "text_search": ("text_embeddings", "TextPreprocessing"),
 }
-
-
-def check_relative_path(path: str, where: str = "") -> str:
-    """Return ``path`` if it is a plain relative POSIX path inside the bundle, else raise UnsafePathError."""
-    at = f"{where}: " if where else ""
-    if not isinstance(path, str) or not path:
-        raise UnsafePathError(f"{at}bundle path {_short(path)} must be a non-empty string")
-    if "\\" in path or "\x00" in path or path.startswith("/") or (len(path) > 1 and path[1] == ":"):
-        raise UnsafePathError(f"{at}bundle path {_short(path)} must be relative and use '/' separators")
-    norm = posixpath.normpath(path)
-    if norm != path or norm == "." or norm.split("/")[0] == "..":
-        raise UnsafePathError(f"{at}bundle path {_short(path)} is not a normalised path inside the bundle")
-    return path
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    r = repr(value)
-    return r if len(r) <= limit else r[: limit - 5] + "…" + r[-4:]
-
-
-def _is_surrogate_free(s: str) -> bool:
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _json_safe(value: Any, where: str, depth: int = 0) -> None:
-    """Refuse what is not plain, finite, bounded JSON data (free-form sections: quality, catalog, quantization)."""
-    if depth > MAX_DEPTH:
-        raise ManifestError(f"{where}: nested deeper than {MAX_DEPTH} levels")
-    if value is None or isinstance(value, bool):
-        return
-    if isinstance(value, str):
-        if not _is_surrogate_free(value):
-            raise ManifestError(f"{where}: text holds an unpaired surrogate; it is not valid Unicode")
-        return
-    if isinstance(value, int):
-        if abs(value) > MAX_BYTES:
-            raise ManifestError(f"{where}: integer {_short(value)} is out of the int64 range")
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ManifestError(f"{where}: {value!r} is not a finite number")
-        return
-    if isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _json_safe(v, f"{where}[{i}]", depth + 1)
-        return
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ManifestError(f"{where}: key {_short(k)} must be a string")
-            _json_safe(k, f"{where} key", depth + 1)
-            _json_safe(v, f"{where}.{k}", depth + 1)
-        return
-    raise ManifestError(f"{where}: {type(value).__name__} is not JSON data")
-
-
-# --- strict value checks (used by the dataclasses, so code that builds a manifest is held to them too) --------------
-
-def _name(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ManifestError(f"{where}: expected a non-empty string, got {_short(value)}")
-    return value
-
-
-def _int(value: Any, where: str, minimum: int | None = None, maximum: int = MAX_BYTES) -> int:
-    if isinstance(value, (bool, np.bool_)) or isinstance(value, (float, np.floating)):
-        raise ManifestError(f"{where}: expected an integer, got {_short(value)}")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise ManifestError(f"{where}: expected an integer, got {_short(value)}") from None
-    if (minimum is not None and v < minimum) or v > maximum:
-        lo = "" if minimum is None else f" >= {minimum}"
-        raise ManifestError(f"{where}: {v} is out of range (expected an integer{lo}, at most {maximum})")
-    return int(v)
-
-
-def _real(value: Any, where: str, minimum: float | None = None) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ManifestError(f"{where}: expected a number, got {_short(value)}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ManifestError(f"{where}: {v!r} is not a finite number")
-    if minimum is not None and v < minimum:
-        raise ManifestError(f"{where}: {v} must be >= {minimum}")
-    return v
-
-
-def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ManifestError(f"{where}: {_short(value)} is not one of {allowed}")
-    return value
-
-
-def _str_map(value: Any, where: str) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise ManifestError(f"{where}: expected an object of strings, got {type(value).__name__}")
-    for k, v in value.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise ManifestError(f"{where}: {_short(k)} -> {_short(v)} must map a string to a string")
-        _json_safe(v, f"{where}.{k}")
-    return value
-
-
-def _obj(value: Any, where: str, optional: bool = False) -> dict[str, Any] | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, dict):
-        null = " or null" if optional else ""
-        raise ManifestError(f"{where}: expected an object{null}, got {type(value).__name__}")
-    _json_safe(value, where)
-    return value
 
 
 @dataclass(frozen=True)
@@ -211,12 +101,6 @@ class IOSpec:
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-
-
-def _floats(values: Any, where: str) -> tuple[float, ...]:
-    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
-        raise ManifestError(f"{where}: expected a list of numbers, got {_short(values)}")
-    return tuple(_real(v, f"{where}[{i}]") for i, v in enumerate(values))
 
 
 @dataclass(frozen=True)
@@ -562,7 +446,7 @@ class Manifest:
     # --- JSON ---------------------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_jsonable(self)
+        return to_jsonable(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
@@ -578,207 +462,15 @@ class Manifest:
                 "re-export the bundle with this edgecart version or upgrade edgecart"
             )
         _json_safe(data, "manifest")
-        return _parse_dataclass(cls, data, "")
+        return parse_dataclass(cls, data, "")
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Manifest:
         return cls.from_dict(parse_json(text, MANIFEST_NAME))
 
 
-# --- bounded JSON decoding ------------------------------------------------------------------------------------------
-
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-_LONG_INT = re.compile(r"-?\d{" + str(MAX_INT_DIGITS + 1) + ",}")
-
-
-def _position(text: str, index: int) -> str:
-    line = text.count("\n", 0, index) + 1
-    col = index - (text.rfind("\n", 0, index) + 1) + 1
-    return f"line {line} column {col}"
-
-
-def _blank_strings(text: str) -> str:
-    """``text`` with every JSON string's content blanked (same length, so positions still hold)."""
-    return _STRING.sub(lambda m: '"' + " " * (len(m.group()) - 2) + '"', text)
-
-
-def _too_deep(bare: str) -> int | None:
-    """Index where nesting first exceeds MAX_DEPTH (strings blanked), else None. Linear, no recursion."""
-    b = np.frombuffer(bare.encode("ascii", "replace"), np.uint8)
-    level, chunk = 0, 1 << 20
-    for start in range(0, len(b), chunk):
-        c = b[start:start + chunk]
-        d = ((c == 0x5B) | (c == 0x7B)).astype(np.int32) - ((c == 0x5D) | (c == 0x7D))
-        if not d.any():
-            continue
-        cs = np.cumsum(d) + level
-        over = np.flatnonzero(cs > MAX_DEPTH)
-        if over.size:
-            return start + int(over[0])
-        level = int(cs[-1])
-    return None
-
-
-class _NumberRefused(Exception):
-    pass
-
-
-def _parse_int(s: str) -> int:
-    if len(s.lstrip("-")) > MAX_INT_DIGITS:
-        raise _NumberRefused(f"an integer of {len(s.lstrip('-'))} digits (at most {MAX_INT_DIGITS} allowed)")
-    return int(s)
-
-
-def _parse_float(s: str) -> float:
-    if len(s) > MAX_FLOAT_CHARS:
-        raise _NumberRefused(f"a number written with {len(s)} characters (at most {MAX_FLOAT_CHARS} allowed)")
-    v = float(s)
-    if not math.isfinite(v):
-        raise _NumberRefused(f"the number {s} overflows to {v}")
-    return v
-
-
-def _refuse_constant(s: str) -> float:
-    raise _NumberRefused(f"{s} is not a JSON number")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    d = dict(pairs)
-    if len(d) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise ManifestError(f"key {_short(dup)} appears twice in one object; a manifest must be unambiguous")
-    return d
-
-
-def parse_json(text: str | bytes, what: str = MANIFEST_NAME) -> Any:
-    """Decode JSON with bounds: size, nesting depth, number length, no NaN/Infinity, no duplicate keys.
-
-    Every failure is a :class:`ManifestError` that says where.
-    """
-    if isinstance(text, (bytes, bytearray, memoryview)):
-        if len(text) > MAX_MANIFEST_BYTES:
-            raise ManifestError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes; refusing to parse it")
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ManifestError(f"{what}: not UTF-8 text ({exc.reason} at byte {exc.start}); the bundle is corrupt, "
-                                "re-export it") from None
-    if not isinstance(text, str):
-        raise ManifestError(f"{what}: expected JSON text, got {type(text).__name__}")
-    if len(text) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes; refusing to parse it")
-    bare = _blank_strings(text)
-    deep = _too_deep(bare)
-    if deep is not None:
-        raise ManifestError(f"{what}: nested more than {MAX_DEPTH} levels deep at {_position(text, deep)}; "
-                            "a manifest is flat data — the file is corrupt or hostile")
-    try:
-        return json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant,
-                          object_pairs_hook=_unique_keys)
-    except _NumberRefused as exc:
-        m = _LONG_INT.search(bare)
-        where = f" at {_position(text, m.start())}" if m else ""
-        raise ManifestError(f"{what}: {exc}{where}; the file is corrupt or hostile") from None
-    except (json.JSONDecodeError, RecursionError, ValueError, TypeError) as exc:
-        raise ManifestError(f"{what}: not valid JSON ({exc}); the bundle is corrupt, re-export it") from None
-
-
-# --- typed parsing driven by the dataclasses' type hints -----------------------------------------------------------
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _join(where: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{where}[{key}]"
-    return f"{where}.{key}" if where else key
-
-
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
-
-
-def _parse(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None:
-            if len(args) < len(typing.get_args(hint)):
-                return None
-            raise ManifestError(f"{where}: must not be null")
-        if len(args) == 1:
-            return _parse(args[0], value, where)
-        if all(dataclasses.is_dataclass(a) for a in args):
-            kinds = {f.default: a for a in args for f in dataclasses.fields(a) if f.name == "kind"}
-            kind = value.get("kind") if isinstance(value, dict) else None
-            if not isinstance(kind, str) or kind not in kinds:
-                raise ManifestError(f"{_join(where, 'kind')}: {_short(kind)} is not one of {sorted(kinds)}")
-            return _parse(kinds[kind], value, where)
-        raise ManifestError(f"{where}: unsupported union {hint}")  # a programming error, reported typed
-    if hint in (str, int, float, bool):
-        ok = type(value) is hint or (hint is float and type(value) is int)
-        if not ok:
-            raise ManifestError(f"{where}: expected {_TYPE_NAMES[hint]}, got {_json_type(value)} {_short(value)}")
-        return float(value) if hint is float else value
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if not isinstance(value, list):
-            raise ManifestError(f"{where}: expected a list, got {_json_type(value)}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_parse(args[0], v, _join(where, i)) for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ManifestError(f"{where}: expected a list of {len(args)} values, got {len(value)}")
-        return tuple(_parse(a, v, _join(where, i)) for i, (a, v) in enumerate(zip(args, value)))
-    if origin is dict:
-        _k, vt = typing.get_args(hint)
-        if not isinstance(value, dict):
-            raise ManifestError(f"{where}: expected an object, got {_json_type(value)}")
-        return {k: _parse(vt, v, _join(where, k)) for k, v in value.items()}
-    if dataclasses.is_dataclass(hint):
-        return _parse_dataclass(hint, value, where)
-    raise ManifestError(f"{where}: cannot parse a field of type {hint}")
-
-
-def _json_type(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def _parse_dataclass(cls: type, data: Any, where: str) -> Any:
-    label = where or "manifest"
-    if not isinstance(data, dict):
-        raise ManifestError(f"{label}: expected an object, got {_json_type(data)}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ManifestError(f"{label}: unknown keys {[_short(u) for u in unknown]}; the manifest was written by "
-                            "another edgecart version, or edited")
-    missing = [n for n, f in fields.items()
-               if n not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise ManifestError(f"{label}: missing keys {missing}")
-    hints = _hints(cls)
-    kwargs = {k: _parse(hints[k], v, _join(where, k)) for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except ManifestError as exc:
-        msg = str(exc)
-        raise ManifestError(msg if not where or msg.startswith(where) else f"{where}: {msg}") from None
-    except UnsafePathError as exc:
-        raise UnsafePathError(f"{label}: {exc}") from None
-    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-        raise ManifestError(f"{label}: {exc}") from None
-
-
-def _to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _to_jsonable(v) for k, v in value.items()}
-    return value
+__all__ = ["CATALOG_FILE_KEYS", "DTYPES", "FILE_ROLES", "FORMATS", "MANIFEST_NAME", "MAX_BYTES", "MAX_DEPTH", "MAX_DIM",
+           "MAX_FLOAT_CHARS", "MAX_INT_DIGITS", "MAX_MANIFEST_BYTES", "PRECISIONS", "SCHEMA_VERSION",
+           "SIGNATURE_ALGORITHMS", "TASKS", "TASK_SECTIONS", "Artifact", "FileEntry", "Golden", "IOSpec",
+           "ImagePreprocessing", "Manifest", "Parity", "Preprocessing", "SequencePreprocessing", "Signature",
+           "TensorSpec", "TextPreprocessing", "check_relative_path", "parse_json"]

@@ -170,6 +170,199 @@ def curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def tune(args: argparse.Namespace) -> int:
+    """Teachers and students under one budget: every model (teacher candidates, label-only and distilled students)
+    gets the same epochs, learning rate and schedule, the best validation epoch kept; the teacher (among the
+    candidates and the demo's cached one) and each student's recipe are chosen on validation NDCG@10; test only
+    reports, with paired 95% bootstrap intervals and the issue-12 targets marked."""
+    from edgecart.data.sequences import leave_last_out
+    from edgecart.recs.config import DistillConfig, ModelSize, TrainConfig
+    from edgecart.recs.experiments import compare, fit, fits_table, fmt_ci, write_json_md
+    from edgecart.recs.pipeline import DEMO_CONFIGS
+
+    data = _data(args.dataset)
+    split = leave_last_out(data)
+    stem = f"{args.stem}-{args.dataset}"
+    tcfg = TrainConfig(epochs=args.epochs, lr=args.lr, schedule=args.schedule, patience=args.patience or None,
+                       seed=args.seed)
+    fits, teachers = [], []
+    if args.with_demo_teacher:
+        f, m = _teacher(data, split, DEMO_CONFIGS[args.dataset], args.cache, print)
+        teachers.append((dataclasses.replace(f, label="teacher (demo settings) " + _size_label(
+            DEMO_CONFIGS[args.dataset].teacher)), m))
+        fits.append(teachers[-1][0])
+    for spec in filter(None, args.teachers.split(",")):
+        dim, layers, heads, drop = spec.split("x")
+        size = ModelSize(int(dim), int(layers), int(heads), float(drop))
+        t_train = dataclasses.replace(tcfg, epochs=args.teacher_epochs or args.epochs, seed=0)
+        f, m = fit(f"teacher {_size_label(size)}", data, split, size, DEMO_CONFIGS[args.dataset].max_len, t_train,
+                   cache=args.cache)
+        teachers.append((f, m))
+        fits.append(f)
+        _partial(stem, fits)
+    tfit, teacher = max(teachers, key=lambda p: p[0].valid_ndcg)
+    print(f"teacher chosen on validation: {tfit.label} ({tfit.valid_ndcg:.4f})", flush=True)
+    recipes = {"soft": DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha),
+               "soft + hint + PCA init": DistillConfig(top_k=args.top_k, temperature=args.temperature,
+                                                       alpha=args.alpha, hint=args.hint, pca_init=True)}
+    recipes = {k: v for k, v in recipes.items() if k in args.recipes.split("|")}
+    soft_cache: dict = {}
+    rows = []
+    for dim in [int(d) for d in args.dims.split(",")]:
+        size = ModelSize(dim, 1, 1, args.student_dropout)
+        lo, _ = fit(f"d{dim} label-only", data, split, size, DEMO_CONFIGS[args.dataset].max_len, tcfg,
+                    cache=args.cache)
+        fits.append(lo)
+        _partial(stem, fits)
+        dist = []
+        for name, d in recipes.items():
+            f, _ = fit(f"d{dim} distilled ({name})", data, split, size, DEMO_CONFIGS[args.dataset].max_len, tcfg,
+                       teacher=teacher, distill=d, soft_cache=soft_cache, cache=args.cache)
+            fits.append(f)
+            dist.append(f)
+            _partial(stem, fits)
+        if not dist:
+            continue
+        best = max(dist, key=lambda f: f.valid_ndcg)
+        rows.append({"dim": dim, "params": lo.params, "params_ratio": lo.params / tfit.params,
+                     "label_only": lo.public(), "distilled": best.public(),
+                     "distilled_minus_label_only": compare(best, lo), "distilled_over_teacher": compare(best, tfit),
+                     "teacher_minus_label_only": compare(tfit, lo)})
+    md = [f"# Teacher and students under one budget, {data.describe()}\n",
+          f"Every model: up to {tcfg.epochs} epochs (teacher candidates {args.teacher_epochs or args.epochs}; the "
+          f"demo's cached teacher keeps its own settings), lr {tcfg.lr}, "
+          f"{tcfg.schedule} schedule, patience {tcfg.patience}, best validation epoch kept, students' seed "
+          f"{tcfg.seed} (teachers 0), one torch "
+          f"thread. Teacher chosen on validation NDCG@10: **{tfit.label}** ({tfit.params / 1e3:.1f}k params). "
+          f"Distilled recipes: top-{args.top_k} soft targets at T={args.temperature}, alpha {args.alpha} (hint "
+          f"weight {args.hint}); per size the recipe with the higher validation NDCG@10 is reported. Students: 1 "
+          f"block, 1 head, dropout {args.student_dropout}. Paired bootstrap over test users (2000 resamples).\n",
+          fits_table(fits), "", "## Targets (issue 12; test figures, choices on validation)\n",
+          "| student | params (x teacher) | distilled / teacher [95% CI] | distilled - label-only [95% CI] | "
+          "teacher - label-only [95% CI] | >= 95% of teacher at <= 1/4 | beats label-only | teacher beats it |",
+          "|---|---:|---:|---:|---:|---|---|---|"]
+    for r in rows:
+        ratio, dl, tl = r["distilled_over_teacher"], r["distilled_minus_label_only"], r["teacher_minus_label_only"]
+        ok1 = "reached" if ratio["ratio"] >= 0.95 and r["params_ratio"] <= 0.25 else "NOT reached"
+        ok1 += " (interval)" if ratio["ratio_lo"] >= 0.95 else ""
+        ok2 = "reached" if dl["diff_lo"] > 0 else "NOT reached"
+        ok3 = "yes" if tl["diff"] > 0 else "no"
+        ok3 += " (interval)" if tl["diff_lo"] > 0 else ""
+        md.append(f"| d{r['dim']}: {r['distilled']['label']} | {r['params'] / 1e3:.1f}k ({r['params_ratio']:.3f}) | "
+                  f"{fmt_ci(ratio, 'ratio')} | {fmt_ci(dl)} | {fmt_ci(tl)} | {ok1} | {ok2} | {ok3} |")
+    md.append(f"\nCommand: `{_command()}`")
+    write_json_md(RESULTS / stem, {"dataset": data.describe(), "teacher": tfit.public(), "train": dataclasses.asdict(
+        tcfg), "fits": [f.public() for f in fits], "rows": rows, "command": _command()}, "\n".join(md))
+    print("\n".join(md))
+    return 0
+
+
+#: the last commit whose sdk/recs/train.py had its own training loop (before the shared trainer)
+OLD_TRAIN_COMMIT = "b82f835"
+
+
+def equivalence(args: argparse.Namespace) -> int:
+    """The hand-written training loop of OLD_TRAIN_COMMIT against today's (the shared trainer), same student, seed,
+    epochs and soft targets: validation NDCG@10 per epoch and the best one, label-only and soft targets + hint."""
+    import json
+
+    import torch
+    from edgecart.data.sequences import leave_last_out, training_windows
+    from edgecart.models.sasrec import SASRec, SASRecConfig
+    from edgecart.recs import train as new_train
+    from edgecart.recs.config import DistillConfig, TrainConfig
+    from edgecart.recs.experiments import write_json_md
+    from edgecart.recs.pipeline import DEMO_CONFIGS
+
+    old_train = _old_train()
+    data = _data(args.dataset)
+    split = leave_last_out(data)
+    cfg = DEMO_CONFIGS[args.dataset]
+    tfit, teacher = _teacher(data, split, cfg, args.cache, print)
+    windows, _ = training_windows(split.train, cfg.max_len)
+    d = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha, hint=args.hint)
+    tc = TrainConfig(epochs=args.epochs, lr=3e-3)
+    rows = []
+    for label, dd in (("label-only", None), ("soft + hint", d)):
+        for impl, mod in ((f"own loop ({OLD_TRAIN_COMMIT})", old_train), ("shared trainer", new_train)):
+            torch.manual_seed(0)
+            m = SASRec(SASRecConfig(data.num_items, cfg.max_len, args.student_dim or 16, 1, 1, 2, 0.1))
+            kw = {} if dd is None else {"soft": mod.teacher_soft_targets(teacher, windows, dd), "distill": dd}
+            log = mod.train(m, split, tc, desc=f"{impl} {label}", **kw)
+            rows.append({"implementation": impl, "variant": label, "best_valid_ndcg": max(log.valid_ndcg),
+                         "best_epoch": log.best_epoch, "valid_ndcg": list(log.valid_ndcg), "seconds": log.seconds})
+            print(json.dumps(rows[-1]), flush=True)
+    md = [f"# Shared trainer vs the former hand-written loop, {data.describe()}\n",
+          f"Student d{args.student_dim or 16} L1, {args.epochs} epochs, lr 3e-3 constant, seed 0; teacher: the demo's "
+          f"({_size_label(cfg.teacher)}); distillation: {dataclasses.asdict(d)}. Validation NDCG@10 (943 users; "
+          "the two loops draw batches in different orders, so equal within noise is the expectation).\n",
+          "| variant | implementation | best valid NDCG@10 | best epoch |", "|---|---|---:|---:|"]
+    md += [f"| {r['variant']} | {r['implementation']} | {r['best_valid_ndcg']:.4f} | {r['best_epoch']} |" for r in rows]
+    md.append(f"\nCommand: `{_command()}`")
+    write_json_md(RESULTS / f"shared-trainer-equivalence-{args.dataset}", {"rows": rows, "command": _command()},
+                  "\n".join(md))
+    print("\n".join(md))
+    return 0
+
+
+def _old_train():
+    """sdk/recs/train.py as of OLD_TRAIN_COMMIT, imported as the module ``old_train``."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    src = subprocess.run(["git", "show", f"{OLD_TRAIN_COMMIT}:sdk/recs/train.py"], check=True, capture_output=True,
+                         text=True).stdout
+    src = src.replace("from .config import", "from edgecart.recs.config import").replace(
+        "from .metrics import", "from edgecart.recs.metrics import")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "old_train.py"
+        path.write_text(src)
+        spec = importlib.util.spec_from_file_location("old_train", path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["old_train"] = mod  # dataclasses look their module up there
+        spec.loader.exec_module(mod)
+    return mod
+
+
+def trainer_speed(args: argparse.Namespace) -> int:
+    """CPU seconds (this process only, so other load does not count) of one training epoch, former loop against
+    the shared trainer, interleaved, ``--repeats`` rounds; medians."""
+    import json
+
+    import torch
+    from edgecart.data.sequences import leave_last_out, training_windows
+    from edgecart.models.sasrec import SASRec, SASRecConfig
+    from edgecart.recs import train as new_train
+    from edgecart.recs.config import DistillConfig, TrainConfig
+    from edgecart.recs.pipeline import DEMO_CONFIGS
+
+    old_train = _old_train()
+    data = _data(args.dataset)
+    split = leave_last_out(data)
+    cfg = DEMO_CONFIGS[args.dataset]
+    _, teacher = _teacher(data, split, cfg, args.cache, print)
+    windows, _ = training_windows(split.train, cfg.max_len)
+    d = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha, hint=args.hint)
+    soft = {m.__name__: m.teacher_soft_targets(teacher, windows, d) for m in (old_train, new_train)}
+    times: dict[str, list[float]] = {}
+    for _ in range(args.repeats):
+        for impl, mod in (("own loop", old_train), ("shared trainer", new_train)):
+            for label, kw in (("label-only", {}), ("soft + hint", {"soft": soft[mod.__name__], "distill": d})):
+                torch.manual_seed(0)
+                m = SASRec(SASRecConfig(data.num_items, cfg.max_len, args.student_dim or 16, 1, 1, 2, 0.1))
+                t0 = time.process_time()
+                mod.train(m, split, TrainConfig(epochs=1, lr=3e-3), **kw)
+                times.setdefault(f"{label}, {impl}", []).append(time.process_time() - t0)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(json.dumps({"median_cpu_s_per_epoch": med, "all": times, "command": _command()}, indent=1))
+    return 0
+
+
+def _size_label(size) -> str:
+    return f"d{size.dim} L{size.layers} H{size.heads} dropout {size.dropout}"
+
+
 def _write_curve(args: argparse.Namespace, data, tfit, teacher_ms: float, rows: list) -> None:
     """Write the curve's JSON, Markdown and PNG with the sizes done so far."""
     from edgecart.recs.experiments import fmt_ci, write_json_md
@@ -277,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="study", required=True)
-    for name, fn in (("sweep", sweep), ("ablation", ablation), ("curve", curve)):
+    for name, fn in (("sweep", sweep), ("ablation", ablation), ("curve", curve), ("tune", tune),
+                     ("equivalence", equivalence), ("trainer-speed", trainer_speed)):
         s = sub.add_parser(name)
         s.add_argument("--dataset", required=True, choices=("instacart", "movielens-100k", "movielens-1m"))
         s.add_argument("--cache", type=Path, default=Path("out/cache"))
@@ -290,6 +484,17 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--dims", default="8,16,32")
         s.add_argument("--student-dim", type=int, default=None, help="ablation: student width (default: the demo's)")
         s.add_argument("--variants", default="", help="ablation: indices of the variants to run (default all)")
+        s.add_argument("--repeats", type=int, default=3, help="trainer-speed: interleaved rounds")
+        if name == "tune":
+            s.add_argument("--teachers", default="128x2x2x0.5", help="teachers: dim x layers x heads x dropout")
+            s.add_argument("--stem", default="tune", help="result file stem (<stem>-<dataset>.json/.md)")
+            s.add_argument("--teacher-epochs", type=int, default=None)
+            s.add_argument("--with-demo-teacher", action="store_true", help="also the demo's cached teacher")
+            s.add_argument("--lr", type=float, default=3e-3)
+            s.add_argument("--schedule", default="cosine", choices=("constant", "cosine"))
+            s.add_argument("--student-dropout", type=float, default=0.1)
+            s.add_argument("--seed", type=int, default=0, help="students' seed (teacher candidates keep seed 0)")
+            s.add_argument("--recipes", default="soft|soft + hint + PCA init", help="'|'-separated")
         s.set_defaults(func=fn)
     args = p.parse_args(argv)
     set_torch_threads()

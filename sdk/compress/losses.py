@@ -226,6 +226,112 @@ class MaskedLabelCE(LossTerm):
 __all__ += ["MaskedLabelCE"]  # noqa: PLE0605
 
 
+# --- sequence outputs with unlabelled positions (added for the recommendations pipeline) ---------------------------
+
+
+def _labelled(x: Any, labels: Any, ignore_index: int) -> Any:
+    """The rows of ``x`` whose label is not ``ignore_index``: ``x`` holds either every position ([..., C], one row
+    per label) or, already selected by the model, only the labelled ones ([M, C] in row-major order of the labels,
+    which saves computing outputs that no loss reads)."""
+    if labels is None:
+        raise ValueError("a masked loss needs labels (DistillData(labels=...)) to know which positions count")
+    keep = labels.reshape(-1) != ignore_index
+    flat = _flat(x)
+    if flat.shape[0] == keep.numel():
+        return flat[keep]
+    if x.dim() == 2 and flat.shape[0] == int(keep.sum()):
+        return flat
+    raise ValueError(f"output with {flat.shape[0]} rows matches neither the {keep.numel()} labels nor the "
+                     f"{int(keep.sum())} labelled positions")
+
+
+@_register
+@dataclass(frozen=True)
+class SequenceLabelCE(LabelCE):
+    """Cross-entropy against the labels at every position whose label is not ``ignore_index`` (e.g. the padding of
+    left-padded sequences), averaged over those positions: ``s`` [..., C] logits at every position, or [M, C] at the
+    M labelled ones only; labels [...]."""
+
+    ignore_index: int = 0
+    name: ClassVar[str] = "sequence_label"
+
+    def __call__(self, s, t, labels=None, projection=None):
+        from torch.nn import functional as F  # noqa: N812
+
+        if labels is None:
+            raise ValueError("the 'sequence_label' loss needs labels: pass DistillData(labels=...)")
+        y = labels.reshape(-1)
+        return F.cross_entropy(_labelled(s, labels, self.ignore_index), y[y != self.ignore_index],
+                               label_smoothing=self.label_smoothing)
+
+
+@_register
+@dataclass(frozen=True)
+class MaskedRankingKD(LossTerm):
+    """Ranking distillation at the labelled positions of sequence outputs, over the full catalogue:
+    ``T^2 * CE(softmax(s / T), soft positives)`` where the soft positives are the teacher's top ``top_k`` columns
+    weighted by its softmax over them at ``T`` (column ``ignore_index`` — padding — is never a positive).
+
+    ``s``: the student's scores at every position [..., C] or at the labelled ones only [M, C]. ``t``: the
+    teacher's scores (same two forms) or, computed once ahead of training, a dict with ``index`` [..., K] (its top-K
+    columns) and ``weight`` [..., K] (their softmax at this temperature; rows sum to 1)."""
+
+    top_k: int = 50
+    temperature: float = 1.0
+    ignore_index: int = 0
+    name: ClassVar[str] = "masked_ranking"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.top_k, int) or self.top_k < 1:
+            raise ValueError(f"masked_ranking: top_k must be an integer >= 1, got {self.top_k!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"masked_ranking: temperature must be > 0, got {self.temperature!r}")
+
+    def __call__(self, s, t, labels=None, projection=None):
+        import torch
+        from torch.nn import functional as F  # noqa: N812
+
+        s = _labelled(s, labels, self.ignore_index)
+        if isinstance(t, dict):
+            if "index" not in t or "weight" not in t:
+                raise ValueError(f"masked_ranking: precomputed teacher top-K needs 'index' and 'weight', got "
+                                 f"{sorted(t)}")
+            idx = _labelled(t["index"], labels, self.ignore_index).long()
+            w = _labelled(t["weight"], labels, self.ignore_index).float()
+        else:
+            tt = _labelled(t, labels, self.ignore_index).float().clone()
+            excluded = 0 <= self.ignore_index < tt.shape[-1]
+            if excluded:
+                tt[:, self.ignore_index] = -torch.inf
+            top, idx = torch.topk(tt, min(self.top_k, tt.shape[-1] - int(excluded)), dim=-1)
+            w = torch.softmax(top / self.temperature, dim=-1)
+        logp = F.log_softmax(s / self.temperature, dim=-1)
+        return -(logp.gather(1, idx) * w).sum(1).mean() * self.temperature ** 2
+
+
+@_register
+@dataclass(frozen=True)
+class MaskedHint(Hint):
+    """The hint loss (MSE between a learned projection of the student's hidden state and the teacher's) at the
+    labelled positions only; ``s`` [..., d_student], ``t`` [..., d_teacher] (any float dtype), each at every
+    position or at the labelled ones only."""
+
+    ignore_index: int = 0
+    name: ClassVar[str] = "masked_hint"
+
+    def __call__(self, s, t, labels=None, projection=None):
+        from torch.nn import functional as F  # noqa: N812
+
+        if projection is None:
+            raise ValueError("the 'masked_hint' loss needs its projection (the trainer makes it)")
+        s, t = _labelled(s, labels, self.ignore_index), _labelled(t, labels, self.ignore_index)
+        return F.mse_loss(projection(s), t.to(s.dtype))
+
+
+__all__ += ["MaskedHint", "MaskedRankingKD", "SequenceLabelCE"]  # noqa: PLE0605
+
+
 @_register
 @dataclass(frozen=True)
 class InfoNCE(LossTerm):

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 from edgecart.data.sequences import SequenceData, Split, left_pad
-from edgecart.exporters import BundleWriter, QualityGate, export_artifact, export_int8_gated, golden_from_model
-from edgecart.exporters.gate import evaluate_artifact
+from edgecart.exporters import BundleWriter, QualityGate, golden_from_model
+from edgecart.exporters.gate import evaluate_artifact, export_formats_gated
 from edgecart.models.sasrec import SASRec, SASRecUserVector
 from edgecart.runtime.manifest import Artifact, SequencePreprocessing
 from edgecart.runtime.recommender import USER_VECTOR, ItemTable
@@ -153,20 +153,12 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
                                                         "records": metadata}, ensure_ascii=False).encode("utf-8"))
         w.catalog = catalog
         rows: list[ArtifactRow] = []
-        for fmt in cfg.formats:
-            say(f"{name}: fp32 {fmt}")
-            art = export_artifact(w, model, samples[0], fmt, golden=golden)
-            ref = evaluate_artifact(w, art, gate_eval)
-            art = _record(w, art, ref, test_eval, rows, backend_for_format(fmt).name, data, split)
-            if not cfg.int8:
-                continue
-            int8 = export_int8_gated(w, model, samples[0], fmt, calibration=calibration, golden=golden,
-                                     evaluate=gate_eval, reference=ref, gate=gate,
-                                     progress=lambda m, nm=name: say(f"{nm}: {m}"))
-            if int8 is None:
-                say(f"{name}: int8 {fmt} rejected by the gate (see manifest quality.int8_rejected)")
-                continue
-            _record(w, int8, dict(int8.quality), test_eval, rows, backend_for_format(fmt).name, data, split)
+
+        def record(art: Artifact, valid: dict[str, float]) -> Artifact:
+            return _record(w, art, valid, test_eval, rows, backend_for_format(art.format).name, data, split)
+
+        export_formats_gated(w, model, samples[0], cfg.formats, golden=golden, evaluate=gate_eval, int8=cfg.int8,
+                             gate=gate, calibration=calibration, record=record, progress=say)
         w.quality = {**quality, "protocol": PROTOCOL, "gate": {"metric": gate.metric, "max_drop": gate.max_drop,
                      "evaluated_on": f"first {g} validation users, through the runtime"},
                      "int8_rejected": w.quality.get("int8_rejected", {}),

@@ -13,7 +13,8 @@ FORMATS = ("executorch", "onnx", "tflite")
 class TrainConfig:
     """Adam (decoupled weight decay, AdamW) on full-softmax cross-entropy over all items at every position of each
     training window. After each epoch validation NDCG@10 is measured and the best epoch kept; with ``patience``,
-    training stops after that many epochs without a gain (early stopping)."""
+    training stops after that many epochs without a gain (early stopping). ``schedule``: the learning rate stays
+    constant or follows a cosine from ``lr`` down to 0 over ``epochs``."""
 
     epochs: int = 20
     batch_size: int = 128
@@ -21,8 +22,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     patience: int | None = None
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown schedule {self.schedule!r}; known: constant, cosine (decay to 0 over epochs)")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
         if self.lr <= 0 or self.weight_decay < 0:
@@ -118,22 +122,10 @@ class RecsConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RecsConfig:
-        nested = {"teacher": ModelSize, "student": ModelSize, "teacher_train": TrainConfig,
-                  "student_train": TrainConfig, "distill": DistillConfig}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown RecsConfig keys {unknown}; known: {sorted(known)}")
-        kw = dict(data)
-        for k, t in nested.items():
-            if k in kw and isinstance(kw[k], dict):
-                sub = {f.name for f in dataclasses.fields(t)}
-                if set(kw[k]) - sub:
-                    raise ValueError(f"unknown {k} keys {sorted(set(kw[k]) - sub)}")
-                kw[k] = t(**kw[k])
-        if "formats" in kw:
-            kw["formats"] = tuple(kw["formats"])
-        return cls(**kw)
+        """Through the allowlist of :func:`edgecart.config.from_dict` (nested sizes and training configs included)."""
+        from edgecart.config import from_dict
+
+        return from_dict(cls, data)
 
 
 #: Small and quick, for tests and smoke runs: short histories, tiny models, a couple of epochs, few gate users.

@@ -64,7 +64,9 @@ def fit(label: str, data: SequenceData, split: Split, size: ModelSize, max_len: 
 
     torch.manual_seed(tcfg.seed)
     model = SASRec(SASRecConfig(data.num_items, max_len, size.dim, size.heads, size.layers, 2, size.dropout))
-    cfg = {"size": dataclasses.asdict(size), "train": dataclasses.asdict(tcfg),
+    from .pipeline import _train_key
+
+    cfg = {"size": dataclasses.asdict(size), "train": _train_key(tcfg),
            "distill": dataclasses.asdict(distill) if distill else None}
     tsum = None if teacher is None or distill is None else round(float(sum(p.double().sum() for p in
                                                                            teacher.parameters())), 6)
@@ -124,8 +126,9 @@ def teacher_sweep(data: SequenceData, max_len: int, candidates: Sequence[tuple[M
 
 def write_json_md(path: Path, doc: dict[str, Any], md: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(doc, indent=2, default=_plain) + "\n")
-    path.with_suffix(".md").write_text(md + "\n")
+    # name + suffix, not with_suffix: a stem may hold a dot ("alpha0.8")
+    path.parent.joinpath(path.name + ".json").write_text(json.dumps(doc, indent=2, default=_plain) + "\n")
+    path.parent.joinpath(path.name + ".md").write_text(md + "\n")
 
 
 def _plain(obj: Any) -> Any:

@@ -142,11 +142,20 @@ def _fmt_params(p: int | None) -> str:
 
 def _fingerprint(data: SequenceData, cfg: SASRecConfig, train_cfg: Any) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([dataclasses.asdict(cfg), dataclasses.asdict(train_cfg), data.name], sort_keys=True).encode())
+    h.update(json.dumps([dataclasses.asdict(cfg), _train_key(train_cfg), data.name], sort_keys=True).encode())
     h.update(np.ascontiguousarray(data.item_ids).tobytes())
     for s in data.sequences:
         h.update(np.ascontiguousarray(s).tobytes())
     return h.hexdigest()[:16]
+
+
+def _train_key(train_cfg: Any) -> dict[str, Any]:
+    """The training settings as a cache key; a field added later is left out while it has its default value, so
+    models cached before it existed are still found."""
+    d = dataclasses.asdict(train_cfg)
+    if d.get("schedule") == "constant":
+        d.pop("schedule")
+    return d
 
 
 def _model_config(data: SequenceData, cfg: RecsConfig, which: str) -> SASRecConfig:

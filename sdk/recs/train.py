@@ -1,4 +1,6 @@
-"""Train SASRec models: full-softmax cross-entropy (teacher, plain student) and ranking distillation (student).
+"""Train SASRec models: full-softmax cross-entropy (teacher, plain student) and ranking distillation (student), both
+through the shared distillation trainer (:mod:`edgecart.compress.distill`) with loss terms from
+:mod:`edgecart.compress.losses`.
 
 Model selection: after every epoch the model is scored on the validation targets (full ranking) and the best
 epoch's weights are kept — the test targets are never looked at.
@@ -11,10 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from edgecart.compress.distill import DistillConfig as SharedConfig
+from edgecart.compress.distill import DistillData
+from edgecart.compress.distill import distill as distill_
+from edgecart.compress.losses import LossTerm, MaskedHint, MaskedRankingKD, SequenceLabelCE
 from edgecart.data.sequences import Split, pad_batch, training_windows
 from edgecart.models.sasrec import SASRec
-from edgecart.progress import progress_iter
-from torch.nn import functional as F  # noqa: N812
 
 from .config import DistillConfig, TrainConfig
 from .metrics import evaluate_scores
@@ -89,69 +93,69 @@ def pca_init(student: SASRec, teacher: SASRec) -> None:
     student.items.weight[0].zero_()
 
 
+class _Positions(torch.nn.Module):
+    """The SASRec seen by the shared trainer: scores of every item and hidden states [M, ...] at the M non-padding
+    positions of the batch, row-major — the labelled ones, as training windows pad inputs and targets at the same
+    places (the masked loss terms take outputs in this form; padded positions are never scored)."""
+
+    def __init__(self, model: SASRec) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, history: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden = self.model.encode(history)[history != 0]
+        return {"logits": self.model.score(hidden), "hidden": hidden}
+
+
+def loss_terms(distill: DistillConfig | None) -> tuple[LossTerm, ...]:
+    """The shared trainer's loss terms for a recommendations run: masked label cross-entropy over the full catalogue
+    (weight ``1 - alpha`` when distilling), ranking KD over the teacher's top-K at ``temperature`` (weight
+    ``alpha``), a hint on the hidden states through a projection (weight ``hint``); terms of weight 0 are left out."""
+    if distill is None:
+        return (SequenceLabelCE(student="logits"),)
+    terms: list[LossTerm] = [SequenceLabelCE(weight=1.0 - distill.alpha, student="logits")] if distill.alpha < 1 else []
+    if distill.alpha > 0:
+        terms.append(MaskedRankingKD(weight=distill.alpha, top_k=distill.top_k, temperature=distill.temperature,
+                                     student="logits"))
+    if distill.hint > 0:
+        terms.append(MaskedHint(weight=distill.hint, student="hidden", teacher="hidden"))
+    return tuple(terms)
+
+
 def train(model: SASRec, split: Split, cfg: TrainConfig, *, soft: SoftTargets | None = None,
           distill: DistillConfig | None = None, desc: str = "train",
           progress: Callable[[str], None] | None = None) -> TrainLog:
-    """Train ``model`` on ``split.train``; with ``soft`` and ``distill``, add the ranking-distillation term."""
-    import time
-
+    """Train ``model`` on ``split.train`` through the shared trainer (:func:`edgecart.compress.distill`); with
+    ``soft`` and ``distill``, add the ranking-distillation and hint terms (:func:`loss_terms`). The best epoch on
+    validation NDCG@10 is kept; ``cfg.patience`` stops early."""
     if (soft is None) != (distill is None):
         raise ValueError("pass both soft targets and a DistillConfig for distillation, or neither")
-    t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     inputs, targets = training_windows(split.train, model.cfg.max_len)
+    if len(inputs) == 0:
+        raise ValueError("no training windows: every training sequence is shorter than 2 items")
+    if not np.array_equal(inputs == 0, targets == 0):
+        raise ValueError("training windows must pad inputs and targets at the same positions")
     if soft is not None and soft.index.shape[:2] != inputs.shape:
         raise ValueError("soft targets were made for other training windows")
-    hint = None
-    if distill is not None and distill.hint > 0:
-        if soft is None or soft.hidden is None:
+    terms = loss_terms(distill)
+    cached = None
+    if soft is not None and distill is not None:
+        if distill.hint > 0 and soft.hidden is None:
             raise ValueError("a hint loss needs the teacher's hidden states: make the soft targets with hint > 0")
-        hint = torch.nn.Linear(model.cfg.dim, soft.hidden.shape[-1])
-    params = list(model.parameters()) + (list(hint.parameters()) if hint is not None else [])
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    losses, valid = [], []
-    best, best_state, best_epoch = -1.0, None, 0
-    bar = progress_iter(range(cfg.epochs), desc=desc, unit="epoch")
-    for epoch in bar:
-        model.train()
-        order = rng.permutation(len(inputs))
-        total, batches = 0.0, 0
-        for i in range(0, len(order), cfg.batch_size):
-            b = order[i:i + cfg.batch_size]
-            x, y = torch.from_numpy(inputs[b]), torch.from_numpy(targets[b])
-            mask = y != 0
-            hidden = model.encode(x)[mask]  # [M, dim]
-            logits = model.score(hidden)  # [M, num_items + 1]
-            loss = F.cross_entropy(logits, y[mask])
-            if soft is not None and distill is not None and distill.alpha > 0:
-                si = torch.from_numpy(soft.index[b])[mask]
-                sw = torch.from_numpy(soft.weight[b])[mask]
-                logp = F.log_softmax(logits / distill.temperature, dim=-1)
-                kd = -(logp.gather(1, si) * sw).sum(1).mean() * distill.temperature ** 2
-                loss = (1.0 - distill.alpha) * loss + distill.alpha * kd
-            if hint is not None and soft is not None and soft.hidden is not None and distill is not None:
-                th = torch.from_numpy(soft.hidden[b].astype(np.float32))[mask]
-                loss = loss + distill.hint * F.mse_loss(hint(hidden), th)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
-            batches += 1
-        losses.append(total / max(batches, 1))
-        ndcg = evaluate_model(model, split.valid_history, split.valid_target)["ndcg@10"]
-        valid.append(ndcg)
-        if ndcg > best:
-            best, best_epoch = ndcg, epoch + 1
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        bar.set_postfix(loss=f"{losses[-1]:.3f}", val_ndcg=f"{ndcg:.4f}")
-        if cfg.patience is not None and epoch + 1 - best_epoch >= cfg.patience:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        cached = {"index": torch.from_numpy(soft.index), "weight": torch.from_numpy(soft.weight)}
+        if distill.hint > 0 and soft.hidden is not None:
+            cached["hidden"] = torch.from_numpy(soft.hidden)
+    data = DistillData(torch.from_numpy(inputs), torch.from_numpy(targets), cached)
+    config = SharedConfig(terms, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                          weight_decay=cfg.weight_decay, schedule=cfg.schedule, patience=cfg.patience, seed=cfg.seed)
+
+    def validate(_m: torch.nn.Module) -> float:
+        return evaluate_model(model, split.valid_history, split.valid_target)["ndcg@10"]
+
+    result = distill_(_Positions(model), None, data, config, validate=validate, desc=desc)
     model.eval()
-    log = TrainLog(tuple(losses), tuple(valid), best_epoch, time.perf_counter() - t0)
+    log = TrainLog(result.losses, result.scores, result.best_epoch, result.seconds)
     if progress:
-        progress(f"{desc}: {len(losses)} of {cfg.epochs} epochs in {log.seconds:.0f} s, best validation NDCG@10 "
-                 f"{best:.4f} (epoch {best_epoch})")
+        progress(f"{desc}: {result.epochs_run} of {cfg.epochs} epochs in {log.seconds:.0f} s, best validation "
+                 f"NDCG@10 {max(result.scores):.4f} (epoch {result.best_epoch})")
     return log

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from edgecart.exporters import BundleWriter, QualityGate, export_artifact, export_int8_gated, golden_from_model
-from edgecart.exporters.gate import evaluate_artifact
+from edgecart.exporters import BundleWriter, QualityGate, golden_from_model
+from edgecart.exporters.gate import evaluate_artifact, export_formats_gated
 from edgecart.models.text import TextEncoder
 from edgecart.runtime.manifest import Artifact, TextPreprocessing
 from edgecart.runtime.search import quantize_rows
@@ -116,21 +116,13 @@ def write_text_bundle(out: Path, model: TextEncoder, tokenizer_json: str, cfg: T
             "search": "exact: score every row, keep the top k (ties to the lower index)",
         }
         rows: list[ArtifactRow] = []
-        for fmt in cfg.formats:
-            say(f"{name}: fp32 {fmt}")
-            art = export_artifact(w, model, samples[0], fmt, golden=golden)
-            ref = evaluate_artifact(w, art, gate_eval)
-            art = w.update_artifact(art.name, quality={f"valid_gate.{k}": v for k, v in ref.items()})
-            _record(w, art, test, gq, gallery_labels, gs, head_wb, rows, backend_for_format(fmt).name)
-            if not cfg.int8:
-                continue
-            int8 = export_int8_gated(w, model, samples[0], fmt, calibration=calibration, golden=golden,
-                                     evaluate=gate_eval, reference=ref, gate=gate,
-                                     progress=lambda m, nm=name: say(f"{nm}: {m}"))
-            if int8 is None:
-                say(f"{name}: int8 {fmt} rejected by the gate (see manifest quality.int8_rejected)")
-                continue
-            _record(w, int8, test, gq, gallery_labels, gs, head_wb, rows, backend_for_format(fmt).name)
+
+        def record(art: Artifact, valid: dict[str, float]) -> Artifact:
+            return _record(w, art, valid, test, gq, gallery_labels, gs, head_wb, rows,
+                           backend_for_format(art.format).name)
+
+        export_formats_gated(w, model, samples[0], cfg.formats, golden=golden, evaluate=gate_eval, int8=cfg.int8,
+                             gate=gate, calibration=calibration, record=record, progress=say)
         w.quality = {**quality, "gate": {"metric": gate.metric, "max_drop": gate.max_drop,
                                          "evaluated_on": f"first {n} validation messages, through the runtime"},
                      "int8_rejected": w.quality.get("int8_rejected", {}),
@@ -139,16 +131,17 @@ def write_text_bundle(out: Path, model: TextEncoder, tokenizer_json: str, cfg: T
     return path, rows
 
 
-def _record(w: BundleWriter, art: Artifact, test: EvalSet, gallery: np.ndarray, gallery_labels: np.ndarray,
-            scales: np.ndarray, heads: Mapping[str, tuple[np.ndarray, np.ndarray]], rows: list[ArtifactRow],
-            backend: str) -> None:
+def _record(w: BundleWriter, art: Artifact, valid: dict[str, float], test: EvalSet, gallery: np.ndarray,
+            gallery_labels: np.ndarray, scales: np.ndarray, heads: Mapping[str, tuple[np.ndarray, np.ndarray]],
+            rows: list[ArtifactRow], backend: str) -> Artifact:
     keep: list[dict[str, np.ndarray]] = []
     ev = session_evaluator(test.ids, test.mask, test.labels, gallery, gallery_labels, scales, heads, keep)
     metrics = evaluate_artifact(w, art, ev)
     # flat, as the manifest schema wants: "valid_gate.<metric>" (the gate's validation figures), "test.<metric>"
-    valid = {(k if k.startswith("valid_gate.") else f"valid_gate.{k}"): v for k, v in art.quality.items()}
-    art = w.update_artifact(art.name, quality={**valid, **{f"test.{k}": v for k, v in metrics.items()}})
+    art = w.update_artifact(art.name, quality={**{f"valid_gate.{k}": v for k, v in valid.items()},
+                                               **{f"test.{k}": v for k, v in metrics.items()}})
     size = w.manifest().artifact_bytes(art)
     recipe = (art.quantization or {}).get("recipe")
     rows.append(ArtifactRow(art.name, art.format, art.precision, backend, size, metrics,
                             art.parity.cosine if art.parity else None, recipe, keep[0] if keep else None))
+    return art

@@ -35,7 +35,7 @@ from edgecart.runtime.text import TextTokenizer
 from .bundle import ArtifactRow, CatalogTexts, EvalSet, write_text_bundle
 from .config import TextConfig
 from .evaluate import mean_ci, retrieval_per_query
-from .train import embed, fit_probe, make_student, train_student
+from .train import embed, fit_probe, make_student, train_student, trainer_key
 from .vocab import reduce_tokenizer
 
 Progress = Callable[[str], None] | None
@@ -58,10 +58,11 @@ def _key(*parts: Any) -> str:
 
 
 def student_key(label: str, cfg: TextConfig, vocab_texts: Sequence[str], train_ids: Sequence[str]) -> str:
-    """Cache key of a trained student: what shapes its weights (not threads, formats or the gate)."""
+    """Cache key of a trained student: what shapes its weights (not threads, formats or the gate), the trainer
+    included."""
     fields = {k: v for k, v in cfg.to_dict().items()
               if k in ("max_len", "train", "valid", "test", "split_seed", "student", "student_train")}
-    return _key(label, fields, list(vocab_texts), list(train_ids))
+    return _key(label, trainer_key(), fields, list(vocab_texts), list(train_ids))
 
 
 @dataclass(frozen=True)

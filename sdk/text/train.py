@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from edgecart.compress.distill import DistillConfig, DistillData, distill
+from edgecart.compress.losses import Cosine, LossTerm, MaskedLabelCE, Relational
 from edgecart.models.text import EncoderConfig, TextEncoder
 from edgecart.progress import progress_iter
 from edgecart.runtime.text import TextTokenizer
@@ -63,64 +64,83 @@ def make_student(size: StudentSize, vocab_size: int, max_len: int, out_dim: int,
     return student
 
 
+#: Names the training procedure; with the trainer's code (:func:`trainer_key`) part of the students' cache keys.
+TRAINER = "edgecart.compress.distill/v1"
+
+
 @dataclass(frozen=True)
 class TrainLog:
     seconds: float
     losses: tuple[float, ...]
 
 
+class _WithHeads(torch.nn.Module):
+    """The encoder plus temporary label heads: ``{"embedding": e, "head0": logits, ...}``."""
+
+    def __init__(self, encoder: TextEncoder, heads: torch.nn.ModuleList) -> None:
+        super().__init__()
+        self.encoder, self.heads = encoder, heads
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        e = self.encoder(ids, mask)
+        return {"embedding": e, **{f"head{i}": h(e) for i, h in enumerate(self.heads)}}
+
+
+def student_losses(cfg: StudentTrain, num_heads: int, distil: bool) -> tuple[LossTerm, ...]:
+    """Distilled: ``cosine + relational × relational-KD + label × Σ CE``; labels only: ``Σ CE`` (one masked CE per
+    label set, rows without a label skipped)."""
+    ce_weight = cfg.label if distil else 1.0
+    ce = tuple(MaskedLabelCE(weight=ce_weight, student=f"head{i}", column=i, logit_scale=10.0)
+               for i in range(num_heads))
+    if not distil:
+        return ce
+    return (Cosine(student="embedding"), Relational(weight=cfg.relational, student="embedding"), *ce)
+
+
 def train_student(student: TextEncoder, ids: np.ndarray, mask: np.ndarray, labels: Sequence[np.ndarray],
                   num_classes: Sequence[int], cfg: StudentTrain, teacher_emb: np.ndarray | None = None,
                   desc: str = "student") -> TrainLog:
-    """Train in place. With ``teacher_emb``: distillation (cosine + relational + ``cfg.label`` × CE); without:
-    labels only (CE). The label heads are temporary (routing heads are fitted afterwards as linear probes)."""
-    t0 = time.perf_counter()
+    """Train in place through :func:`edgecart.compress.distill` (AdamW, warm-up + cosine, gradient clipping). With
+    ``teacher_emb`` (one row per text): distillation (see :func:`student_losses`); without: labels only. A label
+    below 0 marks a row without that label. The label heads are temporary (routing heads are fitted afterwards as
+    linear probes)."""
     torch.manual_seed(cfg.seed)
     dim = student.cfg.embedding_dim
     heads = torch.nn.ModuleList(torch.nn.Linear(dim, c) for c in num_classes)
-    params = list(student.parameters()) + list(heads.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
-    n = len(ids)
-    steps = cfg.epochs * max(1, n // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
-    rng = np.random.default_rng(cfg.seed)
-    ys = [torch.as_tensor(y, dtype=torch.long) for y in labels]
-    t_all = torch.from_numpy(teacher_emb) if teacher_emb is not None else None
     lengths = mask.sum(axis=1)
-    student.train()
-    losses = []
-    for _epoch in progress_iter(range(cfg.epochs), desc=desc, unit="epoch"):
-        perm = rng.permutation(n)
-        total = 0.0
-        for s in range(0, n - cfg.batch_size + 1, cfg.batch_size):
-            idx = perm[s:s + cfg.batch_size]
-            width = max(1, int(lengths[idx].max()))
-            e = student(torch.from_numpy(ids[idx, :width]), torch.from_numpy(mask[idx, :width]))
-            ce = sum(_masked_ce(h(e) * 10.0, y[idx]) for h, y in zip(heads, ys, strict=True))
-            if t_all is None:
-                loss = ce
-            else:
-                t = t_all[idx]
-                cos = 1.0 - (e * t).sum(-1).mean()
-                rel = F.mse_loss(e @ e.T, t @ t.T)
-                loss = cos + cfg.relational * rel + cfg.label * ce
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            if sched.last_epoch < steps - 1:
-                sched.step()
-            total += float(loss.detach())
-        losses.append(total / max(1, n // cfg.batch_size))
+
+    def batch(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:  # trimmed to the batch's longest text
+        width = max(1, int(lengths[rows].max()))
+        return torch.from_numpy(ids[rows, :width]), torch.from_numpy(mask[rows, :width])
+
+    y = torch.as_tensor(np.stack([np.asarray(v, np.int64) for v in labels], axis=1))
+    data = DistillData(batch, labels=y, size=len(ids),
+                       teacher_outputs=torch.from_numpy(teacher_emb) if teacher_emb is not None else None)
+    config = DistillConfig(student_losses(cfg, len(num_classes), teacher_emb is not None), epochs=cfg.epochs,
+                           batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=0.01, schedule="cosine", warmup=0.1,
+                           grad_clip=1.0, seed=cfg.seed)
+    result = distill(_WithHeads(student, heads), None, data, config, desc=desc)
     student.eval()
-    return TrainLog(time.perf_counter() - t0, tuple(losses))
+    return TrainLog(result.seconds, result.losses)
 
 
-def _masked_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the rows with a label (``y >= 0``); 0 when the batch has none."""
-    keep = (y >= 0).to(logits.dtype)
-    per = F.cross_entropy(logits, y.clamp(min=0), reduction="none")
-    return (per * keep).sum() / keep.sum().clamp(min=1.0)
+def trainer_key() -> str:
+    """What the students' cache keys know of the trainer: :data:`TRAINER` and a hash of the code that trains them
+    (this module's training functions, ``edgecart.compress.distill`` and ``edgecart.compress.losses``), so an edit
+    to any of them retrains the students instead of loading weights trained by other code."""
+    import hashlib
+    import importlib
+    import inspect
+
+    h = hashlib.sha256(TRAINER.encode())
+    parts = (importlib.import_module("edgecart.compress.distill"), importlib.import_module("edgecart.compress.losses"),
+             _WithHeads, student_losses, train_student)
+    for part in parts:
+        try:
+            h.update(inspect.getsource(part).encode("utf-8"))
+        except (OSError, TypeError):  # no source shipped: the version tag alone
+            h.update(getattr(part, "__name__", "?").encode())
+    return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -164,4 +184,5 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_v
     return best  # type: ignore[return-value]
 
 
-__all__ = ["Probe", "TrainLog", "embed", "fit_probe", "make_student", "tokenize", "train_student"]
+__all__ = ["TRAINER", "Probe", "TrainLog", "embed", "fit_probe", "make_student", "student_losses", "tokenize",
+           "train_student", "trainer_key"]

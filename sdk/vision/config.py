@@ -209,28 +209,17 @@ class BuildConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BuildConfig:
-        if not isinstance(d, dict):
-            raise BuildConfigError(f"a build config is a table of keys, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise BuildConfigError(f"unknown config keys {unknown}; known: {sorted(known)}")
-        kw: dict[str, Any] = {}
-        for k, v in d.items():
-            if k in _SECTIONS:
-                if not isinstance(v, dict):
+        """Through the allowlist of :func:`edgecart.config.from_dict`; every section must be a table."""
+        from edgecart.config import ConfigError, from_dict
+
+        if isinstance(d, dict):
+            for k in sorted(set(d) & set(_SECTIONS)):
+                if not isinstance(d[k], dict):
                     raise BuildConfigError(f"[{k}] must be a table of keys")
-                sub_known = {f.name for f in dataclasses.fields(_SECTIONS[k])}
-                bad = sorted(set(v) - sub_known)
-                if bad:
-                    raise BuildConfigError(f"unknown [{k}] keys {bad}; known: {sorted(sub_known)}")
-                try:
-                    kw[k] = _SECTIONS[k](**v)
-                except TypeError as exc:
-                    raise BuildConfigError(f"[{k}]: {exc}") from None
-            else:
-                kw[k] = v
-        return cls(**kw)
+        try:
+            return from_dict(cls, d, "config")
+        except ConfigError as exc:
+            raise BuildConfigError(str(exc)) from None
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> BuildConfig:

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 from edgecart.data.image_folder import ImageSet
-from edgecart.exporters import BundleWriter, QualityGate, evaluate_artifact, export_artifact, export_int8_gated
+from edgecart.exporters import BundleWriter, QualityGate
 from edgecart.exporters.export import golden_from_model
+from edgecart.exporters.gate import export_formats_gated
 from edgecart.exporters.test_vectors import write_test_vectors
 from edgecart.runtime.manifest import ImagePreprocessing
 from edgecart.runtime.preprocess import normalise, to_model_uint8
@@ -112,7 +113,6 @@ def export_search_bundle(out: Path, model: nn.Module, *, name: str, version: str
     model = model.eval().to(memory_format=torch.contiguous_format)
     io = model.io_spec
     example = (plain_inputs(golden_images[:1], pre),)
-    gates: dict[str, Any] = {}
     with BundleWriter(out, name=name, version=version, task="image_search", inputs=io.inputs, outputs=io.outputs,
                       preprocessing=pre, overwrite=True) as w:
         write_catalog(w, gallery, catalog_emb, embedded_by=catalog_by, model=catalog_model, fp32=cfg.catalog_fp32)
@@ -123,22 +123,19 @@ def export_search_bundle(out: Path, model: nn.Module, *, name: str, version: str
             catalog: Catalog = read_catalog(w.stage())
             q_inputs = normalise(to_model_uint8(query_images, pre), pre)
             evaluate = gate_evaluator(q_inputs, query_labels, catalog)
-        for fmt in cfg.formats:
-            if progress:
-                progress(f"{name}: fp32 {fmt}")
-            art = export_artifact(w, model, example, fmt, golden=golden)
-            if evaluate is not None:
-                w.update_artifact(art.name, quality=evaluate_artifact(w, art, evaluate))
+        gate_eval = gate_ref = gate = None
+        calib: list[tuple[torch.Tensor]] = []
         if int8:
             if evaluate is None or reference is None or calibration_images is None:
                 raise ValueError("int8 export needs queries, labels, reference metrics and calibration images")
             calib = [(plain_inputs(calibration_images[i:i + 1], pre),)
                      for i in range(len(calibration_images))]
             gate_eval, gate_ref, gate = worst_of_gate(evaluate, reference, cfg.gate_metrics, cfg.gate_max_drop)
-            for fmt in cfg.formats:
-                art = export_int8_gated(w, model, example, fmt, calibration=calib, golden=golden, evaluate=gate_eval,
-                                        reference=gate_ref, gate=gate, progress=progress)
-                gates[fmt] = (art.quantization or {}).get("gate") if art else w.quality.get("int8_rejected", {})[fmt]
+        done = export_formats_gated(w, model, example, cfg.formats, golden=golden, evaluate=evaluate, int8=int8,
+                                    gate=gate, calibration=calib, gate_evaluate=gate_eval, reference=gate_ref,
+                                    record=lambda art, metrics: w.update_artifact(art.name, quality=metrics),
+                                    fp32_first=True, progress=progress)
+        gates = {fmt: d.gate for fmt, d in done.items() if int8}
         w.quality.update(quality)
         path = w.commit()
     return path, gates

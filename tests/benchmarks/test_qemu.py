@@ -129,3 +129,45 @@ def test_harness_target_reports_emulated_results_without_latency(emulator, tiny_
     assert (r.origin, r.status, r.latency, r.target) == ("emulated", "skipped", None, "qemu-arm64:cortex-a53")
     assert "no latency" in r.reason and "correctness ok" in r.reason
     assert r.parity["within_tolerance"] and r.parity["x86_max_abs_diff"] <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def recs_bundle(tmp_path_factory) -> Path:
+    """A tiny recommendations bundle (SASRec user-vector model + int8 item table) in the three formats, through the
+    recommendations task's own bundle writer."""
+    import dataclasses
+
+    torch = pytest.importorskip("torch")
+    from edgecart.models.sasrec import SASRec, SASRecConfig
+    from edgecart.recs.bundle import write_bundle
+    from edgecart.recs.config import FAST
+
+    from ..tiny_recs import cycle_data
+
+    n_items = 30
+    data, split, pop = cycle_data(n_items, 60, 12, first_id=5001)
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(n_items, max_len=8, dim=16, heads=1, layers=1, dropout=0.0)).eval()
+    cfg = dataclasses.replace(FAST, max_len=8, formats=("executorch", "onnx", "tflite"), int8=False, gate_users=16)
+    path, _, _ = write_bundle(model, data, split, cfg, tmp_path_factory.mktemp("qemu") / "recs", popularity=pop,
+                              quality={}, name="tiny-recs")
+    return path
+
+
+def test_recommendations_bundle_top10_agrees_with_x86(emulator, recs_bundle):
+    """Every engine under emulation — the ExecuTorch C++ runner included — recommends what this machine does: the
+    user vector is scored against the bundle's int8 item table (a runner that read item scores from the model's
+    output would disagree here)."""
+    from edgecart.runtime import open_bundle
+
+    m = open_bundle(recs_bundle).manifest
+    assert m.catalog["scoring"] == "user_vector"
+    c = tq.check(recs_bundle, ("cortex-a53",))
+    assert c.ok, tq.format_check(c)
+    ran = [r for r in c.results if r.status == "ok"]
+    want = {"onnxruntime", "litert"} | ({"executorch"} if emulator.et_runner else set())
+    assert {r.backend for r in ran} == want
+    for r in ran:
+        assert r.task == "recommendations" and r.task_samples == tq.TASK_SAMPLES
+        assert r.top10_agreement >= tq.MIN_TOP10_AGREEMENT and r.x86_max_abs_diff <= 1e-4
+        assert r.golden_ok and r.environment["machine"] == "aarch64"

@@ -138,7 +138,7 @@ def test_config_round_trip_and_validation():
 
     cfg = TextConfig()
     assert TextConfig.from_dict(cfg.to_dict()) == cfg and TextConfig.from_dict(FAST.to_dict()) == FAST
-    with pytest.raises(ValueError, match="unknown TextConfig keys"):
+    with pytest.raises(ValueError, match=r"TextConfig: unknown option\(s\) \['epochs'\]; known: \[.*'max_len'"):
         TextConfig.from_dict({"epochs": 3})
     with pytest.raises(ValueError):
         TextConfig(formats=("coreml",))
@@ -226,3 +226,74 @@ def test_build_text_rejects_bad_csvs(tmp_path):
         read_csv(tmp_path / "few.csv", "message", "topic", None)
     with pytest.raises(ValueError, match="no column 'text'"):
         read_csv(tmp_path / "few.csv", "text", "topic", None)
+
+
+def _tiny_student(vocab: int = 50, seed: int = 0):
+    from edgecart.text.config import StudentSize
+    from edgecart.text.train import make_student
+
+    return make_student(StudentSize(16, 1, 2, 32, 1), vocab, 12, 8, seed=seed)
+
+
+def _tiny_texts(n: int = 96, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    lengths = rng.integers(3, 12, n)
+    ids = np.zeros((n, 12), np.int64)
+    for i in range(n):  # each class draws its tokens from its own range
+        ids[i, :lengths[i]] = rng.integers(5 + 15 * y[i], 20 + 15 * y[i], lengths[i])
+    return ids, (ids != 0).astype(np.int64), y
+
+
+def test_train_student_goes_through_the_shared_trainer():
+    """Both modes train through edgecart.compress.distill: the distilled student moves toward the teacher's
+    embeddings (rows without labels still count there), the labels-only one learns the labels."""
+    from edgecart.compress.losses import Cosine, MaskedLabelCE, Relational
+    from edgecart.text.config import StudentTrain
+    from edgecart.text.train import embed, student_losses, train_student
+
+    torch.set_num_threads(1)
+    ids, mask, y = _tiny_texts()
+    cfg = StudentTrain(epochs=6, batch_size=16, lr=5e-3, relational=0.5, label=0.1)
+    terms = student_losses(cfg, 2, distil=True)
+    assert [type(t) for t in terms] == [Cosine, Relational, MaskedLabelCE, MaskedLabelCE]
+    assert terms[1].weight == 0.5 and terms[2].weight == 0.1 and terms[3].column == 1
+    assert all(t.weight == 1.0 for t in student_losses(cfg, 2, distil=False))
+
+    rng = np.random.default_rng(1)
+    centers = rng.standard_normal((3, 8)).astype(np.float32)
+    target = centers[y] + 0.1 * rng.standard_normal((len(y), 8)).astype(np.float32)
+    target /= np.linalg.norm(target, axis=1, keepdims=True)
+    half = np.where(np.arange(len(y)) % 2 == 0, y, -100)  # half the rows unlabelled
+    st = _tiny_student()
+    before = float((embed(st, ids, mask) * target).sum(1).mean())
+    log = train_student(st, ids, mask, [half, y % 2], [3, 2], cfg, target, desc="tiny")
+    after = float((embed(st, ids, mask) * target).sum(1).mean())
+    assert len(log.losses) == cfg.epochs and log.losses[-1] < log.losses[0] and log.seconds > 0
+    assert after > before + 0.2 and not st.training
+
+    st2 = _tiny_student()
+    log2 = train_student(st2, ids, mask, [y], [3], cfg, None, desc="tiny labels")
+    assert log2.losses[-1] < 0.5 * log2.losses[0]
+
+
+def test_student_cache_key_names_the_trainer(monkeypatch):
+    """The students' cache key changes with the trainer's version tag and with the trainer's code."""
+    import inspect
+
+    from edgecart.text import pipeline, train
+    from edgecart.text.config import FAST
+
+    key = pipeline.student_key(pipeline.DISTILLED, FAST, ["a b"], ["1"])
+    assert key == pipeline.student_key(pipeline.DISTILLED, FAST, ["a b"], ["1"])
+    monkeypatch.setattr(train, "TRAINER", "another trainer")
+    assert pipeline.student_key(pipeline.DISTILLED, FAST, ["a b"], ["1"]) != key
+    monkeypatch.undo()
+    real = inspect.getsource
+
+    def edited(obj):  # the trainer's code as if someone had changed the distillation loop
+        src = real(obj)
+        return src + "\n# edited" if getattr(obj, "__name__", "") == "edgecart.compress.distill" else src
+
+    monkeypatch.setattr(inspect, "getsource", edited)
+    assert pipeline.student_key(pipeline.DISTILLED, FAST, ["a b"], ["1"]) != key

@@ -177,7 +177,7 @@ def test_build_refuses_bad_input_with_clear_errors(tmp_path, capsys):
     (tmp_path / "bad.toml").write_text("[teacher]\nsise = 3\n")
     assert _cli("build", "image-search", "--images", tmp_path / "pics", "--out", tmp_path / "o", "--config",
                 tmp_path / "bad.toml") == 2
-    assert "unknown [teacher] keys ['sise']" in capsys.readouterr().err
+    assert "config.teacher: unknown option(s) ['sise']; known: [" in capsys.readouterr().err
     (tmp_path / "pics" / "empty").rmdir()
     assert _cli("build", "image-search", "--images", tmp_path / "pics", "--out", tmp_path / "o") == 2
     assert "at least 3 readable pictures" in capsys.readouterr().err
