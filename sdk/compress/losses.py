@@ -330,3 +330,30 @@ class MaskedHint(Hint):
 
 
 __all__ += ["MaskedHint", "MaskedRankingKD", "SequenceLabelCE"]  # noqa: PLE0605
+
+
+@_register
+@dataclass(frozen=True)
+class InfoNCE(LossTerm):
+    """Contrastive distillation: each student row must pick its own teacher row among the batch's teacher rows,
+    cross-entropy of ``cos(s_i, t_j) / temperature`` with target ``j = i`` (InfoNCE, van den Oord et al. 2018; as a
+    distillation term, CRD, Tian et al. 2020, with in-batch negatives). Rows are L2-normalised first."""
+
+    temperature: float = 0.1
+    name: ClassVar[str] = "infonce"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
+            raise ValueError(f"infonce: temperature must be > 0, got {self.temperature!r}")
+
+    def __call__(self, s, t, labels=None, projection=None):
+        import torch
+        from torch.nn import functional as F  # noqa: N812
+
+        s, t = F.normalize(_flat(s), dim=-1), F.normalize(_flat(t), dim=-1)
+        logits = s @ t.T / self.temperature
+        return F.cross_entropy(logits, torch.arange(len(s), device=s.device))
+
+
+__all__ += ["InfoNCE"]  # noqa: PLE0605

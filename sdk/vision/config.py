@@ -101,10 +101,11 @@ class TeacherConfig:
 class StudentConfig:
     """The mobile student at ``size`` x ``size`` RGB and its training. Loss weights of the distilled student:
     embedding cosine to the teacher, relational (pairwise cosine matrix MSE), label cross-entropy on the teacher's
-    class prototypes, optional soft-label KL at ``temperature``. ``seeds``: how many seeds the distilled and the
-    label-only students are trained with (the comparison is reported over them; the first seed's pair is exported
-    when the validation pick says so). ``baseline=false`` skips the label-only students (half the student time;
-    the distilled-vs-label-only comparison is then not measured)."""
+    class prototypes, optional soft-label KL at ``temperature``, optional contrastive term (``w_contrastive``:
+    InfoNCE of the student's embeddings against the batch's teacher embeddings at ``contrastive_temperature``).
+    ``seeds``: how many seeds the distilled and the label-only students are trained with (the comparison is reported
+    over them; the first seed's pair is exported when the validation pick says so). ``baseline=false`` skips the
+    label-only students (half the student time; the distilled-vs-label-only comparison is then not measured)."""
 
     size: int = 64
     width: int = 32
@@ -117,16 +118,19 @@ class StudentConfig:
     w_label: float = 0.5
     w_soft: float = 0.0
     temperature: float = 2.0
+    w_contrastive: float = 0.0
+    contrastive_temperature: float = 0.1
     augment: float = 0.5
     seeds: int = 1
     seed: int = 0
     baseline: bool = True
 
     def __post_init__(self) -> None:
-        _positive(self, "size", "width", "epochs", "batch_size", "lr", "temperature", "seeds")
+        _positive(self, "size", "width", "epochs", "batch_size", "lr", "temperature", "seeds",
+                  "contrastive_temperature")
         if self.size < 16:
             raise BuildConfigError("student.size must be >= 16")
-        if min(self.w_cosine, self.w_relational, self.w_label, self.w_soft, self.augment) < 0:
+        if min(self.w_cosine, self.w_relational, self.w_label, self.w_soft, self.w_contrastive, self.augment) < 0:
             raise BuildConfigError("student loss weights and augment must be >= 0")
 
 

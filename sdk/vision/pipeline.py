@@ -23,6 +23,10 @@ from .config import BuildConfig, config_hash
 
 Progress = Callable[[str], None]
 
+#: student options that only the distilled student uses (kept out of the label-only student's cache key)
+DISTIL_ONLY = ("w_cosine", "w_relational", "w_label", "w_soft", "temperature", "w_contrastive",
+               "contrastive_temperature")
+
 
 @dataclass(frozen=True)
 class SearchData:
@@ -224,6 +228,20 @@ class _Context:
 
     def students(self, teacher, temb) -> dict[str, dict[str, Any]]:
         """Distilled and label-only students for each seed, with their embeddings of every set."""
+        sc = self.cfg.student
+        t0 = time.perf_counter()
+        kinds = "distilled and label-only" if sc.baseline else "distilled"
+        self.progress(f"students: {kinds} at {sc.size}x{sc.size}, width {sc.width}, {sc.epochs} "
+                      f"epochs, {sc.seeds} seed(s)")
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(sc.seeds):
+            for kind in ("distilled", "labels") if sc.baseline else ("distilled",):
+                out[f"{kind}/{sc.seed + i}"] = self.student(kind, sc.seed + i, teacher, temb)
+        self.timings["students_s"] = time.perf_counter() - t0
+        return out
+
+    def student(self, kind: str, seed: int, teacher, temb) -> dict[str, Any]:
+        """One student (``kind`` "distilled" or "labels"; cached) and its embeddings of the query and catalog sets."""
         import torch
         from edgecart.models.vision import MobileStudent
 
@@ -231,44 +249,37 @@ class _Context:
 
         sc, pre, dim = self.cfg.student, self.cfg.student_preprocessing, self.cfg.teacher.dim
         data = self.data
-        protos = torch.nn.functional.normalize(teacher.classifier.weight.detach(), dim=1).numpy()
         train = data.train.resized(pre)
-        t0 = time.perf_counter()
-        out: dict[str, dict[str, Any]] = {}
-        kinds = "distilled and label-only" if sc.baseline else "distilled"
-        self.progress(f"students: {kinds} at {sc.size}x{sc.size}, width {sc.width}, {sc.epochs} "
-                      f"epochs, {sc.seeds} seed(s)")
-        for i in range(sc.seeds):
-            seed = sc.seed + i
-            for kind in ("distilled", "labels") if sc.baseline else ("distilled",):
-                kw = dict(teacher_emb=temb["train"], prototypes=protos, proto_scale=teacher.classifier.scale) \
-                    if kind == "distilled" else {}
-                st_cfg = {k: v for k, v in self.cfg.to_dict()["student"].items() if k != "baseline"}
-                key = config_hash({"student": st_cfg, "teacher": self.teacher_key,
-                                   "kind": kind, "seed": seed, "v": 1})
-                hit = self.vc.load_state(f"student-{kind}", key)
-                if hit is not None:
-                    model = MobileStudent(dim, len(train.classes), size=sc.size, in_channels=pre.channels,
-                                          width=sc.width)
-                    model.load_state_dict(hit[0])
-                    model.eval()
-                    self.cached[f"student_{kind}_{seed}"] = True
-                else:
-                    t1 = time.perf_counter()
-                    model = train_student(train, sc, pre, dim=dim, seed=seed, desc=f"student {kind} seed {seed}",
-                                          **kw)
-                    self.vc.save_state(f"student-{kind}", key, {k: v.contiguous() for k, v in
-                                                                 model.state_dict().items()},
-                                       {"key": key, "train_s": time.perf_counter() - t1})
-                    self.cached[f"student_{kind}_{seed}"] = False
-                names = ["val", "test", "catalog", *(f"extra:{n}" for n in data.extra_catalogs)]
-                if data.shipped is not data.catalog:
-                    names.append("shipped")
-                emb = self.embed_sets(model, pre, names, desc=f"student {kind} embeds")
-                emb.setdefault("shipped", emb["catalog"])
-                out[f"{kind}/{seed}"] = {"model": model, "emb": emb, "kind": kind, "seed": seed}
-        self.timings["students_s"] = time.perf_counter() - t0
-        return out
+        kw: dict[str, Any] = {}
+        if kind == "distilled":
+            protos = torch.nn.functional.normalize(teacher.classifier.weight.detach(), dim=1).numpy()
+            kw = dict(teacher_emb=temb["train"], prototypes=protos, proto_scale=teacher.classifier.scale)
+        # the key holds what the student's weights depend on (not how many seeds or which kinds were asked for, nor,
+        # for the label-only student, the distillation loss weights);
+        # "v" 2 = trained through edgecart.compress.distill (v 1: the pipeline's own loop)
+        skip = ("baseline", "seeds", "seed") + (() if kind == "distilled" else DISTIL_ONLY)
+        if not self.cfg.student.w_contrastive:  # added later: without it the student is the same as before
+            skip += ("w_contrastive", "contrastive_temperature")
+        st_cfg = {k: v for k, v in self.cfg.to_dict()["student"].items() if k not in skip}
+        key = config_hash({"student": st_cfg, "teacher": self.teacher_key, "kind": kind, "seed": seed, "v": 2})
+        hit = self.vc.load_state(f"student-{kind}", key)
+        if hit is not None:
+            model = MobileStudent(dim, len(train.classes), size=sc.size, in_channels=pre.channels, width=sc.width)
+            model.load_state_dict(hit[0])
+            model.eval()
+            self.cached[f"student_{kind}_{seed}"] = True
+        else:
+            t1 = time.perf_counter()
+            model = train_student(train, sc, pre, dim=dim, seed=seed, desc=f"student {kind} seed {seed}", **kw)
+            self.vc.save_state(f"student-{kind}", key, {k: v.contiguous() for k, v in model.state_dict().items()},
+                               {"key": key, "train_s": time.perf_counter() - t1})
+            self.cached[f"student_{kind}_{seed}"] = False
+        names = ["val", "test", "catalog", *(f"extra:{n}" for n in data.extra_catalogs)]
+        if data.shipped is not data.catalog:
+            names.append("shipped")
+        emb = self.embed_sets(model, pre, names, desc=f"student {kind} embeds")
+        emb.setdefault("shipped", emb["catalog"])
+        return {"model": model, "emb": emb, "kind": kind, "seed": seed}
 
     def pick(self, temb, students) -> dict[str, Any]:
         """The exported student and its catalog model, by validation mAP@10 (then R@1) of the first seed's pair."""

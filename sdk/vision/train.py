@@ -165,11 +165,46 @@ def relational_loss(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(s @ s.T, t @ t.T)
 
 
+class _Outputs(nn.Module):
+    """The student as the shared trainer sees it: ``{"embedding": e, "logits": classifier(e)}``, so that loss terms
+    pick the output they compare (the exported model returns the embedding only)."""
+
+    def __init__(self, net: MobileStudent) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        e = self.net(x)
+        return {"embedding": e, "logits": self.net.classifier(e)}
+
+
+def student_losses(cfg: StudentConfig, *, distil: bool, soft: bool, partial_labels: bool = False) -> tuple:
+    """The loss terms (:mod:`edgecart.compress.losses`) of a student: with a teacher ``w_cosine`` x cosine +
+    ``w_relational`` x relational on the embeddings, ``w_label`` x cross-entropy of the logits on the teacher's frozen
+    prototypes, (``soft``) ``w_soft`` x soft-label KL at ``temperature`` and ``w_contrastive`` x InfoNCE against the
+    batch's teacher embeddings; without one, label cross-entropy alone.
+    ``partial_labels``: some rows are unlabelled (label -1) and the label term skips them."""
+    from edgecart.compress.losses import Cosine, InfoNCE, KLDivergence, LabelCE, MaskedLabelCE, Relational
+
+    label = MaskedLabelCE if partial_labels else LabelCE
+    if not distil:
+        return (label(1.0, student="logits"),)
+    terms = [Cosine(cfg.w_cosine, student="embedding", teacher="embedding"),
+             Relational(cfg.w_relational, student="embedding", teacher="embedding"),
+             label(cfg.w_label, student="logits")]
+    if soft:
+        terms.append(KLDivergence(cfg.w_soft, student="logits", teacher="logits", temperature=cfg.temperature))
+    if cfg.w_contrastive > 0:
+        terms.append(InfoNCE(cfg.w_contrastive, student="embedding", teacher="embedding",
+                             temperature=cfg.contrastive_temperature))
+    return tuple(terms)
+
+
 def train_student(data: ImageSet, cfg: StudentConfig, pre: ImagePreprocessing, *, dim: int,
                   teacher_emb: np.ndarray | None = None, prototypes: np.ndarray | None = None,
                   proto_scale: float = 16.0, labelled: np.ndarray | None = None, epochs: float | None = None,
                   seed: int | None = None, desc: str = "student") -> MobileStudent:
-    """Train a :class:`MobileStudent`.
+    """Train a :class:`MobileStudent` with the shared distillation trainer (:func:`edgecart.compress.distill`).
 
     With ``teacher_emb`` (one teacher embedding per picture) the student is distilled into the teacher's space:
     ``w_cosine * (1 - cos(s, t)) + w_relational * relational + w_label * CE`` (+ ``w_soft`` * KL of soft labels);
@@ -177,48 +212,52 @@ def train_student(data: ImageSet, cfg: StudentConfig, pre: ImagePreprocessing, *
     toward the same directions the teacher's catalog uses. Without it the student learns from labels alone with
     its own prototypes. ``labelled`` (booleans) marks which pictures' labels may be used; with no teacher only
     those pictures are trained on. The student sees pictures augmented at ``cfg.augment`` (the teacher's targets
-    are its embeddings of the plain pictures). ``seed`` overrides ``cfg.seed``.
+    are its embeddings of the plain pictures). ``seed`` overrides ``cfg.seed``. ``epochs`` (default
+    ``cfg.epochs``) may be fractional: the trainer then makes one pass over that many rows drawn cyclically from
+    the pool. AdamW with a cosine learning-rate schedule stepped per batch after a 3% warm-up.
     """
+    from edgecart.compress.distill import DistillConfig, DistillData, distill
+
     seed = cfg.seed if seed is None else seed
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     distil = teacher_emb is not None
     mask = np.ones(len(data), bool) if labelled is None else np.asarray(labelled, bool)
+    if mask.shape != (len(data),):
+        raise ValueError(f"labelled must hold one boolean per picture ({len(data)}), got shape {mask.shape}")
     pool = np.arange(len(data)) if distil else np.nonzero(mask)[0]
     if len(pool) == 0:
         raise ValueError("no training pictures: the labelled mask is empty")
+    if distil and len(teacher_emb) != len(data):
+        raise ValueError(f"teacher_emb must hold one row per picture ({len(data)}), got {len(teacher_emb)}")
     model = MobileStudent(dim, len(data.classes), size=pre.size[0], in_channels=pre.channels, width=cfg.width)
     if distil and prototypes is not None:
         model.classifier.weight.data.copy_(torch.from_numpy(prototypes))
         model.classifier.weight.requires_grad_(False)
         model.classifier.scale = proto_scale
     model = model.to(memory_format=torch.channels_last).train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
-    steps = max(1, math.ceil((epochs or cfg.epochs) * len(pool) / cfg.batch_size))
-    sched = _schedule(opt, steps, 0.03)
-    labels = torch.from_numpy(data.labels)
-    t_all = torch.from_numpy(teacher_emb.astype(np.float32)) if distil else None
-    mask_t = torch.from_numpy(mask)
-    bar = progress_iter(_batches(len(pool), min(cfg.batch_size, len(pool)), steps, rng), total=steps, desc=desc,
-                        unit="step")
-    for b in bar:
-        idx = pool[b]
-        s = model(augment(model_inputs(data.images[idx], pre), cfg.augment, gen))
-        y, m = labels[idx], mask_t[idx]
-        loss = s.new_zeros(())
-        if distil:
-            t = t_all[idx]
-            loss = loss + cfg.w_cosine * (1 - (s * t).sum(1)).mean() + cfg.w_relational * relational_loss(s, t)
-            if cfg.w_soft > 0 and prototypes is not None:
-                t_logits = model.classifier(t)
-                loss = loss + cfg.w_soft * cfg.temperature ** 2 * F.kl_div(
-                    F.log_softmax(model.classifier(s) / cfg.temperature, 1),
-                    F.softmax(t_logits / cfg.temperature, 1), reduction="batchmean")
-            if cfg.w_label > 0 and bool(m.any()):
-                loss = loss + cfg.w_label * F.cross_entropy(model.classifier(s[m]), y[m])
-        else:
-            loss = F.cross_entropy(model.classifier(s), y)
-        _step(opt, sched, loss, bar)
+    e = float(cfg.epochs if epochs is None else epochs)
+    if not e > 0:
+        raise ValueError(f"epochs must be > 0, got {epochs!r}")
+    whole = e.is_integer()
+    rows = pool if whole else pool[np.arange(max(1, round(e * len(pool)))) % len(pool)]
+    images = data.images
+
+    def inputs(r: np.ndarray) -> torch.Tensor:
+        return augment(model_inputs(images[rows[r]], pre), cfg.augment, gen)
+
+    labels = torch.from_numpy(np.where(mask, data.labels, -1)[rows].astype(np.int64))
+    outputs = None
+    soft = distil and prototypes is not None and cfg.w_soft > 0
+    if distil:
+        t = torch.from_numpy(np.asarray(teacher_emb, np.float32)[rows])
+        outputs = {"embedding": t}
+        if soft:
+            with torch.no_grad():
+                outputs["logits"] = model.classifier(t)
+    config = DistillConfig(losses=student_losses(cfg, distil=distil, soft=soft, partial_labels=not mask.all()),
+                           epochs=int(e) if whole else 1, batch_size=min(cfg.batch_size, len(rows)), lr=cfg.lr,
+                           weight_decay=cfg.weight_decay, schedule="cosine", warmup=0.03, seed=seed)
+    distill(_Outputs(model), None, DistillData(inputs, labels=labels, teacher_outputs=outputs, size=len(rows)),
+            config, desc=desc)
     return model.eval()

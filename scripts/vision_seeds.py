@@ -1,0 +1,212 @@
+"""Distilled vs label-only image-search students over several seeds, on the grocery demo's configuration.
+
+For each seed the distilled student and the label-only student (same width, epochs, augmentation) are trained (or
+read from the build cache) and each searches the catalog it embeds itself. Reported per seed and pooled, on the
+validation queries (where choices are made) and on the test queries (reported only): the difference distilled minus
+label-only of R@10 and mAP@10 (and R@1). Intervals: paired percentile bootstrap over queries; the pooled interval
+resamples the queries once for all seeds (the per-query difference averaged over the seeds), so it measures how the
+mean over seeds would move with another draw of query photos.
+
+    EDGECART_THREADS=1 nice -n 10 .venv/bin/python scripts/vision_seeds.py --out results/image_search/NAME \\
+        --cache .edgecart-cache [--seeds 0,1,2] [--set student.w_relational=2 ...]
+
+Training is cached per (student config, teacher, kind, seed), so several processes may train disjoint parts
+(``--kinds distilled`` / ``--kinds labels`` with ``--train-only``) and a last run writes the report from the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METRICS = ("recall@10", "map@10", "recall@1")
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise SystemExit(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. student.width=44")
+        out.setdefault(section, {})[name] = _value(val)
+    return out
+
+
+def pooled_diff(diffs: list[np.ndarray], resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean over seeds of the mean per-query difference, with a bootstrap interval resampling the queries (the same
+    draw for every seed: the per-query difference is first averaged over the seeds)."""
+    from edgecart.vision.metrics import bootstrap_ci
+
+    per_query = np.mean(np.stack(diffs), axis=0)
+    lo, hi = bootstrap_ci(per_query, resamples=resamples, seed=seed)
+    return float(per_query.mean()), lo, hi
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, help="folder for summary.md / summary.json (not needed with --train-only)")
+    ap.add_argument("--cache", type=Path, required=True, help="build cache (holds the teacher and its embeddings)")
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated student seeds")
+    ap.add_argument("--kinds", choices=("both", "distilled", "labels"), default="both")
+    ap.add_argument("--train-only", action="store_true", help="train (and cache) the students, write no report")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="change the demo configuration, e.g. student.w_relational=2 (repeatable)")
+    ap.add_argument("--data", type=Path, default=None, help="grocery data root (default: the bundled copy)")
+    ap.add_argument("--render", action="store_true", help="only rewrite --out's summary.md from its summary.json")
+    args = ap.parse_args(argv)
+    if args.render:
+        render(args.out)
+        return 0
+    if not args.train_only and args.out is None:
+        ap.error("--out is required unless --train-only")
+
+    from edgecart.cache import Cache
+    from edgecart.threads import set_torch_threads
+    from edgecart.vision.demo import DEMO_CONFIG, grocery_search_data
+    from edgecart.vision.metrics import means, paired_diff_ci
+    from edgecart.vision.pipeline import _Context
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    t_start = time.perf_counter()
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    changes = parse_sets(args.set)
+    changes.setdefault("student", {}).update(baseline=True, seeds=1)
+    cfg = DEMO_CONFIG.replace(**changes)
+    threads = set_torch_threads(cfg.threads)
+    data = grocery_search_data(cfg, args.data)
+    ctx = _Context(data, cfg, Cache(args.cache, "vision"), {}, {}, say)
+    teacher, _ = ctx.teacher()
+    if not ctx.cached.get("teacher"):
+        say("note: the teacher was not in the cache and has been trained now")
+    temb = ctx.embeddings("teacher", teacher, cfg.teacher_preprocessing, ctx.teacher_key)
+    kinds = ("distilled", "labels") if args.kinds == "both" else (args.kinds,)
+    students: dict[str, dict[str, Any]] = {}
+    for seed in seeds:
+        for kind in kinds:
+            t0 = time.perf_counter()
+            students[f"{kind}/{seed}"] = ctx.student(kind, seed, teacher, temb)
+            say(f"{kind} seed {seed}: {'cached' if ctx.cached[f'student_{kind}_{seed}'] else 'trained'} in "
+                f"{time.perf_counter() - t0:.0f} s")
+    if args.train_only:
+        return 0
+
+    splits = {"val": data.val, "test": data.test}
+    rows: list[dict[str, Any]] = []
+    diffs: dict[str, dict[str, list[np.ndarray]]] = {sp: {m: [] for m in METRICS} for sp in splits}
+    for seed in seeds:
+        d, lab = students[f"distilled/{seed}"]["emb"], students[f"labels/{seed}"]["emb"]
+        row: dict[str, Any] = {"seed": seed}
+        for sp, qset in splits.items():
+            dq = ctx._score(d[sp], qset, d["catalog"], data.catalog)
+            lq = ctx._score(lab[sp], qset, lab["catalog"], data.catalog)
+            tq = ctx._score(d[sp], qset, temb["catalog"], data.catalog)
+            row[sp] = {"distilled": means(dq), "labels": means(lq), "distilled_teacher_catalog": means(tq),
+                       "diff": {m: paired_diff_ci(dq[m], lq[m], seed=seed) for m in METRICS}}
+            for m in METRICS:
+                diffs[sp][m].append(dq[m] - lq[m])
+        rows.append(row)
+    pooled = {sp: {m: pooled_diff(diffs[sp][m]) for m in METRICS} for sp in splits}
+    teacher_q = {sp: means(ctx._score(temb[sp], q, temb["catalog"], data.catalog)) for sp, q in splits.items()}
+    summary = {
+        "config": cfg.to_dict()["student"], "seeds": seeds, "threads": threads, "per_seed": rows, "pooled": pooled,
+        "teacher": teacher_q, "queries": {sp: len(q) for sp, q in splits.items()},
+        "interval": "paired percentile bootstrap over queries (2000 resamples); pooled: per-query differences "
+                    "averaged over the seeds, then the queries resampled",
+        "target": targets(pooled),
+        "cached": ctx.cached, "seconds": time.perf_counter() - t_start,
+        "command": "scripts/vision_seeds.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
+    (args.out / "summary.md").write_text(markdown(summary))
+    say(f"wrote {args.out / 'summary.md'}")
+    print(markdown(summary))
+    return 0
+
+
+def targets(pooled: dict[str, dict[str, Any]]) -> dict[str, bool]:
+    """Issue 12 item 6, read on the pooled differences (mean over seeds, interval over queries)."""
+    v, t = pooled["val"], pooled["test"]
+    return {
+        "validation: mean distilled minus label-only >= 0 on R@10 and mAP@10": v["recall@10"][0] >= 0 <= v["map@10"][0],
+        "validation: R@10 difference interval above 0": v["recall@10"][1] > 0,
+        "validation: mAP@10 difference interval above 0": v["map@10"][1] > 0,
+        "test (reported): mean difference >= 0 on R@10 and mAP@10, mAP@10 interval above 0":
+            t["recall@10"][0] >= 0 <= t["map@10"][0] and t["map@10"][1] > 0,
+    }
+
+
+def render(folder: Path) -> None:
+    """Rewrite ``folder``'s summary.md (and the targets in summary.json) from its summary.json."""
+    s = json.loads((folder / "summary.json").read_text())
+    s["target"] = targets(s["pooled"])
+    (folder / "summary.json").write_text(json.dumps(s, indent=1, default=float) + "\n")
+    (folder / "summary.md").write_text(markdown(s))
+
+
+def _ci(x: tuple[float, float, float]) -> str:
+    return f"{x[0]:+.4f} [{x[1]:+.4f}, {x[2]:+.4f}]"
+
+
+def markdown(s: dict[str, Any]) -> str:
+    c = s["config"]
+    lines = [
+        f"# Distilled vs label-only image-search students, {len(s['seeds'])} seeds",
+        "",
+        f"Grocery demo configuration: student {c['size']}x{c['size']}, width {c['width']}, {c['epochs']} epochs, "
+        f"loss weights cosine {c['w_cosine']}, relational {c['w_relational']}, label {c['w_label']}, soft "
+        f"{c['w_soft']}" + (f", contrastive {c['w_contrastive']}" if c.get("w_contrastive") else "")
+        + f"; {s['queries']['val']} validation and {s['queries']['test']} test queries searching the 81 catalog "
+        "pictures, each student in the catalog it embeds itself; hit = same product. Trained through "
+        "`edgecart.compress.distill`, " + f"{s['threads']} torch thread(s).",
+        "",
+        f"Intervals: {s['interval']}.",
+        "",
+    ]
+    for sp, title in (("val", "Validation (choices)"), ("test", "Test (reported only)")):
+        lines += [f"## {title}", "",
+                  "| seed | R@10 dist / labels | mAP@10 dist / labels | R@1 dist / labels | R@10 diff [95% CI] | "
+                  "mAP@10 diff [95% CI] |", "|---:|---|---|---|---|---|"]
+        for r in s["per_seed"]:
+            d, lab = r[sp]["distilled"], r[sp]["labels"]
+            lines.append(f"| {r['seed']} | {d['recall@10']:.4f} / {lab['recall@10']:.4f} | {d['map@10']:.4f} / "
+                         f"{lab['map@10']:.4f} | {d['recall@1']:.4f} / {lab['recall@1']:.4f} | "
+                         f"{_ci(r[sp]['diff']['recall@10'])} | {_ci(r[sp]['diff']['map@10'])} |")
+        p = s["pooled"][sp]
+        mean = {k: np.mean([r[sp][k][m] for r in s["per_seed"]]) for k in ("distilled", "labels")
+                for m in ("recall@10",)}
+        lines.append(f"| mean | {mean['distilled']:.4f} / {mean['labels']:.4f} | "
+                     f"{np.mean([r[sp]['distilled']['map@10'] for r in s['per_seed']]):.4f} / "
+                     f"{np.mean([r[sp]['labels']['map@10'] for r in s['per_seed']]):.4f} | "
+                     f"{np.mean([r[sp]['distilled']['recall@1'] for r in s['per_seed']]):.4f} / "
+                     f"{np.mean([r[sp]['labels']['recall@1'] for r in s['per_seed']]):.4f} | "
+                     f"{_ci(p['recall@10'])} | {_ci(p['map@10'])} |")
+        t = s["teacher"][sp]
+        lines += ["", f"Teacher on the same queries: R@10 {t['recall@10']:.4f}, mAP@10 {t['map@10']:.4f}, "
+                      f"R@1 {t['recall@1']:.4f}.", ""]
+    lines += ["## Target", ""]
+    for k, v in s["target"].items():
+        lines.append(f"- {k}: **{'reached' if v else 'NOT reached'}**")
+    lines += ["", f"Command: `{s['command']}`; {s['seconds']:.0f} s (students cached: "
+                  f"{', '.join(k for k, v in s['cached'].items() if v and k.startswith('student'))}).", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
