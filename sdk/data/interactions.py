@@ -166,11 +166,12 @@ def load_item_metadata(path: str | os.PathLike[str], item_ids: np.ndarray, *, id
                                   f"{missing[:5]}); add rows for them, or build without --items")
     cols = [c for c in table.column_names if c != id_col]
     values = {c: table.column(c).to_pylist() for c in cols}
-    records = [{c: _jsonable(values[c][row_of[v]]) for c in cols} for v in want.tolist()]
+    records = [{c: json_value(values[c][row_of[v]]) for c in cols} for v in want.tolist()]
     return records, int(len(ids) - len(want))
 
 
-def _jsonable(v: Any) -> Any:
+def json_value(v: Any) -> Any:
+    """A table cell as a JSON value: NaN/inf become null, other non-JSON types their string."""
     if v is None or isinstance(v, (str, bool, int)):
         return v
     if isinstance(v, float):

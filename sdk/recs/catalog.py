@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgecart.data.interactions import json_value
 from edgecart.runtime.bundle import open_bundle
 from edgecart.runtime.errors import BundleError, EdgecartError, InputSpecError
 from edgecart.runtime.recommender import USER_VECTOR, read_item_table
@@ -254,7 +255,7 @@ def _cell(v: Any) -> Any:
     if isinstance(v, str):
         v = v.strip()
         return v or None
-    return _jsonable(v)
+    return json_value(v)
 
 
 def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os.PathLike[str] | None = None,
@@ -364,11 +365,3 @@ def _records(src: Any, n: int) -> list[dict[str, Any]] | None:
         return None
     doc = json.loads(src.path(name).read_text(encoding="utf-8"))
     return [dict(r) for r in doc["records"]][:n]
-
-
-def _jsonable(v: Any) -> Any:
-    if v is None or isinstance(v, (str, bool, int)):
-        return v
-    if isinstance(v, float):
-        return v if np.isfinite(v) else None
-    return str(v)
