@@ -241,14 +241,15 @@ class QATFineTune:
     zero. BatchNorm statistics stay the float model's (frozen) unless ``bn_update_steps`` > 0; the fake-quantizers'
     observers adjust the int8 ranges for the first ``observer_steps`` steps (default: a third), then the ranges are
     frozen, as torchao's PT2E QAT guide advises. Every ``eval_every`` steps (and at step 0 and the end) the converted
-    int8 model is scored on a VALIDATION split; the best step is kept."""
+    int8 model is scored on a VALIDATION split; the best step is kept. The defaults are the schedule measured on the
+    demo's Lite0 teacher (``benchmarks/results/compression/README.md``, QAT section)."""
 
-    steps: int = 300
+    steps: int = 160
     batch_size: int = 16
-    lr: float = 1e-5
+    lr: float = 5e-5
     loss: str = "cosine"
     relational: float = 0.0
-    eval_every: int = 50
+    eval_every: int = 20
     observer_steps: int | None = None
     bn_update_steps: int = 0
     seed: int = 0
