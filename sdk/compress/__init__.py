@@ -23,7 +23,8 @@ _EXPORTS = {
     "prune": "pruning", "StructuredPruning": "pruning", "MagnitudePruning": "pruning", "sparsity": "pruning",
     "PRUNERS": "pruning",
     "quantize": "quantization", "diagnose_int8": "quantization", "rescue_plan": "quantization",
-    "gate_rescue": "quantization", "agreement_evaluator": "quantization", "LayerError": "quantization",
+    "gate_rescue": "quantization", "quantize_aware": "quantization", "QATFineTune": "quantization",
+    "quantize_batched": "quantization", "agreement_evaluator": "quantization", "LayerError": "quantization",
     "Recipe": "recipe", "DistillStage": "recipe", "QuantizeStage": "recipe", "load_recipe": "recipe",
     "register_stage": "recipe", "STAGE_RUNNERS": "recipe",
     "export_compressed": "pipeline",
@@ -45,7 +46,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["Cosine", "DistillConfig", "DistillData", "DistillError", "DistillResult", "DistillStage", "DynamicInt8",
            "Hint", "KLDivergence", "LOSSES", "LabelCE", "LayerError", "LossTerm", "MSE", "MagnitudePruning",
-           "PRUNERS", "QAT", "QuantizeStage", "RECIPES", "RankingKD", "Recipe", "Relational", "STAGE_RUNNERS",
+           "PRUNERS", "QAT", "QATFineTune", "QuantizeStage", "RECIPES", "RankingKD", "Recipe", "Relational",
+           "STAGE_RUNNERS",
            "StaticInt8", "StepRow", "StructuredPruning", "WeightOnlyInt8", "agreement_evaluator", "diagnose_int8",
            "distill", "export_compressed", "gate_rescue", "load_recipe", "loss_from_dict", "model_stats", "prune",
-           "quantize", "register_stage", "rescue_plan", "resolve_recipe", "sparsity", "write_report"]
+           "quantize", "quantize_aware", "quantize_batched", "register_stage", "rescue_plan", "resolve_recipe",
+           "sparsity", "write_report"]
