@@ -410,7 +410,7 @@ def _latency_ms(model, data, split, queries: int = 200) -> float:
     import tempfile
 
     from edgecart.recs.baselines import Popularity
-    from edgecart.recs.bundle import write_bundle
+    from edgecart.recs.bundle import median_recommend_ms, write_bundle
     from edgecart.recs.config import RecsConfig
     from edgecart.runtime.recommender import Recommender
 
@@ -424,12 +424,7 @@ def _latency_ms(model, data, split, queries: int = 200) -> float:
                                   data.num_items).counts, quality={}, name="curve")
         rec = Recommender(path, backend="onnxruntime", threads=1)
         hist = [data.item_ids[h - 1].tolist() for h in split.test_history[:queries]]
-        times = []
-        for h in hist:
-            t0 = time.perf_counter()
-            rec.recommend(h, k=10)
-            times.append(time.perf_counter() - t0)
-        return float(np.median(times) * 1e3)
+        return median_recommend_ms(rec, hist)
 
 
 def _plot(doc: dict, dest: Path) -> None:

@@ -7,7 +7,7 @@ the runtime (model + int8 table, as on a device)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,17 +191,22 @@ def _record(w: BundleWriter, art: Artifact, valid: dict[str, float], test_eval: 
 
 def recommend_p50_ms(w: BundleWriter, art: Artifact, data: SequenceData, split: Split, queries: int = 60) -> float:
     """p50 ms of one ``Recommender.recommend(history, k=10)`` on the staged bundle (shop ids in, ids out)."""
-    import time
-
     from edgecart.runtime.backends import backend_for_format
     from edgecart.runtime.recommender import Recommender
 
     rec = Recommender(w.stage(), backend=backend_for_format(art.format).name, artifact=art.name, threads=1)
     hist = [data.item_ids[h[-rec.max_len:] - 1].tolist() for h in split.test_history[:queries]]
     rec.recommend(hist[0], k=10)
+    return median_recommend_ms(rec, hist)
+
+
+def median_recommend_ms(rec: Any, histories: Sequence[Sequence[Any]], k: int = 10) -> float:
+    """Median wall time of one ``rec.recommend(history, k)`` call over ``histories``, in milliseconds."""
+    import time
+
     times = []
-    for h in hist:
+    for h in histories:
         t0 = time.perf_counter()
-        rec.recommend(h, k=10)
+        rec.recommend(h, k=k)
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1e3)
