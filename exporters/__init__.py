@@ -10,6 +10,8 @@ from .base import (
     ExportedFiles,
     Exporter,
     ExportRequest,
+    QATData,
+    QATDataError,
     ToolchainError,
     UnsupportedRecipeError,
     is_toolchain_error,
@@ -26,11 +28,12 @@ from .export import (
     golden_from_model,
     infer_io_spec,
 )
-from .gate import QualityGate, evaluate_artifact, export_int8_gated
+from .gate import QualityGate, evaluate_artifact, export_int8_gated, qat_rescue
 from .recipes import QAT, RECIPES, DynamicInt8, QuantRecipe, StaticInt8, WeightOnlyInt8, resolve_recipe
 
 __all__ = ["DEFAULT_FORMATS", "EXPORTERS", "QAT", "RECIPES", "BundleWriter", "DynamicInt8", "ExportRequest",
-           "ExportedFiles", "Exporter", "IOSpec", "ParityTolerance", "QualityGate", "QuantRecipe", "StaticInt8",
-           "ToolchainError", "UnsupportedRecipeError", "WeightOnlyInt8", "evaluate_artifact", "export",
-           "export_artifact", "export_int8_gated", "golden_from_model", "infer_io_spec", "is_toolchain_error", "pack",
-           "resolve_recipe", "supported_recipes", "toolchain_versions"]
+           "ExportedFiles", "Exporter", "IOSpec", "ParityTolerance", "QATData", "QATDataError", "QualityGate",
+           "QuantRecipe", "StaticInt8", "ToolchainError", "UnsupportedRecipeError", "WeightOnlyInt8",
+           "evaluate_artifact", "export", "export_artifact", "export_int8_gated", "golden_from_model",
+           "infer_io_spec", "is_toolchain_error", "pack", "qat_rescue", "resolve_recipe", "supported_recipes",
+           "toolchain_versions"]

@@ -50,8 +50,63 @@ def is_toolchain_error(exc: BaseException) -> bool:
 
 
 @dataclass(frozen=True)
+class QATData:
+    """Inputs for quantization-aware fine-tuning (the ``QAT`` recipe): ``train``, input tuples the fine-tune draws
+    its mini-batches from (a TRAINING split), and ``validation``, input tuples on which the int8 model's agreement
+    with the float model picks the step (a split the fine-tune never sees). Each is a sequence of input tuples in the
+    form of calibration inputs (one tensor per model input, first axis = samples, usually 1). ``source``: how the
+    inputs were obtained, recorded in the manifest's quantization entry."""
+
+    train: Sequence[tuple[Any, ...]]
+    validation: Sequence[tuple[Any, ...]]
+    source: str = "training and validation inputs given by the caller"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train", tuple(tuple(b) for b in self.train))
+        object.__setattr__(self, "validation", tuple(tuple(b) for b in self.validation))
+        if len(self.train) < 2:
+            raise QATDataError(f"QATData.train holds {len(self.train)} input(s); QAT needs at least 2 training inputs")
+        if not self.validation:
+            raise QATDataError("QATData.validation is empty; give validation inputs (they pick the fine-tune step)")
+        arity = {len(b) for b in (*self.train, *self.validation)}
+        if len(arity) != 1 or 0 in arity:
+            raise QATDataError(f"QATData: every input tuple must hold one tensor per model input; got sizes "
+                               f"{sorted(arity)}")
+
+    @classmethod
+    def from_calibration(cls, calibration: Sequence[tuple[Any, ...]], holdout: float = 0.25,
+                         seed: int = 0) -> QATData:
+        """Split calibration inputs deterministically (a permutation seeded by ``seed``): ``ceil(holdout * n)``
+        inputs (at least 1) pick the step, the others are fine-tuned on. Needs at least 3 inputs."""
+        import math
+
+        import numpy as np
+
+        items = [tuple(b) for b in calibration]
+        n = len(items)
+        if n < 3:
+            raise QATDataError(f"QAT on calibration inputs alone needs at least 3 of them (2 to fine-tune on, 1 held "
+                               f"out to pick the step), got {n}; pass more calibration inputs or QATData")
+        held = min(n - 2, max(1, math.ceil(holdout * n)))
+        order = np.random.default_rng(seed).permutation(n)
+        val = sorted(int(i) for i in order[:held])
+        train = sorted(int(i) for i in order[held:])
+        return cls([items[i] for i in train], [items[i] for i in val],
+                   source=f"no training inputs given: the {n} calibration inputs split deterministically (seed "
+                          f"{seed}) into {len(train)} fine-tuned on and {len(val)} held out to pick the step")
+
+    def describe(self) -> dict[str, Any]:
+        return {"train_samples": len(self.train), "validation_samples": len(self.validation), "source": self.source}
+
+
+class QATDataError(EdgecartError, ValueError):
+    """QAT was given too few or ill-formed training/validation inputs; the message says what it needs."""
+
+
+@dataclass(frozen=True)
 class ExportRequest:
-    """One artifact to write: the model, example inputs (tuple of tensors), names, precision, recipe, calibration.
+    """One artifact to write: the model, example inputs (tuple of tensors), names, precision, recipe, calibration,
+    and for a QAT recipe optionally its training/validation inputs (``qat_data``).
 
     ``recipe`` may be a typed recipe, a registered name (misspellings raise, listing the known names) or a
     ``{"kind": ...}`` table; it is stored typed.
@@ -64,6 +119,8 @@ class ExportRequest:
     precision: str = "fp32"
     recipe: QuantRecipe | None = None
     calibration: Sequence[tuple[Any, ...]] = ()
+    #: training/validation inputs for a QAT recipe (None: QAT splits the calibration inputs)
+    qat_data: QATData | None = None
 
     def __post_init__(self) -> None:
         if self.recipe is not None:

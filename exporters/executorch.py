@@ -45,8 +45,9 @@ class ExecuTorchExporter:
             recipe = request.recipe or self.int8_recipes[0]
             quantizer = XNNPACKQuantizer().set_global(quantization_config(recipe, get_symmetric_quantization_config))
             keep_in_float(quantizer, getattr(recipe, "exclude", ()))
-            model = pt2e_quantize(model, _with(request, recipe), quantizer)
-            quant = pt2e_record(recipe, "XNNPACKQuantizer", len(request.calibration))
+            info: dict = {}
+            model = pt2e_quantize(model, _with(request, recipe), quantizer, info=info)
+            quant = pt2e_record(recipe, "XNNPACKQuantizer", len(request.calibration), info)
         elif request.precision != "fp32":
             raise ValueError(f"executorch exporter supports fp32 and int8, not {request.precision!r}")
         with torch.no_grad():

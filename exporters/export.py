@@ -20,6 +20,7 @@ from ._quiet import quiet_fds
 from .base import (
     EXPORTERS,
     ExportRequest,
+    QATData,
     ToolchainError,
     UnsupportedRecipeError,
     is_toolchain_error,
@@ -93,13 +94,14 @@ def export_artifact(writer: BundleWriter, model: Any, example_inputs: tuple[Any,
                     precision: str = "fp32", recipe: QuantRecipe | str | None = None,
                     calibration: Sequence[tuple[Any, ...]] = (), name: str | None = None,
                     golden: tuple[dict, dict] | None = None, tolerance: ParityTolerance = DEFAULT_TOLERANCE,
-                    check: bool = True) -> Artifact:
+                    check: bool = True, qat_data: QATData | None = None) -> Artifact:
     """Export one artifact into ``writer``, measure its parity, and refuse it (ParityError) when out of tolerance.
 
     ``recipe`` (int8 only): a typed recipe or a registered name (a misspelling raises UnknownNameError listing the
     known ones); the format must support it (UnsupportedRecipeError otherwise); default: the format's first int8
-    recipe. A conversion failure inside the toolchain raises ToolchainError; any failure leaves no file of this
-    artifact in the staging folder.
+    recipe. ``qat_data``: training/validation inputs for a QAT recipe (default: its calibration inputs split). A
+    conversion failure inside the toolchain raises ToolchainError; any failure leaves no file of this artifact in the
+    staging folder.
     """
     exporter = EXPORTERS[fmt]
     io = IOSpec(writer.meta["inputs"], writer.meta["outputs"])
@@ -119,7 +121,7 @@ def export_artifact(writer: BundleWriter, model: Any, example_inputs: tuple[Any,
         rel = f"models/{writer.meta['name']}.{precision}.{typed.name}{exporter.suffix}"
     request = ExportRequest(model, _plain(example_inputs), tuple(s.name for s in io.inputs),
                             tuple(s.name for s in io.outputs), precision, typed,
-                            tuple(_plain(b) for b in calibration))
+                            tuple(_plain(b) for b in calibration), qat_data=qat_data)
     before = _staged(writer)
     try:
         try:

@@ -16,10 +16,10 @@ from edgecart.runtime.errors import ParityError
 from edgecart.runtime.manifest import Artifact
 from edgecart.runtime.session import Session
 
-from .base import EXPORTERS, ToolchainError
+from .base import EXPORTERS, QATData, ToolchainError
 from .bundle import BundleWriter
 from .export import DEFAULT_TOLERANCE, ParityTolerance, export_artifact
-from .recipes import QuantRecipe, recipe_to_dict, resolve_recipe
+from .recipes import QAT, QuantRecipe, recipe_to_dict, resolve_recipe
 
 Evaluate = Callable[[Session], dict[str, float]]
 
@@ -51,14 +51,17 @@ def export_int8_gated(writer: BundleWriter, model: Any, example_inputs: tuple[An
                       calibration: Sequence[tuple[Any, ...]], golden: tuple[dict, dict], evaluate: Evaluate,
                       reference: dict[str, float], gate: QualityGate,
                       recipes: Sequence[QuantRecipe | str] | None = None, rescue: Rescue | None = None,
-                      tolerance: ParityTolerance = DEFAULT_TOLERANCE,
+                      tolerance: ParityTolerance = DEFAULT_TOLERANCE, qat_data: QATData | None = None,
                       progress: Callable[[str], None] | None = None) -> Artifact | None:
     """Export ``model`` to int8 ``fmt`` with the first recipe that passes ``gate``; None when none does.
 
     ``recipes``: typed recipes or registered names, tried in order (default: the format's ``int8_recipes``); a
     misspelled name raises UnknownNameError before any work; a recipe the format cannot apply is recorded as skipped.
     ``rescue``: called with the attempts so far when every recipe missed the gate; it returns more recipes to try
-    (e.g. the same recipe with the worst layers kept in float, then QAT) — see ``edgecart.compress.quantize``.
+    (e.g. the same recipe with the worst layers kept in float, then QAT) — see ``edgecart.compress.quantize``;
+    :func:`qat_rescue` is the plain QAT fallback. ``qat_data``: the training inputs a QAT recipe fine-tunes on and the
+    validation inputs that pick its step (:class:`~edgecart.exporters.base.QATData`); without it, QAT splits the
+    calibration inputs (a held-out part picks the step) and the artifact's ``quantization.fine_tune`` says so.
     ``reference`` holds the float model's metrics (``reference[gate.metric]`` is the bar). Every attempt, its
     metric and the reason it was kept or dropped go into the artifact's ``quantization.gate`` — or, when no
     recipe passes, into the bundle's ``quality["int8_rejected"][fmt]``. Only toolchain failures
@@ -81,7 +84,8 @@ def export_int8_gated(writer: BundleWriter, model: Any, example_inputs: tuple[An
             progress(f"int8 {fmt} [{recipe.name}]")
         try:
             art = export_artifact(writer, model, example_inputs, fmt, precision="int8", recipe=recipe,
-                                  calibration=calibration, name=name, golden=golden, tolerance=tolerance)
+                                  calibration=calibration, name=name, golden=golden, tolerance=tolerance,
+                                  qat_data=qat_data if isinstance(recipe, QAT) else None)
         except ParityError as exc:
             tried.append({**record, "passed": False, "reason": f"parity: {exc}"[:800]})
             return None
@@ -117,6 +121,20 @@ def export_int8_gated(writer: BundleWriter, model: Any, example_inputs: tuple[An
     return None
 
 
+def qat_rescue(qat: QAT | None = None) -> Rescue:
+    """A ``rescue`` that falls back to quantization-aware training: ``qat`` (default ``QAT()``) with the weight
+    granularity of the first recipe that ran and missed the gate (per-channel when none ran)."""
+    def rescue(attempts: list[dict[str, Any]]) -> list[QuantRecipe]:
+        base = qat or QAT()
+        ran = [a for a in attempts if "drop" in a or str(a.get("reason", "")).startswith("parity")]
+        if qat is None and ran:
+            per_channel = bool(ran[0].get("config", {}).get("per_channel", True))
+            base = dataclasses.replace(base, per_channel=per_channel)
+        return [base]
+
+    return rescue
+
+
 Record = Callable[[Artifact, dict[str, float]], Artifact]
 
 
@@ -137,6 +155,7 @@ def export_formats_gated(writer: BundleWriter, model: Any, example_inputs: tuple
                          gate_evaluate: Evaluate | None = None, reference: dict[str, float] | None = None,
                          record: Record | None = None, recipes: Sequence[QuantRecipe | str] | None = None,
                          fp32_first: bool = False, tolerance: ParityTolerance = DEFAULT_TOLERANCE,
+                         qat_data: QATData | None = None, rescue: Rescue | None = None,
                          progress: Callable[[str], None] | None = None) -> dict[str, GatedFormat]:
     """The fp32 → int8 → gate → record loop of a bundle, for every format in ``formats``.
 
@@ -145,7 +164,9 @@ def export_formats_gated(writer: BundleWriter, model: Any, example_inputs: tuple
     :func:`export_int8_gated` behind ``gate``, scored with ``gate_evaluate`` (default ``evaluate``) against
     ``reference`` (default: this format's fp32 metrics); a kept int8 artifact goes to ``record`` with its gate metrics,
     a rejected one leaves its attempts in the bundle's ``quality["int8_rejected"][fmt]``. ``fp32_first``: every fp32
-    artifact before the first int8 one (else fp32 and int8 alternate per format).
+    artifact before the first int8 one (else fp32 and int8 alternate per format). ``qat_data``: the task's training
+    and validation inputs; given it (and no ``rescue``), a format whose recipes all miss the gate falls back to QAT
+    (:func:`qat_rescue`) on those inputs before settling for fp32. ``rescue``: see :func:`export_int8_gated`.
     """
     label = writer.meta["name"]
     say = progress or (lambda _m: None)
@@ -164,11 +185,14 @@ def export_formats_gated(writer: BundleWriter, model: Any, example_inputs: tuple
             art = record(art, metrics)
         done[fmt] = GatedFormat(fmt, art, metrics)
 
+    fallback = rescue if rescue is not None else (qat_rescue() if qat_data is not None else None)
+
     def quantized(fmt: str) -> None:
         ref = reference if reference is not None else done[fmt].reference
         art = export_int8_gated(writer, model, example_inputs, fmt, calibration=calibration, golden=golden,
                                 evaluate=gate_evaluate or evaluate, reference=ref, gate=gate,  # type: ignore[arg-type]
-                                recipes=recipes, tolerance=tolerance, progress=lambda m: say(f"{label}: {m}"))
+                                recipes=recipes, tolerance=tolerance, qat_data=qat_data,
+                                rescue=fallback, progress=lambda m: say(f"{label}: {m}"))
         if art is None:
             say(f"{label}: int8 {fmt} rejected by the gate (see manifest quality.int8_rejected)")
             done[fmt] = dataclasses.replace(done[fmt], gate=writer.quality["int8_rejected"][fmt])

@@ -97,34 +97,112 @@ class DynamicInt8:
             f"-float{len(self.exclude)}" if self.exclude else "")
 
 
+#: Losses for QAT fine-tuning: name -> fn(int8_output, float_output) -> scalar tensor (outputs: a tensor or a tuple
+#: of tensors, first axis = samples). Register your own by name before building a ``QAT`` that names it.
+QAT_LOSSES: Registry[Any] = Registry("QAT loss")
+
+
+def _pairs(out: Any, ref: Any) -> list[tuple[Any, Any]]:
+    import torch
+
+    outs = (out,) if isinstance(out, torch.Tensor) else tuple(out)
+    refs = (ref,) if isinstance(ref, torch.Tensor) else tuple(ref)
+    return list(zip(outs, refs, strict=True))
+
+
+def _match_float(out: Any, ref: Any) -> Any:
+    import torch
+
+    return sum(torch.nn.functional.mse_loss(o.float(), r.float()) for o, r in _pairs(out, ref))
+
+
+def _cosine(out: Any, ref: Any) -> Any:
+    """1 - cosine similarity per sample (outputs flattened after the first axis), averaged; summed over outputs."""
+    import torch.nn.functional as F  # noqa: N812
+
+    return sum((1 - F.cosine_similarity(o.flatten(1).float(), r.flatten(1).float(), dim=1)).mean()
+               for o, r in _pairs(out, ref))
+
+
+QAT_LOSSES.register("cosine", _cosine)
+QAT_LOSSES.register("mse", _match_float)
+QAT_LOSSES.register("match_float", _match_float)  # the name earlier edgecart versions wrote
+
+
+def _int_at_least(where: str, value: Any, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{where} must be an integer >= {low}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class QAT:
-    """Quantization-aware training: insert fake-quantization (``prepare_qat_pt2e``), fine-tune ``steps`` passes over
-    the calibration inputs so the int8 model matches the float model's outputs (``loss``, a name in ``QAT_LOSSES``),
-    then convert. The fallback when post-training quantization misses the quality gate."""
+    """Quantization-aware training, the fallback when post-training quantization misses the quality gate.
+
+    ``prepare_qat_pt2e`` inserts fake-quantization; the observers are primed on the calibration inputs; then
+    ``steps`` Adam steps on mini-batches of ``batch_size`` TRAINING inputs pull the int8 model's outputs towards the
+    float model's (``loss``: a name in ``QAT_LOSSES``, plus ``relational`` x the batch's pairwise-similarity MSE),
+    learning rate ``lr`` with cosine decay to zero. BatchNorm keeps the float model's statistics unless
+    ``bn_update_steps`` > 0; the observers adjust the int8 ranges for the first ``observer_steps`` steps (None: a
+    third of the steps), then the ranges are frozen. ``ema`` > 0 scores (and keeps) an exponential moving average of
+    the weights (decay ``ema``) instead of the raw weights. Every ``eval_every`` steps (and at step 0 and the end)
+    the converted int8 model is scored on VALIDATION inputs and the best step is kept (step 0 = no fine-tune).
+    Without separate training inputs, the calibration inputs are split: a ``holdout`` share (at least one input) picks
+    the step, the rest is fine-tuned on (see ``QATData.from_calibration``). The procedure lives in
+    ``edgecart.exporters.calibrate.qat_fine_tune``; ``edgecart.compress.quantize_aware`` runs it on a torch model.
+    """
 
     per_channel: bool = True
-    steps: int = 50
-    lr: float = 1e-4
-    loss: str = "match_float"
+    steps: int = 160
+    batch_size: int = 16
+    lr: float = 5e-5
+    loss: str = "cosine"
+    relational: float = 0.0
+    eval_every: int = 20
+    observer_steps: int | None = None
+    bn_update_steps: int = 0
+    ema: float = 0.0
+    holdout: float = 0.25
     exclude: tuple[str, ...] = ()
     seed: int = 0
     kind: ClassVar[str] = "qat"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude))
-        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
-            raise ConfigError("qat.steps must be an integer >= 1")
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
-            raise ConfigError("qat.lr must lie in (0, 1)")
-        if not isinstance(self.loss, str) or not self.loss:
-            raise ConfigError("qat.loss must name a loss in edgecart.exporters.recipes.QAT_LOSSES")
+        if not isinstance(self.per_channel, bool):
+            raise ConfigError("qat.per_channel must be true or false")
+        for k in ("steps", "batch_size", "eval_every"):
+            _int_at_least(f"qat.{k}", getattr(self, k), 1)
+        for k in ("bn_update_steps", "seed") + (("observer_steps",) if self.observer_steps is not None else ()):
+            _int_at_least(f"qat.{k}", getattr(self, k), 0)
+        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and 0 < self.lr < 1):
+            raise ConfigError(f"qat.lr must lie in (0, 1), got {self.lr!r}")
+        if not isinstance(self.loss, str) or self.loss not in QAT_LOSSES:
+            raise ConfigError(f"qat.loss {self.loss!r} is unknown; known: {', '.join(QAT_LOSSES.names())} "
+                              "(register more in edgecart.exporters.recipes.QAT_LOSSES)")
+        if not (isinstance(self.relational, (int, float)) and self.relational >= 0):
+            raise ConfigError(f"qat.relational must be a number >= 0, got {self.relational!r}")
+        if not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
+            raise ConfigError(f"qat.ema must lie in [0, 1) (0 = no averaging), got {self.ema!r}")
+        if not (isinstance(self.holdout, (int, float)) and 0 < self.holdout < 1):
+            raise ConfigError(f"qat.holdout must lie in (0, 1), got {self.holdout!r}")
         _check_names("qat", self.exclude)
 
     @property
     def name(self) -> str:
         return "qat-int8-" + ("per-channel" if self.per_channel else "per-tensor") + (
             f"-float{len(self.exclude)}" if self.exclude else "")
+
+    @property
+    def frozen_observers_at(self) -> int:
+        """The step after which the int8 ranges stop moving."""
+        return self.steps // 3 if self.observer_steps is None else self.observer_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QAT:
+        return from_dict(cls, {k: v for k, v in data.items() if k != "kind"}, "qat")
 
 
 @dataclass(frozen=True)
@@ -195,20 +273,6 @@ def resolve_recipe(recipe: Any) -> QuantRecipe:
     raise ConfigError(f"not a quantization recipe: {recipe!r}; pass one of {[t.__name__ for t in RECIPE_TYPES]}, "
                       f"a name ({', '.join(RECIPES.names())}) or a {{'kind': ...}} table")
 
-
-#: Losses for QAT fine-tuning: name -> fn(int8_output, float_output) -> scalar tensor. Register your own by name.
-QAT_LOSSES: Registry[Any] = Registry("QAT loss")
-
-
-def _match_float(out: Any, ref: Any) -> Any:
-    import torch
-
-    outs = (out,) if isinstance(out, torch.Tensor) else tuple(out)
-    refs = (ref,) if isinstance(ref, torch.Tensor) else tuple(ref)
-    return sum(torch.nn.functional.mse_loss(o.float(), r.float()) for o, r in zip(outs, refs, strict=True))
-
-
-QAT_LOSSES.register("match_float", _match_float)
 
 __all__ = ["CALIBRATIONS", "OP_KINDS", "QAT", "QAT_LOSSES", "RECIPES", "RECIPE_KINDS", "RECIPE_TYPES", "DynamicInt8",
            "QuantRecipe", "StaticInt8", "WeightOnlyInt8", "recipe_from_dict", "recipe_to_dict", "resolve_recipe"]

@@ -43,12 +43,13 @@ class TFLiteExporter:
 
         quantizer = PT2EQuantizer().set_global(quantization_config(recipe, get_symmetric_quantization_config))
         keep_in_float(quantizer, getattr(recipe, "exclude", ()))
-        converted = pt2e_quantize(model, _with(request, recipe), quantizer, fold_quantize=False)
+        info: dict = {}
+        converted = pt2e_quantize(model, _with(request, recipe), quantizer, fold_quantize=False, info=info)
         with torch.no_grad():
             edge = litert_torch.convert(converted, tuple(request.example_inputs),
                                         quant_config=QuantConfig(pt2e_quantizer=quantizer))
             edge.export(str(path))
-        quant = pt2e_record(recipe, "litert_torch PT2EQuantizer", len(request.calibration))
+        quant = pt2e_record(recipe, "litert_torch PT2EQuantizer", len(request.calibration), info)
         quant["io"] = "int8 tensors where the graph starts/ends quantized; the runtime converts with scale/zero-point"
         return ExportedFiles(path, delegate="xnnpack", quantization=quant)
 

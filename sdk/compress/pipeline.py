@@ -11,6 +11,7 @@ from edgecart.exporters import (
     DEFAULT_FORMATS,
     EXPORTERS,
     BundleWriter,
+    QATData,
     QualityGate,
     evaluate_artifact,
     export_artifact,
@@ -35,12 +36,14 @@ def export_compressed(model: Any, example_inputs: tuple[Any, ...], *, out: str |
                       task: str = "generic", evaluate: Evaluate | None = None,
                       reference: dict[str, float] | None = None, record: dict[str, Any] | None = None,
                       tolerance: ParityTolerance = DEFAULT_TOLERANCE, overwrite: bool = False,
-                      progress: Callable[[str], None] | None = None) -> Manifest:
+                      qat_data: QATData | None = None, progress: Callable[[str], None] | None = None) -> Manifest:
     """Write ``model`` (already pruned/distilled: see ``Recipe.apply``) to ``formats`` in fp32 and, when ``recipe``
     has a quantize stage, int8 behind its gate. The gate's metric comes from ``evaluate(session)`` with the float
     model's figures in ``reference``; by default it is the agreement (cosine, SQNR) of each artifact with the float
     model on ``validation`` inputs (falling back to the calibration inputs). ``record`` (e.g. from
-    ``Recipe.apply``) joins the manifest's ``quality["compression"]``."""
+    ``Recipe.apply``) joins the manifest's ``quality["compression"]``. ``qat_data``: training and validation inputs
+    for the QAT fallback; without them QAT splits the calibration inputs (recorded in each QAT artifact's
+    ``quantization.fine_tune``)."""
     say = progress or (lambda _m: None)
     for fmt in formats:
         EXPORTERS[fmt]
@@ -81,7 +84,7 @@ def export_compressed(model: Any, example_inputs: tuple[Any, ...], *, out: str |
                 art = export_int8_gated(w, model, tuple(example_inputs), fmt, calibration=calib, golden=golden,
                                         evaluate=evaluate, reference=reference or {}, gate=gate,
                                         recipes=stage.recipes or None, rescue=rescue, tolerance=tolerance,
-                                        progress=say)
+                                        qat_data=qat_data, progress=say)
                 if rescue is not None and rescue.diagnosis:  # type: ignore[attr-defined]
                     diagnoses[fmt] = rescue.diagnosis  # type: ignore[attr-defined]
                 say(f"int8 {fmt}: " + (art.quantization["gate"]["chosen"] if art and art.quantization

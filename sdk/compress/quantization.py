@@ -230,60 +230,9 @@ def agreement_evaluator(reference: Any, inputs: Sequence[tuple[Any, ...]]) -> tu
 
 # --- QAT that generalises: mini-batches of training inputs, the step picked on validation -----------------------
 
-QAT_FIT_LOSSES = ("cosine", "mse")
-
-
-@dataclass(frozen=True)
-class QATFineTune:
-    """How :func:`quantize_aware` fine-tunes a fake-quantized model: ``steps`` Adam steps on mini-batches of
-    ``batch_size`` TRAINING inputs, pulling the int8 model's outputs towards the float model's (``loss``: ``cosine``
-    or ``mse``, plus ``relational`` x the batch's pairwise-similarity MSE), learning rate ``lr`` with cosine decay to
-    zero. BatchNorm statistics stay the float model's (frozen) unless ``bn_update_steps`` > 0; the fake-quantizers'
-    observers adjust the int8 ranges for the first ``observer_steps`` steps (default: a third), then the ranges are
-    frozen, as torchao's PT2E QAT guide advises. Every ``eval_every`` steps (and at step 0 and the end) the converted
-    int8 model is scored on a VALIDATION split; the best step is kept. The defaults are the schedule measured on the
-    demo's Lite0 teacher (``benchmarks/results/compression/README.md``, QAT section)."""
-
-    steps: int = 160
-    batch_size: int = 16
-    lr: float = 5e-5
-    loss: str = "cosine"
-    relational: float = 0.0
-    eval_every: int = 20
-    observer_steps: int | None = None
-    bn_update_steps: int = 0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for k in ("steps", "batch_size", "eval_every"):
-            v = getattr(self, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"qat_fine_tune.{k} must be an integer >= 1, got {v!r}")
-        for k in ("bn_update_steps", "seed") + (("observer_steps",) if self.observer_steps is not None else ()):
-            v = getattr(self, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ConfigError(f"qat_fine_tune.{k} must be an integer >= 0, got {v!r}")
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
-            raise ConfigError(f"qat_fine_tune.lr must lie in (0, 1), got {self.lr!r}")
-        if self.loss not in QAT_FIT_LOSSES:
-            raise ConfigError(f"qat_fine_tune.loss {self.loss!r} is unknown; known: {', '.join(QAT_FIT_LOSSES)}")
-        if not (isinstance(self.relational, (int, float)) and self.relational >= 0):
-            raise ConfigError("qat_fine_tune.relational must be a number >= 0")
-
-    @property
-    def frozen_observers_at(self) -> int:
-        return self.steps // 3 if self.observer_steps is None else self.observer_steps
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> QATFineTune:
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown qat_fine_tune option(s) {unknown}; known: {', '.join(known)}")
-        return cls(**d)
+#: The fine-tune settings of :func:`quantize_aware` are the ``QAT`` recipe's own (one config, one procedure:
+#: ``edgecart.exporters.calibrate.qat_fine_tune``); this name stays for code written against the earlier API.
+QATFineTune = QAT
 
 
 @dataclass
@@ -300,12 +249,9 @@ class QATResult:
 def export_batched(model: Any, example: Any) -> Any:
     """``torch.export`` of a one-input model with a dynamic batch dimension (so an int8 graph prepared from it
     trains on mini-batches and evaluates in batches)."""
-    import torch
+    from edgecart.exporters.calibrate import export_batched as batched
 
-    x = example[:2] if len(example) >= 2 else torch.cat([example, example])
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    with torch.no_grad():
-        return torch.export.export(model.eval(), (x,), dynamic_shapes=({0: batch},)).module()
+    return batched(model, (example,))
 
 
 def quantize_batched(model: Any, recipe: QuantRecipe | str, example: Any, calibration: Sequence[tuple[Any, ...]]
@@ -327,101 +273,39 @@ def quantize_batched(model: Any, recipe: QuantRecipe | str, example: Any, calibr
         return convert_pt2e(prepared, fold_quantize=False)
 
 
-def _fit_loss(out: Any, ref: Any, cfg: QATFineTune) -> Any:
-    import torch
-    import torch.nn.functional as F  # noqa: N812
-
-    o, r = out.flatten(1).float(), ref.flatten(1).float()
-    loss = (1 - F.cosine_similarity(o, r, dim=1)).mean() if cfg.loss == "cosine" else F.mse_loss(o, r)
-    if cfg.relational:
-        on, rn = F.normalize(o, dim=1), F.normalize(r, dim=1)
-        loss = loss + cfg.relational * F.mse_loss(on @ on.T, rn @ rn.T)
-    return loss if isinstance(loss, torch.Tensor) else torch.as_tensor(loss)
-
-
 def quantize_aware(model: Any, recipe: QAT | str, train_inputs: Any, calibration: Sequence[tuple[Any, ...]],
-                   evaluate: Callable[[Any], float], fine_tune: QATFineTune | None = None,
-                   progress: Callable[[str], None] | None = None) -> QATResult:
-    """QAT that generalises beyond the calibration inputs: ``prepare_qat_pt2e`` on a dynamic-batch graph, the
-    observers primed on ``calibration``, then :class:`QATFineTune` mini-batch steps over ``train_inputs`` (a tensor
-    of TRAINING inputs, first axis = samples) matching the float model's outputs. ``evaluate(int8_model) -> score``
-    (higher is better) must score a VALIDATION split; the converted model of the best-scoring step (step 0 =
-    no fine-tune) is returned. The caller's model is not modified."""
+                   evaluate: Callable[[Any], float], fine_tune: QAT | None = None,
+                   progress: Callable[[str], None] | None = None, *,
+                   validation_inputs: Any = None) -> QATResult:
+    """The exporters' QAT procedure (:func:`edgecart.exporters.calibrate.qat_fine_tune`, XNNPACK numerics) on a
+    one-input torch model: ``prepare_qat_pt2e`` on a dynamic-batch graph, observers primed on ``calibration``, then
+    the ``recipe``'s mini-batch steps over ``train_inputs`` (a tensor of TRAINING inputs, first axis = samples)
+    matching the float model's outputs. ``evaluate(int8_model) -> score`` (higher is better) must score a VALIDATION
+    split; the converted model of the best-scoring step (step 0 = no fine-tune) is returned. ``fine_tune``: a ``QAT``
+    whose training settings replace the recipe's (granularity and float layers stay the recipe's). The caller's
+    model is not modified."""
     import torch
-    from torchao.quantization.pt2e import disable_observer, move_exported_model_to_eval, move_exported_model_to_train
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+    from edgecart.exporters.base import QATData
+    from edgecart.exporters.calibrate import qat_fine_tune
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     typed = resolve_recipe(recipe)
     if not isinstance(typed, QAT):
         raise ConfigError(f"quantize_aware() needs a QAT recipe, not {typed.name}")
-    cfg = fine_tune or QATFineTune()
+    if fine_tune is not None:
+        typed = dataclasses.replace(fine_tune, per_channel=typed.per_channel, exclude=typed.exclude)
     if not isinstance(train_inputs, torch.Tensor) or len(train_inputs) < 2:
         raise ConfigError("quantize_aware() needs train_inputs: a tensor of at least 2 training inputs")
     if not calibration:
         raise ConfigError("quantize_aware() needs calibration inputs: a list of input tuples")
-    say = progress or (lambda _m: None)
-    torch.manual_seed(cfg.seed)
-    # a copy: the exported graph shares its parameter tensors with the module it was exported from, and the
-    # fine-tune below would otherwise train the caller's float weights
-    model = copy.deepcopy(model).eval()
+    val = validation_inputs if validation_inputs is not None else train_inputs[:1]
+    data = QATData([(train_inputs[i:i + 1],) for i in range(len(train_inputs))],
+                   [(val[i:i + 1],) for i in range(len(val))])
+    out = qat_fine_tune(model, _xnnpack_quantizer(typed), typed, (train_inputs[:1],), calibration, data,
+                        evaluate=evaluate, score_name="the caller's validation score", progress=progress)
     with torch.no_grad():
-        targets = torch.cat([model(train_inputs[i:i + 128]) for i in range(0, len(train_inputs), 128)])
-    prepared = prepare_qat_pt2e(export_batched(model, train_inputs), _xnnpack_quantizer(typed))
-    move_exported_model_to_eval(prepared)  # BatchNorm: the float model's statistics
-    with torch.no_grad():
-        for b in calibration:
-            prepared(*b)
-
-    def score() -> tuple[float, Any]:
-        """The validation score of the int8 model as it stands, and that converted model (kept if best)."""
-        was_training = cfg.bn_update_steps > 0 and getattr(prepared, "_exported_training", False)
-        move_exported_model_to_eval(prepared)
-        with torch.no_grad():
-            converted = convert_pt2e(copy.deepcopy(prepared), fold_quantize=False)
-            s = float(evaluate(converted))
-        if was_training:
-            move_exported_model_to_train(prepared)
-        return s, converted
-
-    best = (*score(), 0)
-    history: list[dict[str, float]] = [{"step": 0, "score": best[0], "loss": math.nan}]
-    say(f"QAT step 0: validation {best[0]:.4f}")
-    params = [p for p in prepared.parameters() if p.is_floating_point()]
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps)
-                                                                                   / cfg.steps)))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    order = torch.randperm(len(train_inputs), generator=gen)
-    pos, losses = 0, []
-    if cfg.bn_update_steps > 0:
-        move_exported_model_to_train(prepared)
-    for step in range(1, cfg.steps + 1):
-        if pos + cfg.batch_size > len(order):
-            order, pos = torch.randperm(len(train_inputs), generator=gen), 0
-        idx = order[pos:pos + cfg.batch_size]
-        pos += cfg.batch_size
-        opt.zero_grad()
-        loss = _fit_loss(prepared(train_inputs[idx]), targets[idx], cfg)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss))
-        if step == cfg.bn_update_steps:
-            move_exported_model_to_eval(prepared)
-        if step == cfg.frozen_observers_at:
-            prepared.apply(disable_observer)
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            s, converted = score()
-            history.append({"step": step, "score": s, "loss": sum(losses) / len(losses)})
-            say(f"QAT step {step}: loss {history[-1]['loss']:.5f}, validation {s:.4f}")
-            losses = []
-            if s > best[0]:
-                best = (s, converted, step)
-    for p in params:
-        p.requires_grad_(False)
-    return QATResult(best[1], best[2], best[0], history)
+        converted = convert_pt2e(out.prepared, fold_quantize=False)
+    return QATResult(converted, out.best_step, out.best_score, out.history)
 
 
 __all__ += ["QATFineTune", "QATResult", "export_batched", "quantize_aware", "quantize_batched"]

@@ -53,7 +53,7 @@ def test_qat_fine_tune_config_is_validated_and_round_trips():
     assert cfg.frozen_observers_at == 3
     with pytest.raises(ConfigError, match="known: cosine, mse"):
         QATFineTune(loss="kl")
-    with pytest.raises(ConfigError, match="known: steps"):
+    with pytest.raises(ConfigError, match="known: .*steps"):
         QATFineTune.from_dict({"step": 3})
     with pytest.raises(ConfigError, match="lr"):
         QATFineTune(lr=0)
