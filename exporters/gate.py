@@ -165,8 +165,9 @@ def export_formats_gated(writer: BundleWriter, model: Any, example_inputs: tuple
     ``reference`` (default: this format's fp32 metrics); a kept int8 artifact goes to ``record`` with its gate metrics,
     a rejected one leaves its attempts in the bundle's ``quality["int8_rejected"][fmt]``. ``fp32_first``: every fp32
     artifact before the first int8 one (else fp32 and int8 alternate per format). ``qat_data``: the task's training
-    and validation inputs; given it (and no ``rescue``), a format whose recipes all miss the gate falls back to QAT
-    (:func:`qat_rescue`) on those inputs before settling for fp32. ``rescue``: see :func:`export_int8_gated`.
+    and validation inputs; given it (and no ``rescue``), a format that can apply QAT and whose recipes all miss the
+    gate falls back to QAT (:func:`qat_rescue`) on those inputs before settling for fp32. ``rescue``: see
+    :func:`export_int8_gated`.
     """
     label = writer.meta["name"]
     say = progress or (lambda _m: None)
@@ -185,10 +186,11 @@ def export_formats_gated(writer: BundleWriter, model: Any, example_inputs: tuple
             art = record(art, metrics)
         done[fmt] = GatedFormat(fmt, art, metrics)
 
-    fallback = rescue if rescue is not None else (qat_rescue() if qat_data is not None else None)
-
     def quantized(fmt: str) -> None:
         ref = reference if reference is not None else done[fmt].reference
+        fallback = rescue
+        if fallback is None and qat_data is not None and EXPORTERS[fmt].supports(QAT()):
+            fallback = qat_rescue()
         art = export_int8_gated(writer, model, example_inputs, fmt, calibration=calibration, golden=golden,
                                 evaluate=gate_evaluate or evaluate, reference=ref, gate=gate,  # type: ignore[arg-type]
                                 recipes=recipes, tolerance=tolerance, qat_data=qat_data,

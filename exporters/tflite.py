@@ -1,6 +1,7 @@
 """TFLite / LiteRT exporter: ``litert_torch.convert``. int64 I/O becomes int32 (the runtime casts).
 
-int8 recipes use litert-torch's PT2E quantizer (static, dynamic, QAT; modules may be kept in float); a static int8
+int8 recipes use litert-torch's PT2E quantizer (static, dynamic; modules may be kept in float; not QAT, see
+``TFLiteExporter.why_not``); a static int8
 result has int8 input/output tensors, which the runtime quantises and dequantises with each tensor's scale and
 zero-point.
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 from .base import EXPORTERS, ExportedFiles, ExportRequest
 from .calibrate import keep_in_float, pt2e_quantize, pt2e_record, pt2e_supports, quantization_config
 from .executorch import _with
-from .recipes import QuantRecipe, StaticInt8, WeightOnlyInt8
+from .recipes import QAT, QuantRecipe, StaticInt8, WeightOnlyInt8
 
 
 class TFLiteExporter:
@@ -21,7 +22,16 @@ class TFLiteExporter:
     int8_recipes: tuple[QuantRecipe, ...] = (StaticInt8(), StaticInt8(per_channel=False))
 
     def supports(self, recipe: QuantRecipe) -> bool:
+        if isinstance(recipe, QAT):
+            return False  # see why_not
         return isinstance(recipe, WeightOnlyInt8) or pt2e_supports(recipe)
+
+    def why_not(self, recipe: QuantRecipe) -> str | None:
+        if isinstance(recipe, QAT):
+            return ("litert-torch's PT2E quantizer cannot prepare a model for QAT with the installed torchao (its "
+                    "conv-bn QAT annotator passes a function where torch.export wants a module: ValueError, measured "
+                    "on a one-layer model too); use QAT on ExecuTorch, or a static recipe with layers kept in float")
+        return None
 
     def write(self, request: ExportRequest, path: Path) -> ExportedFiles:
         import litert_torch

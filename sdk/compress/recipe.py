@@ -14,6 +14,14 @@ gate_metric = "cosine"
 max_drop = 0.01
 rescue = true                # when every recipe misses the gate: worst layers in float, then QAT
 keep_float = 2
+[quantize.qat]               # optional: the QAT fallback's settings (edgecart.exporters.recipes.QAT)
+steps = 160                  # Adam steps on mini-batches of training inputs, cosine-decayed lr
+batch_size = 16
+lr = 5e-5
+eval_every = 20              # the step is picked on validation inputs (or a held-out share of the calibration)
+observer_steps = 20          # int8 ranges frozen after this step (default: a third of the steps)
+ema = 0.0                    # > 0: keep an exponential moving average of the weights
+holdout = 0.25               # share of the calibration inputs held out when no training inputs are given
 ```
 
 Unknown stage or option names raise :class:`~edgecart.config.ConfigError` listing the known ones; recipe names go

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from edgecart.data.sequences import SequenceData, Split, left_pad
-from edgecart.exporters import BundleWriter, QualityGate, golden_from_model
+from edgecart.exporters import BundleWriter, QATData, QualityGate, golden_from_model
 from edgecart.exporters.gate import evaluate_artifact, export_formats_gated
 from edgecart.models.sasrec import SASRec, SASRecUserVector
 from edgecart.runtime.manifest import Artifact, SequencePreprocessing
@@ -157,8 +157,16 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
         def record(art: Artifact, valid: dict[str, float]) -> Artifact:
             return _record(w, art, valid, test_eval, rows, backend_for_format(art.format).name, data, split)
 
+        # the QAT fallback: fine-tuned on training histories (random prefixes) of users outside the gate's, its step
+        # picked on the gate's validation users
+        pool = np.arange(g, split.num_users) if split.num_users - g >= 2 else np.arange(split.num_users)
+        qat_users = rng.choice(pool, size=min(512, len(pool)), replace=False)
+        qat_data = QATData([(_as_input(table, left_pad(split.train[u][-int(rng.integers(1, n + 1)):], n)),)
+                            for u in qat_users],
+                           [(_as_input(table, left_pad(h, n)),) for h in split.valid_history[:g]],
+                           source="training histories (random prefixes); step picked on the gate's validation users")
         export_formats_gated(w, model, samples[0], cfg.formats, golden=golden, evaluate=gate_eval, int8=cfg.int8,
-                             gate=gate, calibration=calibration, record=record, progress=say)
+                             gate=gate, calibration=calibration, record=record, qat_data=qat_data, progress=say)
         w.quality = {**quality, "protocol": PROTOCOL, "gate": {"metric": gate.metric, "max_drop": gate.max_drop,
                      "evaluated_on": f"first {g} validation users, through the runtime"},
                      "int8_rejected": w.quality.get("int8_rejected", {}),

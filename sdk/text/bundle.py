@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from edgecart.exporters import BundleWriter, QualityGate, golden_from_model
+from edgecart.exporters import BundleWriter, QATData, QualityGate, golden_from_model
 from edgecart.exporters.gate import evaluate_artifact, export_formats_gated
 from edgecart.models.text import TextEncoder
 from edgecart.runtime.manifest import Artifact, TextPreprocessing
@@ -68,9 +68,12 @@ def write_text_bundle(out: Path, model: TextEncoder, tokenizer_json: str, cfg: T
                       catalog: CatalogTexts, heads: Mapping[str, tuple[np.ndarray, np.ndarray, Sequence[str]]],
                       gallery_labels: np.ndarray, gallery_rows: int, valid: EvalSet, test: EvalSet,
                       quality: dict[str, Any], version: str = "0.1.0",
-                      progress: Callable[[str], None] | None = None) -> tuple[Path, list[ArtifactRow]]:
+                      progress: Callable[[str], None] | None = None,
+                      train: EvalSet | None = None) -> tuple[Path, list[ArtifactRow]]:
     """Export ``model`` into a bundle at ``out``. Retrieval metrics use the first ``gallery_rows`` catalog rows (the
-    past messages, labelled by ``gallery_labels`` class indices)."""
+    past messages, labelled by ``gallery_labels`` class indices). ``train``: training messages; given them, a format
+    whose int8 recipes all miss the gate falls back to QAT fine-tuned on (up to 512 of) them, its step picked on
+    validation messages outside the calibration set."""
     from edgecart.runtime.backends import backend_for_format
 
     say = progress or (lambda _m: None)
@@ -121,8 +124,15 @@ def write_text_bundle(out: Path, model: TextEncoder, tokenizer_json: str, cfg: T
             return _record(w, art, valid, test, gq, gallery_labels, gs, head_wb, rows,
                            backend_for_format(art.format).name)
 
+        qat_data = None
+        held = [i for i in range(len(valid.ids)) if i not in set(int(c) for c in cal_rows)][:64]
+        if train is not None and len(train.ids) >= 2 and held:
+            rows_t = rng.choice(len(train.ids), size=min(512, len(train.ids)), replace=False)
+            qat_data = QATData([_pair(train.ids, train.mask, int(i)) for i in rows_t],
+                               [_pair(valid.ids, valid.mask, i) for i in held],
+                               source="training messages; step picked on validation messages outside calibration")
         export_formats_gated(w, model, samples[0], cfg.formats, golden=golden, evaluate=gate_eval, int8=cfg.int8,
-                             gate=gate, calibration=calibration, record=record, progress=say)
+                             gate=gate, calibration=calibration, record=record, qat_data=qat_data, progress=say)
         w.quality = {**quality, "gate": {"metric": gate.metric, "max_drop": gate.max_drop,
                                          "evaluated_on": f"first {n} validation messages, through the runtime"},
                      "int8_rejected": w.quality.get("int8_rejected", {}),

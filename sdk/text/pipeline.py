@@ -327,7 +327,8 @@ def run(cfg: TextConfig, out: Path | None, cache: Path | None = None, progress: 
         test_set = EvalSet(*tok["test"], labels["test"])
         bundle, artifacts = write_text_bundle(Path(out) / name, student, small_json, cfg, name=name, catalog=cat,
                                               heads=heads, gallery_labels=gal_labels, gallery_rows=len(split.train),
-                                              valid=valid_set, test=test_set, quality=quality, progress=progress)
+                                              valid=valid_set, test=test_set, quality=quality, progress=progress,
+                                              train=EvalSet(*tok["train"], labels["train"]))
         say(f"bundle: {bundle}")
     stages["bundle"] = time.perf_counter() - s
     cpu["bundle"] = time.process_time() - c

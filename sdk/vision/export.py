@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from edgecart.data.image_folder import ImageSet
-from edgecart.exporters import BundleWriter, QualityGate
+from edgecart.exporters import BundleWriter, QATData, QualityGate
 from edgecart.exporters.export import golden_from_model
 from edgecart.exporters.gate import export_formats_gated
 from edgecart.exporters.test_vectors import write_test_vectors
@@ -100,7 +100,8 @@ def export_search_bundle(out: Path, model: nn.Module, *, name: str, version: str
                          int8: bool = False, calibration_images: np.ndarray | None = None,
                          query_images: np.ndarray | None = None, query_labels: np.ndarray | None = None,
                          reference: dict[str, float] | None = None, evaluate: Evaluate | None = None,
-                         progress: Progress | None = None) -> tuple[Path, dict[str, Any]]:
+                         progress: Progress | None = None,
+                         qat_train_images: np.ndarray | None = None) -> tuple[Path, dict[str, Any]]:
     """Write one search bundle at ``out``: ``model`` in ``cfg.formats`` (fp32; int8 gated when ``int8``), the catalog,
     golden data. Each fp32 artifact is scored on the queries through the runtime when queries are given.
 
@@ -108,7 +109,9 @@ def export_search_bundle(out: Path, model: nn.Module, *, name: str, version: str
     hit = same category), e.g. to score validation queries against a separate evaluation catalog. The int8 gate
     keeps a recipe only when none of ``cfg.gate_metrics`` drops by more than ``cfg.gate_max_drop``.
 
-    Returns the committed path and the gate's record per format (recipe chosen or why none passed).
+    Returns the committed path and the gate's record per format (recipe chosen or why none passed). A format whose
+    int8 recipes all miss the gate falls back to QAT: fine-tuned on ``qat_train_images`` (training pictures; default
+    the calibration images), its step picked on the query images (validation).
     """
     model = model.eval().to(memory_format=torch.contiguous_format)
     io = model.io_spec
@@ -131,10 +134,17 @@ def export_search_bundle(out: Path, model: nn.Module, *, name: str, version: str
             calib = [(plain_inputs(calibration_images[i:i + 1], pre),)
                      for i in range(len(calibration_images))]
             gate_eval, gate_ref, gate = worst_of_gate(evaluate, reference, cfg.gate_metrics, cfg.gate_max_drop)
+        qat_data = None
+        train = qat_train_images if qat_train_images is not None else calibration_images
+        if int8 and query_images is not None and len(query_images) and train is not None and len(train) >= 2:
+            qat_data = QATData([(plain_inputs(train[i:i + 1], pre),) for i in range(len(train))],
+                               [(plain_inputs(query_images[i:i + 1], pre),) for i in range(len(query_images))],
+                               source="training pictures" if qat_train_images is not None else
+                               "the calibration pictures (training split); step picked on the validation queries")
         done = export_formats_gated(w, model, example, cfg.formats, golden=golden, evaluate=evaluate, int8=int8,
                                     gate=gate, calibration=calib, gate_evaluate=gate_eval, reference=gate_ref,
                                     record=lambda art, metrics: w.update_artifact(art.name, quality=metrics),
-                                    fp32_first=True, progress=progress)
+                                    fp32_first=True, qat_data=qat_data, progress=progress)
         gates = {fmt: d.gate for fmt, d in done.items() if int8}
         w.quality.update(quality)
         path = w.commit()

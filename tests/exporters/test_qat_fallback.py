@@ -151,6 +151,15 @@ def test_calibration_split_is_deterministic_disjoint_and_checked():
         QATData(calib, [(calib[0][0], calib[0][0])])
 
 
+def test_tflite_refuses_qat_saying_why(tmp_path, setup):
+    from edgecart.exporters import EXPORTERS, UnsupportedRecipeError, export_artifact
+
+    model, calib, _train, _val, _gate_val, io, _golden = setup
+    assert EXPORTERS["executorch"].supports(FAST) and not EXPORTERS["tflite"].supports(FAST)
+    with _writer(tmp_path, io) as w, pytest.raises(UnsupportedRecipeError, match="litert-torch"):
+        export_artifact(w, model, calib[0], "tflite", precision="int8", recipe=FAST, calibration=calib)
+
+
 def test_qat_recipe_config_round_trips_and_is_validated():
     r = QAT(per_channel=False, steps=40, batch_size=8, lr=1e-4, loss="mse", eval_every=10, observer_steps=5,
             ema=0.9, holdout=0.3, exclude=("fc",), seed=3)
