@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -57,34 +56,14 @@ def test_poisoned_linear_is_the_same_function_in_float():
 @pytest.mark.parametrize("broken", [False, True])
 def test_text_bundle_gates_int8(tmp_path, broken):
     pytest.importorskip("tokenizers")
-    from edgecart.runtime.manifest import TextPreprocessing
-    from edgecart.runtime.text import TextTokenizer
-    from edgecart.text.bundle import CatalogTexts, EvalSet, write_text_bundle
-    from edgecart.text.config import FAST
-    from edgecart.text.train import embed
+    from ..tiny_text import student_and_tokenizer, write_tiny_text_bundle
 
-    from ..runtime.test_text import DEPT, MAX_LEN, TEXTS, _student_and_tokenizer
-
-    try:
-        model, small = _student_and_tokenizer()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+    model, small = student_and_tokenizer()
     if broken:
         model.layers[0].ffn_out = _Shifted(model.layers[0].ffn_out)
-    tok = TextTokenizer(small, TextPreprocessing("tokenizer.json", MAX_LEN))
-    ids, mask = tok.encode_batch(list(TEXTS))
-    emb = embed(model, ids, mask)
-    rng = np.random.default_rng(0)
-    heads = {"department": (rng.standard_normal((24, 2)).astype(np.float32), np.zeros(2, np.float32),
-                            ("Dresses", "Bottoms"))}
-    cat = CatalogTexts([f"t{i}" for i in range(len(TEXTS))], TEXTS, [("Dresses", "Bottoms")[d] for d in DEPT],
-                       ["review"] * len(TEXTS), emb, "student")
-    ev = EvalSet(ids, mask, {"department": DEPT, "class": DEPT})
-    cfg = dataclasses.replace(FAST, max_len=MAX_LEN, int8=True, calibration_samples=8, gate_metric="recall@10",
-                              gate_max_drop=1.0)
-    path, rows = write_text_bundle(tmp_path / "text", model, small, cfg, name="poisoned-text", catalog=cat,
-                                   heads=heads, gallery_labels=DEPT, gallery_rows=len(TEXTS), valid=ev, test=ev,
-                                   quality={}, progress=None)
+    out = write_tiny_text_bundle(tmp_path / "text", model, small, "poisoned-text", {}, int8=True,
+                                 calibration_samples=8, gate_metric="recall@10", gate_max_drop=1.0)
+    path, rows = out["path"], out["rows"]
     _check(path, broken)
     assert [r.precision for r in rows] == (["fp32"] if broken else ["fp32", "int8"])
 
