@@ -90,8 +90,9 @@ def test_recommendations_bundle_gates_int8(tmp_path, broken):
     assert [r.precision for r in rows] == (["fp32"] if broken else ["fp32", "int8"])
 
 
-@pytest.mark.parametrize("broken", [False, True])
-def test_image_search_bundle_gates_int8(tmp_path, broken):
+def _image_search_bundle(out, broken: bool, *, raise_bar: float = 0.0, max_drop: float = 1.0):
+    """The image-search writer on the tiny CNN (made int8-hostile when ``broken``); its int8 gate measures against
+    the float model's query metrics plus ``raise_bar``."""
     from edgecart.runtime.search import Catalog
     from edgecart.vision.config import ExportConfig
     from edgecart.vision.evaluate import _search_catalog
@@ -109,13 +110,33 @@ def test_image_search_bundle_gates_int8(tmp_path, broken):
     queries, labels = gallery.images[::2], gallery.labels[::2]
     cat = Catalog(gallery.ids, gallery.labels, gallery.classes, emb, None, "cosine", "student", "fp32")
     r = _search_catalog(cat, embed(model, queries, PRE, desc=""), labels)[1]
-    reference = {"recall@1": r.recall_at_1, "recall@10": r.recall_at_10, "map@10": r.map_at_10}
-    path, gates = export_search_bundle(tmp_path / "search", model, name="poisoned-search", version="0.0.1", pre=PRE,
-                                       gallery=gallery, catalog_emb=emb, catalog_by="student",
-                                       catalog_model={"model": "tiny"}, golden_images=gallery.images[:2],
-                                       cfg=ExportConfig(formats=("onnx",), golden=2, calibration=8,
-                                                        gate_max_drop=1.0), quality={},
-                                       int8=True, calibration_images=gallery.images[:8], query_images=queries,
-                                       query_labels=labels, reference=reference)
+    reference = {"recall@1": r.recall_at_1 + raise_bar, "recall@10": r.recall_at_10 + raise_bar,
+                 "map@10": r.map_at_10 + raise_bar}
+    return export_search_bundle(out, model, name="poisoned-search", version="0.0.1", pre=PRE, gallery=gallery,
+                                catalog_emb=emb, catalog_by="student", catalog_model={"model": "tiny"},
+                                golden_images=gallery.images[:2],
+                                cfg=ExportConfig(formats=("onnx",), golden=2, calibration=8, gate_max_drop=max_drop),
+                                quality={}, int8=True, calibration_images=gallery.images[:8], query_images=queries,
+                                query_labels=labels, reference=reference)
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_image_search_bundle_gates_int8(tmp_path, broken):
+    path, gates = _image_search_bundle(tmp_path / "search", broken)
     _check(path, broken)
     assert gates["onnx"]["attempts"] and ("chosen" in gates["onnx"]) is not broken
+
+
+def test_the_metric_gate_refuses_an_int8_that_passes_parity_but_misses_the_bar(tmp_path):
+    """A healthy int8 (parity passes) measured against a float model 0.5 better on every metric, with 0.01 allowed:
+    the metric gate, not parity, must refuse it — and record why."""
+    from edgecart.runtime import open_bundle
+
+    path, gates = _image_search_bundle(tmp_path / "search", False, raise_bar=0.5, max_drop=0.01)
+    m = open_bundle(path).manifest
+    assert [a.precision for a in m.artifacts] == ["fp32"]
+    attempts = m.quality["int8_rejected"]["onnx"]["attempts"]
+    assert attempts and "chosen" not in gates["onnx"]
+    measured = [a for a in attempts if "drop" in a]  # (a recipe the format cannot apply is recorded unmeasured)
+    assert measured and not any(a["passed"] for a in attempts)
+    assert all(a["reason"].startswith("lost ") and a["drop"] > 0.45 for a in measured)
