@@ -1,6 +1,7 @@
 """Open a bundle for one task's runtime class: verify it, check its task and its preprocessing, with one message style.
 
-Private to :mod:`edgecart.runtime` (``ImageSearch``, ``TextSearch``, ``Recommender``). numpy-free and torch-free.
+Private to :mod:`edgecart.runtime` (``ImageSearch``, ``TextSearch``, ``Recommender``); imports only runtime modules
+(no torch).
 """
 
 from __future__ import annotations
