@@ -121,11 +121,15 @@ def export_int8_gated(writer: BundleWriter, model: Any, example_inputs: tuple[An
     return None
 
 
+#: The QAT recipe of the default fallback (:func:`qat_rescue` without an argument), read when the fallback runs.
+FALLBACK_QAT = QAT()
+
+
 def qat_rescue(qat: QAT | None = None) -> Rescue:
-    """A ``rescue`` that falls back to quantization-aware training: ``qat`` (default ``QAT()``) with the weight
-    granularity of the first recipe that ran and missed the gate (per-channel when none ran)."""
+    """A ``rescue`` that falls back to quantization-aware training: ``qat`` (default ``FALLBACK_QAT``) with the
+    weight granularity of the first recipe that ran and missed the gate (per-channel when none ran)."""
     def rescue(attempts: list[dict[str, Any]]) -> list[QuantRecipe]:
-        base = qat or QAT()
+        base = qat or FALLBACK_QAT
         ran = [a for a in attempts if "drop" in a or str(a.get("reason", "")).startswith("parity")]
         if qat is None and ran:
             per_channel = bool(ran[0].get("config", {}).get("per_channel", True))

@@ -173,3 +173,36 @@ def test_qat_recipe_config_round_trips_and_is_validated():
             QAT(**bad)
     with pytest.raises(ConfigError, match="known: .*batch_size"):
         recipe_from_dict({"kind": "qat", "batchsize": 8})
+
+
+def test_the_image_search_writer_falls_back_to_qat_on_its_own_inputs(tmp_path, monkeypatch):
+    """The image pipeline's bundle writer hands the gate its training and validation pictures: when every PTQ recipe
+    misses the bar (here a bar no int8 can reach), the gate tries QAT on ExecuTorch, fine-tuned on the training
+    pictures with the step picked on the validation queries, and records the attempt."""
+    from edgecart.exporters import gate as gate_module
+    from edgecart.runtime.search import Catalog
+    from edgecart.vision.config import ExportConfig
+    from edgecart.vision.export import export_search_bundle
+    from edgecart.vision.train import embed
+
+    from ..conftest import _tiny_model
+    from ..reliability.test_bundle_schema import PRE, _gallery
+
+    monkeypatch.setattr(gate_module, "FALLBACK_QAT", QAT(steps=6, batch_size=8, eval_every=3))  # a short fine-tune
+    model = _tiny_model(seed=3)
+    gallery = _gallery()
+    emb = embed(model, gallery.images, PRE, desc="")
+    queries, labels = gallery.images[::2], gallery.labels[::2]
+    Catalog(gallery.ids, gallery.labels, gallery.classes, emb, None, "cosine", "student", "fp32")
+    reference = {"recall@1": 2.0, "recall@10": 2.0, "map@10": 2.0}  # above any reachable figure: PTQ is rejected
+    _path, gates = export_search_bundle(
+        tmp_path / "search", model, name="qat-search", version="0.0.1", pre=PRE, gallery=gallery, catalog_emb=emb,
+        catalog_by="student", catalog_model={"model": "tiny"}, golden_images=gallery.images[:2],
+        cfg=ExportConfig(formats=("executorch",), golden=2, calibration=8, gate_max_drop=0.0), quality={},
+        int8=True, calibration_images=gallery.images[:8], query_images=queries, query_labels=labels,
+        reference=reference, qat_train_images=gallery.images)
+    attempts = gates["executorch"]["attempts"]
+    assert [a["stage"] for a in attempts][-1] == "rescue" and attempts[-1]["recipe"].startswith("qat-int8")
+    assert "drop" in attempts[-1], attempts[-1]["reason"]  # it ran and was scored (not a toolchain failure)
+    assert attempts[-1]["config"]["steps"] == 6
+    assert [a["recipe"] for a in attempts[:-1]] == ["static-int8-per-channel", "static-int8-per-tensor"]
