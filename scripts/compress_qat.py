@@ -97,15 +97,28 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             return torch.cat([m(x[i:i + batch]) for i in range(0, len(x), batch)]).numpy()
 
-    def quality(m: Any, split: str, cat: np.ndarray | None = None) -> dict[str, float]:
+    def quality(m: Any, split: str, cat: np.ndarray | None = None, keep: dict | None = None) -> dict[str, float]:
         xq, labels = splits[split]
         cat = embed(m, x_cat) if cat is None else cat
-        r = means(per_query(full_ranking(embed(m, xq), cat), labels, data.catalog.labels))
+        pq = per_query(full_ranking(embed(m, xq), cat), labels, data.catalog.labels)
+        if keep is not None:
+            keep[split] = np.asarray(pq[key], np.float64)
+        r = means(pq)
         return {"map@10": float(r["map@10"]), "recall@1": float(r["recall@1"])}
 
-    def every(m: Any) -> dict[str, dict[str, float]]:
+    def every(m: Any, keep: dict | None = None) -> dict[str, dict[str, float]]:
         cat = embed(m, x_cat)
-        return {s: quality(m, s, cat) for s in splits}
+        return {s: quality(m, s, cat, keep) for s in splits}
+
+    def share_ci(f: np.ndarray, p: np.ndarray, q: np.ndarray, n: int = 2000) -> list[float] | None:
+        """95% paired bootstrap interval (queries resampled) of (QAT - PTQ) / (float - PTQ)."""
+        idx = np.random.default_rng(0).integers(0, len(f), (n, len(f)))
+        lost, back = f[idx].mean(1) - p[idx].mean(1), q[idx].mean(1) - p[idx].mean(1)
+        ok = lost > 0
+        if ok.mean() < 0.9:
+            return None
+        lo, hi = np.percentile(back[ok] / lost[ok], [2.5, 97.5])
+        return [round(float(lo), 3), round(float(hi), 3)]
 
     recipe = QAT(steps=args.steps, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
                  relational=args.relational, eval_every=args.eval_every, observer_steps=args.observer_steps,
@@ -122,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                 "frozen_observers_at": recipe.frozen_observers_at, "step_picked_on": f"validation PICK half {key}"},
         "rows": []}
     t0 = time.time()
-    fq = every(model)
+    keep_f: dict[str, np.ndarray] = {}
+    fq = every(model, keep_f)
     doc["rows"].append({"recipe": "float", **fq, "seconds": round(time.time() - t0, 1)})
     say(f"float: {fq}")
 
@@ -133,16 +147,19 @@ def main(argv: list[str] | None = None) -> int:
         lines = [f"# QAT vs static PTQ: {args.model}", "", f"Command: `{doc['command']}`", "",
                  f"Model: {doc['model']}.", "",
                  f"Quality: {key} in torch with PT2E XNNPACK int8 numerics (what the .pte/.tflite run). QAT's step is "
-                 "picked on the validation PICK half; the REPORT half and test only report. Calibration: "
+                 "picked on the validation PICK half; the REPORT half and test only report (recovered share with a 95% "
+                 "paired bootstrap interval over queries). Calibration: "
                  + doc["calibration"] + ". QAT: " + ", ".join(f"{k} {v}" for k, v in doc["qat"].items()) + ".", "",
                  f"| recipe | pick {key} | report {key} | test {key} | PTQ loss pick / report / test (points) | "
-                 "recovered pick / **report** / **test** | QAT step | seconds |", "|---|---|---|---|---|---|---|---|"]
+                 "recovered share report / **test** [95% CI] | QAT step | seconds |",
+                 "|---|---|---|---|---|---|---|---|"]
         for r in doc["rows"]:
             cells = [r["recipe"]] + [f"{r[s][key]:.4f}" for s in SPLITS]
             cells.append(" / ".join(str(r.get(f"{s}_ptq_loss_points", "")) for s in SPLITS) if "pick_ptq_loss_points"
                          in r else "")
-            cells.append(" / ".join(str(r.get(f"{s}_recovered_share", "")) for s in SPLITS) if
-                         "pick_recovered_share" in r else "")
+            cells.append(" / ".join(str(r.get(f"{s}_recovered_share", "")) + (
+                f" [{r[f'{s}_recovered_ci95'][0]}, {r[f'{s}_recovered_ci95'][1]}]" if r.get(f"{s}_recovered_ci95")
+                else "") for s in ("report", "test")) if "pick_recovered_share" in r else "")
             cells += [str(r.get("best_step", "")), str(r["seconds"])]
             lines.append("| " + " | ".join(cells) + " |")
         for r in (r for r in doc["rows"] if r.get("history")):
@@ -153,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     for gran in (g for g in args.granularity.split(",") if g):
         pc = gran == "per-channel"
         t0 = time.time()
-        ptq = every(quantize_batched(model, StaticInt8(per_channel=pc), x_train[:2], subject.calibration))
+        keep_p: dict[str, np.ndarray] = {}
+        ptq = every(quantize_batched(model, StaticInt8(per_channel=pc), x_train[:2], subject.calibration), keep_p)
         doc["rows"].append({"recipe": f"static int8 {gran} (PTQ)", **ptq, "seconds": round(time.time() - t0, 1)})
         say(f"PTQ {gran}: {ptq}")
         for seed in (int(s) for s in args.seeds.split(",") if s):
@@ -161,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             res = quantize_aware(model, QAT(per_channel=pc), x_train, subject.calibration,
                                  lambda q: quality(q, "pick")[key], QAT(**{**recipe.to_dict(), "seed": seed}),
                                  progress=lambda m, g=gran: say(f"{g}: {m}"))
-            qat = every(res.model)
+            keep_q: dict[str, np.ndarray] = {}
+            qat = every(res.model, keep_q)
             extras = [f"lr {args.lr}", args.loss] + ([f"relational {args.relational}"] if args.relational else []) + (
                 [f"observers frozen at {recipe.frozen_observers_at}"] if args.observer_steps is not None else []) + (
                 [f"EMA {args.ema}"] if args.ema else [])
@@ -172,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 lost, back = fq[s][key] - ptq[s][key], qat[s][key] - ptq[s][key]
                 row[f"{s}_ptq_loss_points"] = round(100 * lost, 2)
                 row[f"{s}_recovered_share"] = round(back / lost, 3) if lost > 0 else None
+                row[f"{s}_recovered_ci95"] = share_ci(keep_f[s], keep_p[s], keep_q[s])
             doc["rows"].append(row)
             say(f"QAT {gran} seed {seed}: {qat} (recovered pick {row['pick_recovered_share']}, report "
                 f"{row['report_recovered_share']}, test {row['test_recovered_share']})")
