@@ -17,6 +17,7 @@ Training is cached per (student config, teacher, kind, seed), so several process
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -120,18 +121,21 @@ def main(argv: list[str] | None = None) -> int:
     changes.setdefault("student", {}).update(baseline=True, seeds=1)
     cfg = DEMO_CONFIG.replace(**changes)
     threads = set_torch_threads(cfg.threads)
-    data = grocery_search_data(cfg, args.data)
+    full = grocery_search_data(cfg, args.data)
+    # the students are compared on the 81 catalog pictures only: they do not embed the second catalog (the training
+    # photos; it changes no student and no cache key)
+    data = dataclasses.replace(full, extra_catalogs={})
     ctx = _Context(data, cfg, Cache(args.cache, "vision"), {}, {}, say)
-    tctx = ctx
+    tctx = _Context(full, cfg, ctx.vc, {}, ctx.cached, say)  # the teacher's embeddings keep their cache key
     if cfg.student.size != cfg.teacher.size:
         # the same teacher as at the demo's size: its pictures decoded at its own size (not resized from the
         # student's), so its cache key, weights and embeddings are those of the demo
         tcfg = cfg.replace(student={"size": cfg.teacher.size})
         tdata = grocery_search_data(tcfg, args.data)
-        if tdata.train.ids != data.train.ids or tdata.val.ids != data.val.ids:
+        if tdata.train.ids != data.train.ids or tdata.val.ids != data.val.ids or tdata.test.ids != data.test.ids:
             raise SystemExit("the pictures read at the teacher's and the student's sizes differ")
         tctx = _Context(tdata, tcfg, ctx.vc, {}, ctx.cached, say)
-        ctx.teacher_key = tctx.teacher_key
+    ctx.teacher_key = tctx.teacher_key
     teacher, _ = tctx.teacher()
     if not ctx.cached.get("teacher"):
         say("note: the teacher was not in the cache and has been trained now")
