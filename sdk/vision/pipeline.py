@@ -385,7 +385,7 @@ class _Context:
             gallery=data.shipped, catalog_emb=cat_emb["shipped"], catalog_by=choice["catalog_by"],
             catalog_model=cat_model, golden_images=golden, cfg=ec, quality=quality, int8=ec.int8,
             calibration_images=calib, query_images=data.val.images, query_labels=data.val.labels,
-            reference=reference, evaluate=evaluate, progress=self.progress)
+            reference=reference, evaluate=evaluate, progress=self.progress, qat_train_images=train_s.images)
         self.timings["export_s"] = time.perf_counter() - t0
         return path, gates
 
