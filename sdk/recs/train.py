@@ -18,7 +18,7 @@ from edgecart.compress.distill import DistillData
 from edgecart.compress.distill import distill as distill_
 from edgecart.compress.losses import LossTerm, MaskedHint, MaskedRankingKD, SequenceLabelCE
 from edgecart.data.sequences import Split, pad_batch, training_windows
-from edgecart.models.sasrec import SASRec
+from edgecart.models.sasrec import SASRec, SASRecEnsemble
 
 from .config import DistillConfig, TrainConfig
 from .metrics import evaluate_scores
@@ -57,16 +57,22 @@ def evaluate_model(model: SASRec, histories: tuple[np.ndarray, ...], targets: np
 
 
 @torch.no_grad()
-def teacher_soft_targets(teacher: SASRec, inputs: np.ndarray, cfg: DistillConfig, batch: int = 256) -> SoftTargets:
+def teacher_soft_targets(teacher: SASRec | SASRecEnsemble, inputs: np.ndarray, cfg: DistillConfig,
+                         batch: int = 256) -> SoftTargets:
     """Run the teacher once over the training windows and keep its top-K (padding excluded) per position, and its
-    hidden states when ``cfg.hint`` asks for a hint loss."""
+    hidden states when ``cfg.hint`` asks for a hint loss. An ensemble teacher ranks by its members' mean
+    log-probabilities (the weights are the softmax of those at the temperature)."""
     teacher.eval()
     idx, wts, hid = [], [], []
     k = min(cfg.top_k, teacher.cfg.num_items)
     for i in range(0, len(inputs), batch):
-        h = teacher.encode(torch.from_numpy(inputs[i:i + batch]))
-        logits = teacher.score(h)
-        logits[..., 0] = -torch.inf
+        x = torch.from_numpy(inputs[i:i + batch])
+        h = teacher.encode(x)
+        if isinstance(teacher, SASRecEnsemble):
+            logits = teacher.log_probs(x)
+        else:
+            logits = teacher.score(h)
+            logits[..., 0] = -torch.inf
         top, ix = torch.topk(logits, k, dim=-1)
         idx.append(ix.numpy())
         wts.append(torch.softmax(top / cfg.temperature, dim=-1).numpy().astype(np.float32))
@@ -78,7 +84,7 @@ def teacher_soft_targets(teacher: SASRec, inputs: np.ndarray, cfg: DistillConfig
 
 
 @torch.no_grad()
-def pca_init(student: SASRec, teacher: SASRec) -> None:
+def pca_init(student: SASRec, teacher: SASRec | SASRecEnsemble) -> None:
     """Set the student's item table to the teacher's projected on its top ``student dim`` principal directions
     (uncentred SVD, so dot products between items are kept as well as a rank-d table can), rescaled to the spread
     of the student's own random initialisation; the padding row stays zero."""
@@ -107,13 +113,15 @@ class _Positions(torch.nn.Module):
         return {"logits": self.model.score(hidden), "hidden": hidden}
 
 
-def loss_terms(distill: DistillConfig | None) -> tuple[LossTerm, ...]:
+def loss_terms(distill: DistillConfig | None, label_smoothing: float = 0.0) -> tuple[LossTerm, ...]:
     """The shared trainer's loss terms for a recommendations run: masked label cross-entropy over the full catalogue
     (weight ``1 - alpha`` when distilling), ranking KD over the teacher's top-K at ``temperature`` (weight
-    ``alpha``), a hint on the hidden states through a projection (weight ``hint``); terms of weight 0 are left out."""
+    ``alpha``), a hint on the hidden states through a projection (weight ``hint``); terms of weight 0 are left out;
+    ``label_smoothing`` smooths the label term."""
     if distill is None:
-        return (SequenceLabelCE(student="logits"),)
-    terms: list[LossTerm] = [SequenceLabelCE(weight=1.0 - distill.alpha, student="logits")] if distill.alpha < 1 else []
+        return (SequenceLabelCE(student="logits", label_smoothing=label_smoothing),)
+    terms: list[LossTerm] = [SequenceLabelCE(weight=1.0 - distill.alpha, student="logits",
+                                             label_smoothing=label_smoothing)] if distill.alpha < 1 else []
     if distill.alpha > 0:
         terms.append(MaskedRankingKD(weight=distill.alpha, top_k=distill.top_k, temperature=distill.temperature,
                                      student="logits"))
@@ -137,7 +145,7 @@ def train(model: SASRec, split: Split, cfg: TrainConfig, *, soft: SoftTargets | 
         raise ValueError("training windows must pad inputs and targets at the same positions")
     if soft is not None and soft.index.shape[:2] != inputs.shape:
         raise ValueError("soft targets were made for other training windows")
-    terms = loss_terms(distill)
+    terms = loss_terms(distill, cfg.label_smoothing)
     cached = None
     if soft is not None and distill is not None:
         if distill.hint > 0 and soft.hidden is None:

@@ -155,3 +155,16 @@ def test_train_learns_the_cycle_with_either_schedule(cycle):
         TrainConfig(schedule="linear")
     cfg = RecsConfig(student_train=TrainConfig(schedule="cosine"))
     assert RecsConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_label_smoothing_reaches_the_label_term_and_keeps_old_cache_keys():
+    from edgecart.recs.config import DistillConfig, TrainConfig
+    from edgecart.recs.pipeline import _train_key
+    from edgecart.recs.train import loss_terms
+
+    assert loss_terms(None, 0.1)[0].label_smoothing == 0.1
+    assert loss_terms(DistillConfig(alpha=0.5), 0.2)[0].label_smoothing == 0.2
+    assert "label_smoothing" not in _train_key(TrainConfig())  # models cached before the field existed stay valid
+    assert _train_key(TrainConfig(label_smoothing=0.1))["label_smoothing"] == 0.1
+    with pytest.raises(ValueError, match="label_smoothing"):
+        TrainConfig(label_smoothing=1.0)
