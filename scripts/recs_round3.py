@@ -52,7 +52,7 @@ def fit(args: argparse.Namespace) -> int:
     split = leave_last_out(data)
     tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, weight_decay=args.wd, seed=args.seed,
                        patience=args.patience or None, schedule=args.schedule,
-                       label_smoothing=args.label_smoothing)
+                       label_smoothing=args.label_smoothing, exclude_seen=args.exclude_seen)
     mcfg = SASRecConfig(data.num_items, args.max_len, args.dim, args.heads, args.layers, 2, args.dropout)
     torch.manual_seed(args.seed)
     model = SASRec(mcfg)
@@ -67,7 +67,12 @@ def fit(args: argparse.Namespace) -> int:
             teachers.append(t.eval())
         distill = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha)
         windows, _ = training_windows(split.train, args.max_len)
-        kw = {"soft": ensemble_soft_targets(teachers, windows, distill), "distill": distill}
+        from edgecart.models.sasrec import SASRecEnsemble
+        from edgecart.recs.train import teacher_soft_targets
+
+        teacher = teachers[0] if len(teachers) == 1 else SASRecEnsemble(teachers)
+        kw = {"soft": teacher_soft_targets(teacher, windows, distill, exclude_seen=args.exclude_seen),
+              "distill": distill}
     if args.future > 1:
         if args.teacher:
             raise SystemExit("--future and --teacher: not combined in this study")
@@ -100,29 +105,6 @@ def fit(args: argparse.Namespace) -> int:
     print(json.dumps({k: row[k] for k in ("tag", "valid_ndcg", "test_ndcg", "test_ndcg_unseen", "best_epoch",
                                           "epochs_run", "cpu_s")}))
     return 0
-
-
-def ensemble_soft_targets(teachers, inputs: np.ndarray, cfg, batch: int = 256):
-    """The top-K soft targets (:class:`edgecart.recs.train.SoftTargets`) of the mean of the teachers'
-    log-probabilities (a single teacher: its own)."""
-    import torch
-    from edgecart.recs.train import SoftTargets
-
-    idx, wts = [], []
-    with torch.no_grad():
-        for i in range(0, len(inputs), batch):
-            x = torch.from_numpy(inputs[i:i + batch])
-            lp = None
-            for t in teachers:
-                s = t.score(t.encode(x))
-                s[..., 0] = -torch.inf
-                s = torch.log_softmax(s, dim=-1)
-                lp = s if lp is None else lp + s
-            lp = lp / len(teachers)
-            top, ix = torch.topk(lp, min(cfg.top_k, lp.shape[-1] - 1), dim=-1)
-            idx.append(ix.numpy())
-            wts.append(torch.softmax(top / cfg.temperature, dim=-1).numpy().astype(np.float32))
-    return SoftTargets(np.concatenate(idx), np.concatenate(wts))
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -197,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--patience", type=int, default=0, help="0: no early stopping (the best epoch is still kept)")
     s.add_argument("--label-smoothing", type=float, default=0.0)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--exclude-seen", action="store_true", help="TrainConfig.exclude_seen")
     s.add_argument("--teacher", default="", help="'+'-joined tags of saved fits: distil from their mean log-probs")
     s.add_argument("--top-k", type=int, default=100)
     s.add_argument("--temperature", type=float, default=2.0)

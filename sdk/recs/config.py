@@ -15,7 +15,10 @@ class TrainConfig:
     training window. After each epoch validation NDCG@10 is measured and the best epoch kept; with ``patience``,
     training stops after that many epochs without a gain (early stopping). ``schedule``: the learning rate stays
     constant or follows a cosine from ``lr`` down to 0 over ``epochs``. ``label_smoothing``: of the label
-    cross-entropy (0 = none)."""
+    cross-entropy (0 = none). ``exclude_seen``: rank only what the user has not seen, as the runtime does by
+    default — at each position the items earlier in the window (never the position's own target) are left out of
+    the softmax, and validation NDCG@10 leaves the user's seen items out; for logs where items are not repeated
+    (ratings, views of unique items), not for re-orders."""
 
     epochs: int = 20
     batch_size: int = 128
@@ -25,6 +28,7 @@ class TrainConfig:
     patience: int | None = None
     schedule: str = "constant"
     label_smoothing: float = 0.0
+    exclude_seen: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_smoothing < 1.0:

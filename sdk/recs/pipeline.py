@@ -153,7 +153,7 @@ def _train_key(train_cfg: Any) -> dict[str, Any]:
     """The training settings as a cache key; a field added later is left out while it has its default value, so
     models cached before it existed are still found."""
     d = dataclasses.asdict(train_cfg)
-    for name, default in (("schedule", "constant"), ("label_smoothing", 0.0)):
+    for name, default in (("schedule", "constant"), ("label_smoothing", 0.0), ("exclude_seen", False)):
         if name in d and d[name] == default:
             d.pop(name)
     return d
@@ -256,7 +256,9 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
                     from edgecart.data.sequences import training_windows
 
                     windows, _ = training_windows(split.train, cfg.max_len)
-                    kw = {"soft": teacher_soft_targets(teacher, windows, cfg.distill), "distill": cfg.distill}
+                    soft = teacher_soft_targets(teacher, windows, cfg.distill,
+                                                exclude_seen=cfg.student_train.exclude_seen)
+                    kw = {"soft": soft, "distill": cfg.distill}
             log = train(student, split, cfg.student_train, desc=f"{data.name} {label}", progress=progress, **kw)
             seconds = log.seconds
             store.save_state(name, h, student.state_dict(), {"train_s": log.seconds, "best_epoch": log.best_epoch,
