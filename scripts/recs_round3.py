@@ -159,6 +159,35 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def table(args: argparse.Namespace) -> int:
+    """round3/fits.md: every fit of fits.jsonl (validation = the choice; test only reported)."""
+    rows = [json.loads(line) for line in (OUT / "fits.jsonl").read_text().splitlines() if line.strip()]
+    head = ("| fit | params | max_len | dim×layers | dropout | lr, batch, epochs, schedule | other | teacher | "
+            "valid NDCG@10 | valid excl. seen | best epoch | CPU s | test NDCG@10 | test excl. seen |")
+    lines = [head, "|" + "---|" * 3 + "---|" * 5 + "---:|" * 6]
+    for r in rows:
+        m, t = r["model"], r["train"]
+        other = []
+        if t.get("exclude_seen"):
+            other.append("exclude_seen")
+        if t.get("label_smoothing"):
+            other.append(f"label smoothing {t['label_smoothing']}")
+        if "--future" in r["command"]:
+            other.append("next-" + r["command"].split("--future ")[1].split()[0] + " targets")
+        if r.get("distill"):
+            d = r["distill"]
+            other.append(f"top-{d['top_k']} T={d['temperature']:g} alpha {d['alpha']:g}")
+        teacher = "-" if not r.get("teacher") else f"{len(r['teacher'].split('+'))} model(s)"
+        lines.append(f"| {r['tag']} | {r['params'] / 1e3:.1f}k | {m['max_len']} | {m['dim']}×{m['layers']} | "
+                     f"{m['dropout']} | {t['lr']:g}, {t['batch_size']}, {t['epochs']}, {t['schedule']} | "
+                     f"{', '.join(other) or '-'} | {teacher} | {r['valid_ndcg']:.4f} | {r['valid_ndcg_unseen']:.4f} | "
+                     f"{r['best_epoch']}/{r['epochs_run']} | {r['cpu_s']:.0f} | {r['test_ndcg']:.4f} | "
+                     f"{r['test_ndcg_unseen']:.4f} |")
+    (OUT / "fits.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -194,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
     c.add_argument("--record", action="store_true", help="append to round3/compare.jsonl")
     c.set_defaults(fn=compare)
+    sub.add_parser("table").set_defaults(fn=table)
     args = p.parse_args(argv)
     return args.fn(args)
 

@@ -90,8 +90,9 @@ class RecsConfig:
     """Everything one data set's run needs: sizes, training, distillation, export and the int8 gate.
 
     ``teacher_seeds``: the teacher is an ensemble of that many models of the teacher's size, trained from seeds
-    ``teacher_train.seed``, ``+ 1``, ...; its scores are their mean log-probabilities (1: a single model). The
-    student's parameter limit ``max_student_ratio`` is against one member."""
+    ``teacher_train.seed``, ``+ 1``, ...; its scores are their mean log-probabilities (1: a single model); the
+    student's parameter limit ``max_student_ratio`` is against the whole ensemble (the classic case of distilling
+    several models into one small one)."""
 
     max_len: int = 50
     teacher: ModelSize = field(default_factory=lambda: ModelSize(128, 2, 2, 0.2))

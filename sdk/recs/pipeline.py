@@ -222,8 +222,7 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
     rows.append(_model_row("teacher (SASRec)", teacher, split, teacher_s))
 
     scfg = _model_config(data, cfg, "student")
-    one = teacher.members[0] if isinstance(teacher, SASRecEnsemble) else teacher
-    ratio = num_params(SASRec(scfg)) / num_params(one)
+    ratio = num_params(SASRec(scfg)) / num_params(teacher)  # an ensemble teacher: all its members
     if ratio > cfg.max_student_ratio:
         raise ValueError(f"student has {ratio:.2f} of the teacher's parameters, above max_student_ratio "
                          f"{cfg.max_student_ratio}; shrink the student (dim, layers) or raise the limit")
@@ -322,6 +321,12 @@ def compare_models(models: tuple[ModelRow, ...] | list[ModelRow], samples: int =
     return out
 
 
+def _recipe() -> RecsConfig:
+    from .build import recipe
+
+    return recipe()
+
+
 #: The demo's settings per data set (see README for the measured table and time); the best validation epoch is kept
 #: and training stops after ``patience`` epochs without a validation gain. Teachers: chosen on validation NDCG@10 by
 #: ``scripts/recs_experiments.py sweep`` (benchmarks/results/recs/teacher-sweep-*.md); the distillation recipe by the
@@ -332,14 +337,9 @@ DEMO_CONFIGS: dict[str, RecsConfig] = {
                             teacher_train=TrainConfig(epochs=15, lr=2e-3, patience=3),
                             student_train=TrainConfig(epochs=20, lr=3e-3, patience=4),
                             distill=DistillConfig(top_k=50, temperature=2.0, alpha=0.5)),
-    # student picked on validation NDCG@10 among the ablation's and the curve's students (ablation-/curve-
-    # movielens-100k.md): 32-d with top-50 soft targets at T=2, a hint loss (weight 1) and PCA init, 40 epochs without
-    # early stopping (0.0643), above 8-d soft (0.0635) and every early-stopped 32-d variant; 0.12 of the teacher
-    "movielens-100k": RecsConfig(teacher=ModelSize(128, 2, 2, 0.5), student=ModelSize(32, 1, 1, 0.1),
-                                 teacher_train=TrainConfig(epochs=40, lr=3e-3, patience=5),
-                                 student_train=TrainConfig(epochs=40, lr=3e-3),
-                                 distill=DistillConfig(top_k=50, temperature=2.0, alpha=0.5, hint=1.0,
-                                                       pca_init=True)),
+    # the validated recipe of round 3 (benchmarks/results/recs/README.md), the same as `edgecart build
+    # recommendations`' defaults: a teacher of three 32-d one-block SASRecs (seeds 0-2), a 16-d student
+    "movielens-100k": _recipe(),
 }
 
 
