@@ -71,7 +71,8 @@ def fit(args: argparse.Namespace) -> int:
         from edgecart.recs.train import teacher_soft_targets
 
         teacher = teachers[0] if len(teachers) == 1 else SASRecEnsemble(teachers)
-        kw = {"soft": teacher_soft_targets(teacher, windows, distill, exclude_seen=args.exclude_seen),
+        kw = {"soft": teacher_soft_targets(teacher, windows, distill,
+                                           exclude_seen=args.exclude_seen or args.soft_exclude_seen),
               "distill": distill}
     if args.future > 1:
         if args.teacher:
@@ -209,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--label-smoothing", type=float, default=0.0)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--exclude-seen", action="store_true", help="TrainConfig.exclude_seen")
+    s.add_argument("--soft-exclude-seen", action="store_true",
+                   help="soft targets skip items earlier in the window (the student's training is unchanged)")
     s.add_argument("--teacher", default="", help="'+'-joined tags of saved fits: distil from their mean log-probs")
     s.add_argument("--top-k", type=int, default=100)
     s.add_argument("--temperature", type=float, default=2.0)
