@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle, open_bundle
+from ._open import open_task_bundle
+from .bundle import Bundle
 from .errors import BundleError, InputSpecError
 from .manifest import SequencePreprocessing
 from .search import _matvec, one_blas_thread
@@ -141,12 +142,8 @@ class Recommender:
 
     def __init__(self, bundle_or_path: Bundle | str | os.PathLike[str], backend: str = "auto",
                  threads: int | None = None, *, artifact: str | None = None, precision: str | None = None) -> None:
-        bundle = bundle_or_path if isinstance(bundle_or_path, Bundle) else open_bundle(bundle_or_path)
+        bundle = open_task_bundle(bundle_or_path, "recommendations", SequencePreprocessing, "Recommender")
         m = bundle.manifest
-        if m.task != "recommendations":
-            raise BundleError(f"bundle {m.name!r} is a {m.task!r} bundle; Recommender needs a 'recommendations' one")
-        if not isinstance(m.preprocessing, SequencePreprocessing):
-            raise BundleError(f"bundle {m.name!r} has no sequence preprocessing; re-export it")
         cat = m.catalog or {}
         self.bundle = bundle
         self.max_len = m.preprocessing.max_len

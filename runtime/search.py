@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle, open_bundle
+from ._open import open_task_bundle
+from .bundle import Bundle
 from .errors import BundleError, InputSpecError, ManifestError
 from .index import IVFIndex, read_index
 from .manifest import ImagePreprocessing
@@ -294,12 +295,8 @@ class ImageSearch:
             raise InputSpecError(f"index {index!r} is not one of ('auto', 'exact', 'ivf')")
         if nprobe is not None and (isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1):
             raise InputSpecError(f"nprobe must be an integer >= 1, got {nprobe!r}")
-        self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        self.bundle = open_task_bundle(bundle, "image_search", ImagePreprocessing, "ImageSearch")
         m = self.bundle.manifest
-        if m.task != "image_search":
-            raise BundleError(f"bundle {m.name!r} is for task {m.task!r}, not image_search")
-        if not isinstance(m.preprocessing, ImagePreprocessing):
-            raise ManifestError(f"bundle {m.name!r} declares no image preprocessing; re-export it")
         self.preprocessing = m.preprocessing
         self.session: Session = load(self.bundle, backend, artifact=artifact, precision=precision, threads=threads)
         self.catalog = read_catalog(self.bundle, catalog_precision, scoring)

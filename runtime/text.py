@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle, open_bundle
+from ._open import open_task_bundle
+from .bundle import Bundle
 from .errors import BackendUnavailableError, BundleError, InputSpecError, ManifestError
 from .manifest import TextPreprocessing
 from .search import top_k
@@ -123,12 +124,8 @@ class TextSearch:
 
     def __init__(self, bundle: str | os.PathLike[str] | Bundle, backend: str = "auto", threads: int | None = None, *,
                  artifact: str | None = None, precision: str | None = None) -> None:
-        self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        self.bundle = open_task_bundle(bundle, "text_search", TextPreprocessing, "TextSearch")
         m = self.bundle.manifest
-        if m.task != "text_search":
-            raise BundleError(f"bundle {m.name!r} is for task {m.task!r}; TextSearch needs a 'text_search' bundle")
-        if not isinstance(m.preprocessing, TextPreprocessing):
-            raise ManifestError(f"bundle {m.name!r} declares no text preprocessing; re-export it")
         self.preprocessing = pre = m.preprocessing
         names = [s.name for s in m.inputs]
         if names != [pre.input_ids, pre.attention_mask]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from typing import Any
+
+from ._summary import print_bundle_summary
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,15 +20,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def note(artifact: dict[str, Any]) -> str:
+    """The last column of an artifact's summary line: the compression recipe that made it (blank for none)."""
+    return artifact["recipe"] or ""
+
+
 def run(args: argparse.Namespace) -> int:
     from edgecart.compress.cli_support import compress_from_config
 
     summary = compress_from_config(args.config, out=args.out, overwrite=args.overwrite,
                                    progress=lambda m: print(f"edgecart compress: {m}", file=sys.stderr, flush=True))
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        for a in summary["artifacts"]:
-            print(f"{a['name']:32s} {a['precision']:5s} {a['bytes']:>10,d} B  {a['recipe'] or ''}")
-        print(f"bundle: {summary['bundle']}")
+    print_bundle_summary(summary, args.json, note)
     return 0

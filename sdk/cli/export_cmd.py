@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from typing import Any
+
+from ._summary import print_bundle_summary
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +36,11 @@ def _say(msg: str) -> None:
     print(f"edgecart export: {msg}", file=sys.stderr, flush=True)
 
 
+def note(artifact: dict[str, Any]) -> str:
+    """The last column of an artifact's summary line: its parity with the model."""
+    return f"parity cos {artifact['parity_cosine']}"
+
+
 def run(args: argparse.Namespace) -> int:
     from edgecart.compress.cli_support import export_user_model
 
@@ -44,10 +51,5 @@ def run(args: argparse.Namespace) -> int:
         input_names=args.input_names.split(",") if args.input_names else None,
         output_names=args.output_names.split(",") if args.output_names else None, overwrite=args.overwrite,
         progress=_say)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        for a in summary["artifacts"]:
-            print(f"{a['name']:32s} {a['precision']:5s} {a['bytes']:>10,d} B  parity cos {a['parity_cosine']}")
-        print(f"bundle: {summary['bundle']}")
+    print_bundle_summary(summary, args.json, note)
     return 0

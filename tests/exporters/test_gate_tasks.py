@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -57,34 +56,14 @@ def test_poisoned_linear_is_the_same_function_in_float():
 @pytest.mark.parametrize("broken", [False, True])
 def test_text_bundle_gates_int8(tmp_path, broken):
     pytest.importorskip("tokenizers")
-    from edgecart.runtime.manifest import TextPreprocessing
-    from edgecart.runtime.text import TextTokenizer
-    from edgecart.text.bundle import CatalogTexts, EvalSet, write_text_bundle
-    from edgecart.text.config import FAST
-    from edgecart.text.train import embed
+    from ..tiny_text import student_and_tokenizer, write_tiny_text_bundle
 
-    from ..runtime.test_text import DEPT, MAX_LEN, TEXTS, _student_and_tokenizer
-
-    try:
-        model, small = _student_and_tokenizer()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+    model, small = student_and_tokenizer()
     if broken:
         model.layers[0].ffn_out = _Shifted(model.layers[0].ffn_out)
-    tok = TextTokenizer(small, TextPreprocessing("tokenizer.json", MAX_LEN))
-    ids, mask = tok.encode_batch(list(TEXTS))
-    emb = embed(model, ids, mask)
-    rng = np.random.default_rng(0)
-    heads = {"department": (rng.standard_normal((24, 2)).astype(np.float32), np.zeros(2, np.float32),
-                            ("Dresses", "Bottoms"))}
-    cat = CatalogTexts([f"t{i}" for i in range(len(TEXTS))], TEXTS, [("Dresses", "Bottoms")[d] for d in DEPT],
-                       ["review"] * len(TEXTS), emb, "student")
-    ev = EvalSet(ids, mask, {"department": DEPT, "class": DEPT})
-    cfg = dataclasses.replace(FAST, max_len=MAX_LEN, int8=True, calibration_samples=8, gate_metric="recall@10",
-                              gate_max_drop=1.0)
-    path, rows = write_text_bundle(tmp_path / "text", model, small, cfg, name="poisoned-text", catalog=cat,
-                                   heads=heads, gallery_labels=DEPT, gallery_rows=len(TEXTS), valid=ev, test=ev,
-                                   quality={}, progress=None)
+    out = write_tiny_text_bundle(tmp_path / "text", model, small, "poisoned-text", {}, int8=True,
+                                 calibration_samples=8, gate_metric="recall@10", gate_max_drop=1.0)
+    path, rows = out["path"], out["rows"]
     _check(path, broken)
     assert [r.precision for r in rows] == (["fp32"] if broken else ["fp32", "int8"])
 
@@ -111,8 +90,9 @@ def test_recommendations_bundle_gates_int8(tmp_path, broken):
     assert [r.precision for r in rows] == (["fp32"] if broken else ["fp32", "int8"])
 
 
-@pytest.mark.parametrize("broken", [False, True])
-def test_image_search_bundle_gates_int8(tmp_path, broken):
+def _image_search_bundle(out, broken: bool, *, raise_bar: float = 0.0, max_drop: float = 1.0):
+    """The image-search writer on the tiny CNN (made int8-hostile when ``broken``); its int8 gate measures against
+    the float model's query metrics plus ``raise_bar``."""
     from edgecart.runtime.search import Catalog
     from edgecart.vision.config import ExportConfig
     from edgecart.vision.evaluate import _search_catalog
@@ -130,13 +110,33 @@ def test_image_search_bundle_gates_int8(tmp_path, broken):
     queries, labels = gallery.images[::2], gallery.labels[::2]
     cat = Catalog(gallery.ids, gallery.labels, gallery.classes, emb, None, "cosine", "student", "fp32")
     r = _search_catalog(cat, embed(model, queries, PRE, desc=""), labels)[1]
-    reference = {"recall@1": r.recall_at_1, "recall@10": r.recall_at_10, "map@10": r.map_at_10}
-    path, gates = export_search_bundle(tmp_path / "search", model, name="poisoned-search", version="0.0.1", pre=PRE,
-                                       gallery=gallery, catalog_emb=emb, catalog_by="student",
-                                       catalog_model={"model": "tiny"}, golden_images=gallery.images[:2],
-                                       cfg=ExportConfig(formats=("onnx",), golden=2, calibration=8,
-                                                        gate_max_drop=1.0), quality={},
-                                       int8=True, calibration_images=gallery.images[:8], query_images=queries,
-                                       query_labels=labels, reference=reference)
+    reference = {"recall@1": r.recall_at_1 + raise_bar, "recall@10": r.recall_at_10 + raise_bar,
+                 "map@10": r.map_at_10 + raise_bar}
+    return export_search_bundle(out, model, name="poisoned-search", version="0.0.1", pre=PRE, gallery=gallery,
+                                catalog_emb=emb, catalog_by="student", catalog_model={"model": "tiny"},
+                                golden_images=gallery.images[:2],
+                                cfg=ExportConfig(formats=("onnx",), golden=2, calibration=8, gate_max_drop=max_drop),
+                                quality={}, int8=True, calibration_images=gallery.images[:8], query_images=queries,
+                                query_labels=labels, reference=reference)
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_image_search_bundle_gates_int8(tmp_path, broken):
+    path, gates = _image_search_bundle(tmp_path / "search", broken)
     _check(path, broken)
     assert gates["onnx"]["attempts"] and ("chosen" in gates["onnx"]) is not broken
+
+
+def test_the_metric_gate_refuses_an_int8_that_passes_parity_but_misses_the_bar(tmp_path):
+    """A healthy int8 (parity passes) measured against a float model 0.5 better on every metric, with 0.01 allowed:
+    the metric gate, not parity, must refuse it — and record why."""
+    from edgecart.runtime import open_bundle
+
+    path, gates = _image_search_bundle(tmp_path / "search", False, raise_bar=0.5, max_drop=0.01)
+    m = open_bundle(path).manifest
+    assert [a.precision for a in m.artifacts] == ["fp32"]
+    attempts = m.quality["int8_rejected"]["onnx"]["attempts"]
+    assert attempts and "chosen" not in gates["onnx"]
+    measured = [a for a in attempts if "drop" in a]  # (a recipe the format cannot apply is recorded unmeasured)
+    assert measured and not any(a["passed"] for a in attempts)
+    assert all(a["reason"].startswith("lost ") and a["drop"] > 0.45 for a in measured)

@@ -148,6 +148,14 @@ def test_bundle_without_catalog_or_of_other_task_is_refused(tiny_bundle):
         read_catalog(open_bundle(tiny_bundle))
 
 
+def test_a_search_bundle_given_to_the_recommender_names_imagesearch(search_bundle):
+    from edgecart.runtime import Recommender
+
+    with pytest.raises(BundleError, match=r"is a 'image_search' bundle, not recommendations: Recommender reads only "
+                                          r"'recommendations' bundles; open it with edgecart.runtime.ImageSearch$"):
+        Recommender(search_bundle[0], "onnxruntime")
+
+
 def test_manifest_describes_the_catalog(search_bundle):
     path, gallery, _ = search_bundle
     m = json.loads((path / "manifest.json").read_text())

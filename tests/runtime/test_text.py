@@ -3,7 +3,6 @@ MiniLM tokenizer reduced to their word pieces)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import sys
@@ -13,52 +12,18 @@ import pytest
 from edgecart.runtime import BackendUnavailableError, BundleError, InputSpecError, IntegrityError
 from edgecart.runtime.manifest import Manifest, TextPreprocessing
 
+from ..tiny_text import MAX_LEN, TEXTS, student_and_tokenizer, write_tiny_text_bundle
+
 pytest.importorskip("tokenizers")
 torch = pytest.importorskip("torch")
-
-TEXTS = ("The dress runs small, I had to return it", "Love these jeans, perfect fit and soft denim",
-         "The zipper of the dress broke after one wash", "Pants are too long for me but the fabric is great",
-         "Beautiful summer dress with pockets", "These trousers wrinkle easily", "Silky slip dress, true to size",
-         "Cropped jeans with a frayed hem", "A flowy maxi dress for the beach", "Corduroy pants in a warm rust colour")
-DEPT = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0, 1])
-MAX_LEN = 16
-
-
-def _student_and_tokenizer():
-    from edgecart.models.text import minilm_dir
-    from edgecart.text.config import StudentSize
-    from edgecart.text.train import make_student
-    from edgecart.text.vocab import reduce_tokenizer
-
-    small, old = reduce_tokenizer((minilm_dir() / "tokenizer.json").read_text(), TEXTS, min_count=1)
-    return make_student(StudentSize(32, 1, 2, 64, 1), len(old), MAX_LEN, 24, seed=0).eval(), small
 
 
 @pytest.fixture(scope="module")
 def text_bundle(tmp_path_factory):
     pytest.importorskip("onnxruntime")
-    from edgecart.runtime.text import TextTokenizer
-    from edgecart.text.bundle import CatalogTexts, EvalSet, write_text_bundle
-    from edgecart.text.config import FAST
-    from edgecart.text.train import embed
-
-    model, small = _student_and_tokenizer()
-    tok = TextTokenizer(small, TextPreprocessing("tokenizer.json", MAX_LEN))
-    ids, mask = tok.encode_batch(list(TEXTS))
-    emb = embed(model, ids, mask)
-    rng = np.random.default_rng(0)
-    heads = {"department": (rng.standard_normal((24, 2)).astype(np.float32), np.zeros(2, np.float32),
-                            ("Dresses", "Bottoms"))}
-    cat = CatalogTexts([f"t{i}" for i in range(len(TEXTS))], TEXTS, [("Dresses", "Bottoms")[d] for d in DEPT],
-                       ["review"] * len(TEXTS), emb, "student")
-    labels = {"department": DEPT, "class": DEPT}
-    ev = EvalSet(ids, mask, labels)
-    cfg = dataclasses.replace(FAST, max_len=MAX_LEN, int8=False)
-    out = tmp_path_factory.mktemp("text") / "tiny-text"
-    path, rows = write_text_bundle(out, model, small, cfg, name="tiny-text", catalog=cat, heads=heads,
-                                   gallery_labels=DEPT, gallery_rows=len(TEXTS), valid=ev, test=ev,
-                                   quality={"note": "test bundle"}, progress=None)
-    return {"path": path, "model": model, "emb": emb, "heads": heads, "tok": tok, "rows": rows}
+    model, small = student_and_tokenizer()
+    return write_tiny_text_bundle(tmp_path_factory.mktemp("text") / "tiny-text", model, small, "tiny-text",
+                                  {"note": "test bundle"}, int8=False)
 
 
 def test_bundle_holds_a_hashed_tokenizer_and_text_preprocessing(text_bundle):

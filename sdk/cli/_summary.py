@@ -1,0 +1,18 @@
+"""How ``edgecart export`` and ``edgecart compress`` print the bundle they wrote (not a command module)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+
+def print_bundle_summary(summary: dict[str, Any], as_json: bool, note: Callable[[dict[str, Any]], str]) -> None:
+    """The summary as indented JSON (``as_json``), else one line per artifact — name, precision, bytes and
+    ``note(artifact)`` — and the bundle's path. Only the summary goes to stdout (progress goes to stderr)."""
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    for a in summary["artifacts"]:
+        print(f"{a['name']:32s} {a['precision']:5s} {a['bytes']:>10,d} B  {note(a)}")
+    print(f"bundle: {summary['bundle']}")
