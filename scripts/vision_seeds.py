@@ -17,6 +17,7 @@ Training is cached per (student config, teacher, kind, seed), so several process
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -56,6 +57,37 @@ def pooled_diff(diffs: list[np.ndarray], resamples: int = 2000, seed: int = 0) -
     return float(per_query.mean()), lo, hi
 
 
+def interval_variants(diffs: list[np.ndarray], resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """The same mean difference over seeds with three intervals, and where its variance comes from.
+
+    ``seed_averaged`` (the one the targets read): each query's difference averaged over the seeds, then the queries
+    resampled -- the query is the unit that was sampled, and a query's differences under the seeds stay together.
+    ``rows_pooled``: the seeds x queries differences resampled as if independent -- too narrow, since the same query
+    enters once per seed and its differences are correlated. ``two_level``: seeds resampled (with replacement), then
+    queries -- also covers seed-to-seed variation, crudely with 3 seeds. ``variance``: the standard deviation of the
+    per-seed mean differences (training noise on these queries) and the mean over seeds of the per-seed query
+    standard error (query noise)."""
+    from edgecart.vision.metrics import bootstrap_ci
+
+    d = np.stack(diffs).astype(np.float64)  # seeds x queries
+    rng = np.random.default_rng(seed)
+    n_s, n_q = d.shape
+    s_idx = rng.integers(0, n_s, (resamples, n_s))
+    q_idx = rng.integers(0, n_q, (resamples, n_q))
+    two = np.array([d[si][:, qi].mean() for si, qi in zip(s_idx, q_idx, strict=True)])
+    per_seed = d.mean(axis=1)
+    return {
+        "mean": float(d.mean()),
+        "seed_averaged": bootstrap_ci(d.mean(axis=0), resamples=resamples, seed=seed),
+        "rows_pooled": bootstrap_ci(d.reshape(-1), resamples=resamples, seed=seed),
+        "two_level": tuple(float(x) for x in np.quantile(two, [0.025, 0.975])),
+        "variance": {"per_seed_means": [float(x) for x in per_seed],
+                     "sd_between_seeds": float(per_seed.std(ddof=1)) if n_s > 1 else 0.0,
+                     "se_queries_per_seed": float(np.mean(d.std(axis=1, ddof=1) / np.sqrt(n_q))),
+                     "se_queries_seed_averaged": float(d.mean(axis=0).std(ddof=1) / np.sqrt(n_q))},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, help="folder for summary.md / summary.json (not needed with --train-only)")
@@ -89,26 +121,40 @@ def main(argv: list[str] | None = None) -> int:
     changes.setdefault("student", {}).update(baseline=True, seeds=1)
     cfg = DEMO_CONFIG.replace(**changes)
     threads = set_torch_threads(cfg.threads)
-    data = grocery_search_data(cfg, args.data)
+    full = grocery_search_data(cfg, args.data)
+    # the students are compared on the 81 catalog pictures only: they do not embed the second catalog (the training
+    # photos; it changes no student and no cache key)
+    data = dataclasses.replace(full, extra_catalogs={})
     ctx = _Context(data, cfg, Cache(args.cache, "vision"), {}, {}, say)
-    teacher, _ = ctx.teacher()
+    tctx = _Context(full, cfg, ctx.vc, {}, ctx.cached, say)  # the teacher's embeddings keep their cache key
+    if cfg.student.size != cfg.teacher.size:
+        # the same teacher as at the demo's size: its pictures decoded at its own size (not resized from the
+        # student's), so its cache key, weights and embeddings are those of the demo
+        tcfg = cfg.replace(student={"size": cfg.teacher.size})
+        tdata = grocery_search_data(tcfg, args.data)
+        if tdata.train.ids != data.train.ids or tdata.val.ids != data.val.ids or tdata.test.ids != data.test.ids:
+            raise SystemExit("the pictures read at the teacher's and the student's sizes differ")
+        tctx = _Context(tdata, tcfg, ctx.vc, {}, ctx.cached, say)
+    ctx.teacher_key = tctx.teacher_key
+    teacher, _ = tctx.teacher()
     if not ctx.cached.get("teacher"):
         say("note: the teacher was not in the cache and has been trained now")
-    temb = ctx.embeddings("teacher", teacher, cfg.teacher_preprocessing, ctx.teacher_key)
+    temb = tctx.embeddings("teacher", teacher, cfg.teacher_preprocessing, tctx.teacher_key)
     kinds = ("distilled", "labels") if args.kinds == "both" else (args.kinds,)
     students: dict[str, dict[str, Any]] = {}
     for seed in seeds:
         for kind in kinds:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             students[f"{kind}/{seed}"] = ctx.student(kind, seed, teacher, temb)
             say(f"{kind} seed {seed}: {'cached' if ctx.cached[f'student_{kind}_{seed}'] else 'trained'} in "
-                f"{time.perf_counter() - t0:.0f} s")
+                f"{time.perf_counter() - t0:.0f} s ({time.process_time() - c0:.0f} CPU s, training and embedding)")
     if args.train_only:
         return 0
 
     splits = {"val": data.val, "test": data.test}
     rows: list[dict[str, Any]] = []
     diffs: dict[str, dict[str, list[np.ndarray]]] = {sp: {m: [] for m in METRICS} for sp in splits}
+    arrays: dict[str, np.ndarray] = {}
     for seed in seeds:
         d, lab = students[f"distilled/{seed}"]["emb"], students[f"labels/{seed}"]["emb"]
         row: dict[str, Any] = {"seed": seed}
@@ -120,11 +166,14 @@ def main(argv: list[str] | None = None) -> int:
                        "diff": {m: paired_diff_ci(dq[m], lq[m], seed=seed) for m in METRICS}}
             for m in METRICS:
                 diffs[sp][m].append(dq[m] - lq[m])
+                arrays[f"{sp}/distilled/{seed}/{m}"], arrays[f"{sp}/labels/{seed}/{m}"] = dq[m], lq[m]
         rows.append(row)
     pooled = {sp: {m: pooled_diff(diffs[sp][m]) for m in METRICS} for sp in splits}
+    variants = {sp: {m: interval_variants(diffs[sp][m]) for m in ("recall@10", "map@10")} for sp in splits}
     teacher_q = {sp: means(ctx._score(temb[sp], q, temb["catalog"], data.catalog)) for sp, q in splits.items()}
     summary = {
         "config": cfg.to_dict()["student"], "seeds": seeds, "threads": threads, "per_seed": rows, "pooled": pooled,
+        "interval_variants": variants,
         "teacher": teacher_q, "queries": {sp: len(q) for sp, q in splits.items()},
         "interval": "paired percentile bootstrap over queries (2000 resamples); pooled: per-query differences "
                     "averaged over the seeds, then the queries resampled",
@@ -134,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
+    np.savez_compressed(args.out / "per_query.npz", **arrays)
     (args.out / "summary.md").write_text(markdown(summary))
     say(f"wrote {args.out / 'summary.md'}")
     print(markdown(summary))
@@ -171,7 +221,9 @@ def markdown(s: dict[str, Any]) -> str:
         "",
         f"Grocery demo configuration: student {c['size']}x{c['size']}, width {c['width']}, {c['epochs']} epochs, "
         f"loss weights cosine {c['w_cosine']}, relational {c['w_relational']}, label {c['w_label']}, soft "
-        f"{c['w_soft']}" + (f", contrastive {c['w_contrastive']}" if c.get("w_contrastive") else "")
+        f"{c['w_soft']} (T={c['temperature']})"
+        + (f", contrastive {c['w_contrastive']}" if c.get("w_contrastive") else "")
+        + (", teacher run on the student's augmented view (consistent)" if c.get("consistent_teacher") else "")
         + f"; {s['queries']['val']} validation and {s['queries']['test']} test queries searching the 81 catalog "
         "pictures, each student in the catalog it embeds itself; hit = same product. Trained through "
         "`edgecart.compress.distill`, " + f"{s['threads']} torch thread(s).",
@@ -200,6 +252,25 @@ def markdown(s: dict[str, Any]) -> str:
         t = s["teacher"][sp]
         lines += ["", f"Teacher on the same queries: R@10 {t['recall@10']:.4f}, mAP@10 {t['map@10']:.4f}, "
                       f"R@1 {t['recall@1']:.4f}.", ""]
+    if s.get("interval_variants"):
+        lines += ["## Where the variance comes from", "",
+                  "Mean difference (distilled minus label-only) with three intervals: seed-averaged per-query "
+                  "bootstrap (the one the targets read), the seeds x queries rows pooled as if independent (too "
+                  "narrow), and a two-level bootstrap (seeds, then queries); SD between the per-seed mean "
+                  "differences (training noise) against the query standard error of one seed and of the "
+                  "seed-averaged difference.", "",
+                  "| split | metric | mean | seed-averaged | rows pooled | two-level | per-seed means | SD seeds | "
+                  "SE queries (1 seed / avg) |", "|---|---|---:|---|---|---|---|---:|---|"]
+        for sp, ms in s["interval_variants"].items():
+            for m, v in ms.items():
+                va = v["variance"]
+                lines.append(
+                    f"| {sp} | {m} | {v['mean']:+.4f} | [{v['seed_averaged'][0]:+.4f}, {v['seed_averaged'][1]:+.4f}] "
+                    f"| [{v['rows_pooled'][0]:+.4f}, {v['rows_pooled'][1]:+.4f}] | [{v['two_level'][0]:+.4f}, "
+                    f"{v['two_level'][1]:+.4f}] | {', '.join(f'{x:+.3f}' for x in va['per_seed_means'])} | "
+                    f"{va['sd_between_seeds']:.4f} | {va['se_queries_per_seed']:.4f} / "
+                    f"{va['se_queries_seed_averaged']:.4f} |")
+        lines.append("")
     lines += ["## Target", ""]
     for k, v in s["target"].items():
         lines.append(f"- {k}: **{'reached' if v else 'NOT reached'}**")

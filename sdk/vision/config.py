@@ -103,6 +103,10 @@ class StudentConfig:
     embedding cosine to the teacher, relational (pairwise cosine matrix MSE), label cross-entropy on the teacher's
     class prototypes, optional soft-label KL at ``temperature``, optional contrastive term (``w_contrastive``:
     InfoNCE of the student's embeddings against the batch's teacher embeddings at ``contrastive_temperature``).
+    ``consistent_teacher``: the teacher embeds, on the fly, the same augmented view the student sees (downsampled to
+    the teacher's size when the student's is larger) instead of the student matching the teacher's cached embedding
+    of the plain picture ("consistent teaching", Beyer et al., "Knowledge distillation: A good teacher is patient
+    and consistent", CVPR 2022); it costs one teacher forward pass per batch.
     ``seeds``: how many seeds the distilled and the label-only students are trained with (the comparison is reported
     over them; the first seed's pair is exported when the validation pick says so). ``baseline=false`` skips the
     label-only students (half the student time; the distilled-vs-label-only comparison is then not measured)."""
@@ -120,6 +124,7 @@ class StudentConfig:
     temperature: float = 2.0
     w_contrastive: float = 0.0
     contrastive_temperature: float = 0.1
+    consistent_teacher: bool = False
     augment: float = 0.5
     seeds: int = 1
     seed: int = 0
@@ -132,6 +137,8 @@ class StudentConfig:
             raise BuildConfigError("student.size must be >= 16")
         if min(self.w_cosine, self.w_relational, self.w_label, self.w_soft, self.w_contrastive, self.augment) < 0:
             raise BuildConfigError("student loss weights and augment must be >= 0")
+        if not isinstance(self.consistent_teacher, bool):
+            raise BuildConfigError(f"student.consistent_teacher is true or false, got {self.consistent_teacher!r}")
 
 
 @dataclass(frozen=True)

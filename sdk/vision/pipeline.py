@@ -25,7 +25,7 @@ Progress = Callable[[str], None]
 
 #: student options that only the distilled student uses (kept out of the label-only student's cache key)
 DISTIL_ONLY = ("w_cosine", "w_relational", "w_label", "w_soft", "temperature", "w_contrastive",
-               "contrastive_temperature")
+               "contrastive_temperature", "consistent_teacher")
 
 
 @dataclass(frozen=True)
@@ -254,12 +254,16 @@ class _Context:
         if kind == "distilled":
             protos = torch.nn.functional.normalize(teacher.classifier.weight.detach(), dim=1).numpy()
             kw = dict(teacher_emb=temb["train"], prototypes=protos, proto_scale=teacher.classifier.scale)
+            if sc.consistent_teacher:
+                kw.update(teacher=teacher, teacher_size=self.cfg.teacher.size)
         # the key holds what the student's weights depend on (not how many seeds or which kinds were asked for, nor,
         # for the label-only student, the distillation loss weights);
         # "v" 2 = trained through edgecart.compress.distill (v 1: the pipeline's own loop)
         skip = ("baseline", "seeds", "seed") + (() if kind == "distilled" else DISTIL_ONLY)
         if not self.cfg.student.w_contrastive:  # added later: without it the student is the same as before
             skip += ("w_contrastive", "contrastive_temperature")
+        if not self.cfg.student.consistent_teacher:  # likewise
+            skip += ("consistent_teacher",)
         st_cfg = {k: v for k, v in self.cfg.to_dict()["student"].items() if k not in skip}
         key = config_hash({"student": st_cfg, "teacher": self.teacher_key, "kind": kind, "seed": seed, "v": 2})
         hit = self.vc.load_state(f"student-{kind}", key)

@@ -178,6 +178,24 @@ class _Outputs(nn.Module):
         return {"embedding": e, "logits": self.net.classifier(e)}
 
 
+class _ConsistentTeacher(nn.Module):
+    """The teacher as the shared trainer runs it on each batch: it embeds the student's own augmented view
+    (downsampled to the teacher's ``size`` when the student's input is larger) and scores it with the student's
+    frozen prototype ``classifier`` (the soft labels), so both models see the same picture at every step."""
+
+    def __init__(self, teacher: nn.Module, size: int, classifier: nn.Module) -> None:
+        super().__init__()
+        self.teacher, self.size = teacher, size
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+            x = x.contiguous(memory_format=torch.channels_last)
+        e = self.teacher(x)
+        return {"embedding": e, "logits": self.classifier(e)}
+
+
 def student_losses(cfg: StudentConfig, *, distil: bool, soft: bool, partial_labels: bool = False) -> tuple:
     """The loss terms (:mod:`edgecart.compress.losses`) of a student: with a teacher ``w_cosine`` x cosine +
     ``w_relational`` x relational on the embeddings, ``w_label`` x cross-entropy of the logits on the teacher's frozen
@@ -203,18 +221,21 @@ def student_losses(cfg: StudentConfig, *, distil: bool, soft: bool, partial_labe
 def train_student(data: ImageSet, cfg: StudentConfig, pre: ImagePreprocessing, *, dim: int,
                   teacher_emb: np.ndarray | None = None, prototypes: np.ndarray | None = None,
                   proto_scale: float = 16.0, labelled: np.ndarray | None = None, epochs: float | None = None,
-                  seed: int | None = None, desc: str = "student") -> MobileStudent:
+                  seed: int | None = None, desc: str = "student", teacher: nn.Module | None = None,
+                  teacher_size: int | None = None) -> MobileStudent:
     """Train a :class:`MobileStudent` with the shared distillation trainer (:func:`edgecart.compress.distill`).
 
     With ``teacher_emb`` (one teacher embedding per picture) the student is distilled into the teacher's space:
     ``w_cosine * (1 - cos(s, t)) + w_relational * relational + w_label * CE`` (+ ``w_soft`` * KL of soft labels);
     the CE and soft labels use the teacher's frozen class prototypes (``prototypes``), so the label loss pulls
-    toward the same directions the teacher's catalog uses. Without it the student learns from labels alone with
-    its own prototypes. ``labelled`` (booleans) marks which pictures' labels may be used; with no teacher only
-    those pictures are trained on. The student sees pictures augmented at ``cfg.augment`` (the teacher's targets
-    are its embeddings of the plain pictures). ``seed`` overrides ``cfg.seed``. ``epochs`` (default
-    ``cfg.epochs``) may be fractional: the trainer then makes one pass over that many rows drawn cyclically from
-    the pool. AdamW with a cosine learning-rate schedule stepped per batch after a 3% warm-up.
+    toward the same directions the teacher's catalog uses. Without it the student learns from labels alone with its
+    own prototypes. ``labelled`` (booleans) marks which pictures' labels may be used; with no teacher only those
+    pictures are trained on. The student sees pictures augmented at ``cfg.augment`` (the teacher's targets are its
+    embeddings of the plain pictures; with ``cfg.consistent_teacher`` the ``teacher`` module, whose input is
+    ``teacher_size`` pixels, embeds the same augmented batch instead and ``teacher_emb`` only checks the rows).
+    ``seed`` overrides ``cfg.seed``. ``epochs`` (default ``cfg.epochs``) may be fractional: the trainer then makes
+    one pass over that many rows drawn cyclically from the pool. AdamW with a cosine learning-rate schedule stepped
+    per batch after a 3% warm-up.
     """
     from edgecart.compress.distill import DistillConfig, DistillData, distill
 
@@ -249,7 +270,13 @@ def train_student(data: ImageSet, cfg: StudentConfig, pre: ImagePreprocessing, *
     labels = torch.from_numpy(np.where(mask, data.labels, -1)[rows].astype(np.int64))
     outputs = None
     soft = distil and prototypes is not None and cfg.w_soft > 0
-    if distil:
+    live = None
+    if distil and cfg.consistent_teacher:
+        if teacher is None or prototypes is None:
+            raise ValueError("student.consistent_teacher needs the teacher module and its prototypes")
+        live = _ConsistentTeacher(teacher.eval().to(memory_format=torch.channels_last),
+                                  teacher_size or pre.size[0], model.classifier)
+    elif distil:
         t = torch.from_numpy(np.asarray(teacher_emb, np.float32)[rows])
         outputs = {"embedding": t}
         if soft:
@@ -258,6 +285,6 @@ def train_student(data: ImageSet, cfg: StudentConfig, pre: ImagePreprocessing, *
     config = DistillConfig(losses=student_losses(cfg, distil=distil, soft=soft, partial_labels=not mask.all()),
                            epochs=int(e) if whole else 1, batch_size=min(cfg.batch_size, len(rows)), lr=cfg.lr,
                            weight_decay=cfg.weight_decay, schedule="cosine", warmup=0.03, seed=seed)
-    distill(_Outputs(model), None, DistillData(inputs, labels=labels, teacher_outputs=outputs, size=len(rows)),
+    distill(_Outputs(model), live, DistillData(inputs, labels=labels, teacher_outputs=outputs, size=len(rows)),
             config, desc=desc)
     return model.eval()

@@ -137,3 +137,25 @@ def test_cache_round_trip_and_damaged_entries(tmp_path):
     (tmp_path / "vision" / "teacher-k.pt").write_bytes(b"garbage")
     assert c.load_state("teacher", "k") is None  # rebuilt, not crashed on
     assert not Cache(None, "vision").enabled and Cache(None, "vision").load_state("teacher", "k") is None
+
+
+def test_seed_interval_variants_keep_a_querys_seeds_together():
+    """scripts/vision_seeds.py: with differences that are the same for every seed (a query effect, no training
+    noise), pooling the seeds' rows as independent narrows the interval by about sqrt(seeds); the seed-averaged
+    interval does not, and a seed that is shifted everywhere widens only the two-level interval."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "vision_seeds.py"
+    spec = importlib.util.spec_from_file_location("vision_seeds", path)
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    q = np.random.default_rng(0).normal(0.02, 0.3, 300)
+    v = m.interval_variants([q, q, q])
+    width = {k: v[k][1] - v[k][0] for k in ("seed_averaged", "rows_pooled", "two_level")}
+    assert abs(v["mean"] - q.mean()) < 1e-12 and v["variance"]["sd_between_seeds"] == 0
+    assert 1.5 < width["seed_averaged"] / width["rows_pooled"] < 2.0  # sqrt(3) = 1.73
+    shifted = m.interval_variants([q - 0.1, q, q + 0.1])
+    assert abs(shifted["seed_averaged"][1] - shifted["seed_averaged"][0] - width["seed_averaged"]) < 1e-9
+    assert shifted["two_level"][1] - shifted["two_level"][0] > 2 * width["seed_averaged"]
+    assert abs(shifted["variance"]["sd_between_seeds"] - 0.1) < 1e-9

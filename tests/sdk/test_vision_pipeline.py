@@ -151,6 +151,20 @@ def test_a_build_without_the_label_only_baseline(built):
     assert "not measured" in s["targets"]["distilled beats label-only"]["value"]
 
 
+def test_a_build_with_the_consistent_teacher_retrains_only_the_distilled_student(built):
+    """``student.consistent_teacher = true`` runs the cached teacher on the student's batches: the distilled student
+    is new (its cache key holds the option), the teacher and the label-only student come from the cache."""
+    tmp, images, out = built
+    toml = tmp / "consistent.toml"
+    toml.write_text(TINY_TOML.replace("[student]", "[student]\nconsistent_teacher = true"))
+    again = tmp / "consistent"
+    assert _cli("build", "image-search", "--images", images, "--out", again, "--config", toml, "--cache",
+                out / "cache") == 0
+    s = json.loads((again / "summary.json").read_text())
+    assert s["cached"]["teacher"] and s["cached"]["student_labels_0"] and not s["cached"]["student_distilled_0"]
+    assert all(0 <= a["recall@1"] <= 1 for a in s["artifacts"])
+
+
 def test_build_reports_the_skipped_picture_on_stderr(tmp_path, capsys):
     from edgecart.vision.build import _print_result
 

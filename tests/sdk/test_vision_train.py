@@ -8,7 +8,7 @@ import pytest
 import torch
 from edgecart.data.image_folder import ImageSet
 from edgecart.models.vision import MobileStudent
-from edgecart.vision.config import StudentConfig, tiny_config
+from edgecart.vision.config import BuildConfigError, StudentConfig, tiny_config
 from edgecart.vision.train import embed, student_losses, train_student
 
 COLOURS = ((200, 30, 30), (30, 180, 40), (30, 40, 200))
@@ -110,3 +110,46 @@ def test_contrastive_term_prefers_the_matching_teacher_row():
     last = student_losses(cfg, distil=True, soft=False)[-1]
     assert (last.name, last.weight, last.temperature) == ("infonce", 0.5, 0.2)
     assert "infonce" not in [x.name for x in student_losses(_cfg(), distil=True, soft=False)]
+
+
+class _Recorder(torch.nn.Module):
+    """A real (tiny, fixed) teacher that remembers the input sizes it was run on."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.net = MobileStudent(DIM, 3, size=size, width=8).eval()
+        self.seen: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(x.shape))
+        return self.net(x)
+
+
+def test_consistent_teacher_embeds_the_students_augmented_view_at_its_own_size():
+    """consistent_teacher: the teacher module runs on every (augmented) batch, downsampled to its 16 px input, and
+    the student moves toward that teacher's embeddings; without the module it is refused."""
+    data = _pictures()
+    pre = tiny_config().student_preprocessing  # 32 px
+    teacher = _Recorder(16)
+    with torch.no_grad():
+        small = torch.nn.functional.interpolate(torch.from_numpy(
+            (data.images.astype(np.float32) / 127.5 - 1).transpose(0, 3, 1, 2)), size=(16, 16), mode="bilinear",
+            antialias=True, align_corners=False)
+        temb = teacher.net(small).numpy()
+    teacher.seen.clear()
+    protos = temb[[int(np.nonzero(data.labels == c)[0][0]) for c in range(3)]]
+    cfg = _cfg(w_cosine=1.0, w_relational=0.0, w_label=0.0, augment=0.5, consistent_teacher=True, epochs=10)
+    torch.manual_seed(cfg.seed)
+    init = MobileStudent(DIM, len(data.classes), size=32, width=cfg.width)
+    before = float((embed(init, data.images, pre) * temb).sum(1).mean())
+    student = train_student(data, cfg, pre, dim=DIM, teacher_emb=temb, prototypes=protos, teacher=teacher,
+                            teacher_size=16)
+    after = float((embed(student, data.images, pre) * temb).sum(1).mean())
+    assert len(teacher.seen) == 10 * 3  # 36 pictures in batches of 12, 10 epochs: one teacher pass per batch
+    assert {s[1:] for s in teacher.seen} == {(3, 16, 16)}
+    assert after > before + 0.2, (before, after)
+    with pytest.raises(ValueError, match="consistent_teacher"):
+        train_student(data, cfg, pre, dim=DIM, teacher_emb=temb, prototypes=protos)
+    with pytest.raises(BuildConfigError, match="consistent_teacher"):
+        _cfg(consistent_teacher="yes")
