@@ -149,3 +149,37 @@ def training_windows(train: tuple[np.ndarray, ...], max_len: int) -> tuple[np.nd
     if not ins:
         return np.zeros((0, max_len), np.int64), np.zeros((0, max_len), np.int64)
     return np.stack(ins), np.stack(outs)
+
+
+def future_targets(train: tuple[np.ndarray, ...], max_len: int, window: int,
+                   decay: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """For the windows of :func:`training_windows`: at each position the next ``window`` items of the user's
+    training sequence (the position's own target first) and their weights ``decay ** k``, normalised to sum to 1;
+    positions past the sequence's end get index 0 and weight 0. Returns ``index`` int64 and ``weight`` float32
+    [W, max_len, window]. Many logs record several events in the same second in no meaningful order (MovieLens:
+    three quarters of the ratings share their second with another of the same user), so the next few items are all
+    fair targets of a position."""
+    if window < 1 or not 0 < decay <= 1:
+        raise ValueError("window >= 1 and 0 < decay <= 1")
+    idx, wts = [], []
+    base = decay ** np.arange(window)
+    for s in train:
+        s = np.asarray(s, np.int64)
+        end = len(s)
+        while end >= 2:
+            start = max(0, end - max_len - 1)
+            pos = np.arange(start + 1, end)  # the targets of the window, in order
+            ahead = pos[:, None] + np.arange(window)[None, :]
+            ok = ahead < len(s)
+            i = np.where(ok, s[np.minimum(ahead, len(s) - 1)], 0)
+            w = np.where(ok, base[None, :], 0.0)
+            w = w / w.sum(1, keepdims=True)
+            n = len(pos)
+            ii, ww = np.zeros((max_len, window), np.int64), np.zeros((max_len, window), np.float32)
+            ii[max_len - n:], ww[max_len - n:] = i, w
+            idx.append(ii)
+            wts.append(ww)
+            end -= max_len
+    if not idx:
+        return np.zeros((0, max_len, window), np.int64), np.zeros((0, max_len, window), np.float32)
+    return np.stack(idx), np.stack(wts)

@@ -158,6 +158,40 @@ class SASRecUserVector(nn.Module):
         )
 
 
+class SASRecEnsemble(nn.Module):
+    """Several SASRec models of one size (e.g. trained from different seeds) as one teacher: the mean of their
+    log-probabilities over the catalogue (padding column at -1e9). ``encode`` and ``items`` are the first member's
+    (for a hint loss or a PCA initialisation)."""
+
+    def __init__(self, members: list[SASRec] | tuple[SASRec, ...]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one model")
+        if len({m.cfg for m in members}) != 1:
+            raise ValueError("ensemble members must share one SASRecConfig")
+        self.members = nn.ModuleList(members)
+        self.cfg = members[0].cfg
+        self.items = members[0].items
+
+    def encode(self, history: torch.Tensor) -> torch.Tensor:
+        return self.members[0].encode(history)
+
+    def log_probs(self, history: torch.Tensor) -> torch.Tensor:
+        """Mean log-probabilities [B, N, num_items + 1] at every position; column 0 (padding) is -inf."""
+        total = None
+        for m in self.members:
+            logits = m.score(m.encode(history))
+            logits[..., 0] = -torch.inf
+            lp = torch.log_softmax(logits, dim=-1)
+            total = lp if total is None else total + lp
+        assert total is not None
+        return total / len(self.members)
+
+    def forward(self, history: torch.Tensor) -> torch.Tensor:
+        out = self.log_probs(history)[:, -1, :]
+        return torch.nan_to_num(out, neginf=-1.0e9)
+
+
 def num_params(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 

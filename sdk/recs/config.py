@@ -14,7 +14,11 @@ class TrainConfig:
     """Adam (decoupled weight decay, AdamW) on full-softmax cross-entropy over all items at every position of each
     training window. After each epoch validation NDCG@10 is measured and the best epoch kept; with ``patience``,
     training stops after that many epochs without a gain (early stopping). ``schedule``: the learning rate stays
-    constant or follows a cosine from ``lr`` down to 0 over ``epochs``."""
+    constant or follows a cosine from ``lr`` down to 0 over ``epochs``. ``label_smoothing``: of the label
+    cross-entropy (0 = none). ``exclude_seen``: rank only what the user has not seen, as the runtime does by
+    default — at each position the items earlier in the window (never the position's own target) are left out of
+    the softmax, and validation NDCG@10 leaves the user's seen items out; for logs where items are not repeated
+    (ratings, views of unique items), not for re-orders."""
 
     epochs: int = 20
     batch_size: int = 128
@@ -23,8 +27,12 @@ class TrainConfig:
     seed: int = 0
     patience: int | None = None
     schedule: str = "constant"
+    label_smoothing: float = 0.0
+    exclude_seen: bool = False
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"unknown schedule {self.schedule!r}; known: constant, cosine (decay to 0 over epochs)")
         if self.epochs < 1 or self.batch_size < 1:
@@ -79,7 +87,12 @@ class ModelSize:
 
 @dataclass(frozen=True)
 class RecsConfig:
-    """Everything one data set's run needs: sizes, training, distillation, export and the int8 gate."""
+    """Everything one data set's run needs: sizes, training, distillation, export and the int8 gate.
+
+    ``teacher_seeds``: the teacher is an ensemble of that many models of the teacher's size, trained from seeds
+    ``teacher_train.seed``, ``+ 1``, ...; its scores are their mean log-probabilities (1: a single model); the
+    student's parameter limit ``max_student_ratio`` is against the whole ensemble (the classic case of distilling
+    several models into one small one)."""
 
     max_len: int = 50
     teacher: ModelSize = field(default_factory=lambda: ModelSize(128, 2, 2, 0.2))
@@ -98,6 +111,8 @@ class RecsConfig:
     golden_samples: int = 4
     cooc_window: int = 3
     threads: int | None = None
+    teacher_seeds: int = 1
+
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", tuple(self.formats))
@@ -116,6 +131,8 @@ class RecsConfig:
             raise ValueError("cooc_window must be >= 1")
         if self.threads is not None and self.threads < 1:
             raise ValueError("threads must be >= 1")
+        if self.teacher_seeds < 1:
+            raise ValueError("teacher_seeds (teachers trained from seeds seed, seed + 1, ..., averaged) must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from edgecart.cache import Cache
 from edgecart.data.sequences import SequenceData, Split, leave_last_out
-from edgecart.models.sasrec import SASRec, SASRecConfig, num_params
+from edgecart.models.sasrec import SASRec, SASRecConfig, SASRecEnsemble, num_params
 
 from .baselines import CoOccurrence, Popularity
 from .bundle import ArtifactRow, write_bundle
@@ -153,8 +153,9 @@ def _train_key(train_cfg: Any) -> dict[str, Any]:
     """The training settings as a cache key; a field added later is left out while it has its default value, so
     models cached before it existed are still found."""
     d = dataclasses.asdict(train_cfg)
-    if d.get("schedule") == "constant":
-        d.pop("schedule")
+    for name, default in (("schedule", "constant"), ("label_smoothing", 0.0), ("exclude_seen", False)):
+        if name in d and d[name] == default:
+            d.pop(name)
     return d
 
 
@@ -164,20 +165,35 @@ def _model_config(data: SequenceData, cfg: RecsConfig, which: str) -> SASRecConf
 
 
 def train_teacher(data: SequenceData, split: Split, cfg: RecsConfig, cache: Path | None,
-                  progress: Progress = None) -> tuple[SASRec, float | None]:
-    """Train (or load from ``cache``) the teacher; returns the model and its training seconds (None if cached)."""
+                  progress: Progress = None) -> tuple[SASRec | SASRecEnsemble, float | None]:
+    """Train (or load from ``cache``) the teacher — with ``cfg.teacher_seeds`` > 1, that many members from
+    consecutive seeds, as an ensemble; returns it and the training seconds (None if every member was cached)."""
     mcfg = _model_config(data, cfg, "teacher")
-    store, name, key = Cache(cache, "recs"), f"{data.name}-teacher", _fingerprint(data, mcfg, cfg.teacher_train)
+    members, total, trained = [], 0.0, False
+    for i in range(cfg.teacher_seeds):
+        tcfg = dataclasses.replace(cfg.teacher_train, seed=cfg.teacher_train.seed + i)
+        suffix = "" if i == 0 else f" seed {tcfg.seed}"
+        m, seconds = _train_one_teacher(data, split, mcfg, tcfg, cache, progress, suffix)
+        members.append(m)
+        if seconds is not None:
+            total, trained = total + seconds, True
+    teacher = members[0] if len(members) == 1 else SASRecEnsemble(members).eval()
+    return teacher, total if trained else None
+
+
+def _train_one_teacher(data: SequenceData, split: Split, mcfg: SASRecConfig, tcfg: TrainConfig,
+                       cache: Path | None, progress: Progress, suffix: str) -> tuple[SASRec, float | None]:
+    store, name, key = Cache(cache, "recs"), f"{data.name}-teacher", _fingerprint(data, mcfg, tcfg)
     hit = store.load_state(name, key)
     if hit is not None:
         teacher = SASRec(mcfg)
         teacher.load_state_dict(hit[0])
         if progress:
-            progress(f"{data.name}: teacher loaded from {store.path(name, key, '.pt')}")
+            progress(f"{data.name}: teacher{suffix} loaded from {store.path(name, key, '.pt')}")
         return teacher.eval(), None
-    torch.manual_seed(cfg.teacher_train.seed)
+    torch.manual_seed(tcfg.seed)
     teacher = SASRec(mcfg)
-    log = train(teacher, split, cfg.teacher_train, desc=f"{data.name} teacher", progress=progress)
+    log = train(teacher, split, tcfg, desc=f"{data.name} teacher{suffix}", progress=progress)
     store.save_state(name, key, teacher.state_dict(), {"train_s": log.seconds, "config": dataclasses.asdict(mcfg),
                                                        "best_epoch": log.best_epoch, "epochs_run": len(log.losses)})
     return teacher.eval(), log.seconds
@@ -206,13 +222,15 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
     rows.append(_model_row("teacher (SASRec)", teacher, split, teacher_s))
 
     scfg = _model_config(data, cfg, "student")
-    ratio = num_params(SASRec(scfg)) / num_params(teacher)
+    ratio = num_params(SASRec(scfg)) / num_params(teacher)  # an ensemble teacher: all its members
     if ratio > cfg.max_student_ratio:
         raise ValueError(f"student has {ratio:.2f} of the teacher's parameters, above max_student_ratio "
                          f"{cfg.max_student_ratio}; shrink the student (dim, layers) or raise the limit")
     students = {}
     store = Cache(cache, "recs")
     teacher_key = _fingerprint(data, _model_config(data, cfg, "teacher"), cfg.teacher_train)
+    if cfg.teacher_seeds > 1:
+        teacher_key += f"x{cfg.teacher_seeds}"
     for label in ("student, distilled", "student, no distillation"):
         distil = label == "student, distilled"
         h = hashlib.sha256(json.dumps([_fingerprint(data, scfg, cfg.student_train), label,
@@ -237,7 +255,9 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
                     from edgecart.data.sequences import training_windows
 
                     windows, _ = training_windows(split.train, cfg.max_len)
-                    kw = {"soft": teacher_soft_targets(teacher, windows, cfg.distill), "distill": cfg.distill}
+                    soft = teacher_soft_targets(teacher, windows, cfg.distill,
+                                                exclude_seen=cfg.student_train.exclude_seen)
+                    kw = {"soft": soft, "distill": cfg.distill}
             log = train(student, split, cfg.student_train, desc=f"{data.name} {label}", progress=progress, **kw)
             seconds = log.seconds
             store.save_state(name, h, student.state_dict(), {"train_s": log.seconds, "best_epoch": log.best_epoch,
@@ -301,6 +321,12 @@ def compare_models(models: tuple[ModelRow, ...] | list[ModelRow], samples: int =
     return out
 
 
+def _recipe() -> RecsConfig:
+    from .build import recipe
+
+    return recipe()
+
+
 #: The demo's settings per data set (see README for the measured table and time); the best validation epoch is kept
 #: and training stops after ``patience`` epochs without a validation gain. Teachers: chosen on validation NDCG@10 by
 #: ``scripts/recs_experiments.py sweep`` (benchmarks/results/recs/teacher-sweep-*.md); the distillation recipe by the
@@ -311,14 +337,9 @@ DEMO_CONFIGS: dict[str, RecsConfig] = {
                             teacher_train=TrainConfig(epochs=15, lr=2e-3, patience=3),
                             student_train=TrainConfig(epochs=20, lr=3e-3, patience=4),
                             distill=DistillConfig(top_k=50, temperature=2.0, alpha=0.5)),
-    # student picked on validation NDCG@10 among the ablation's and the curve's students (ablation-/curve-
-    # movielens-100k.md): 32-d with top-50 soft targets at T=2, a hint loss (weight 1) and PCA init, 40 epochs without
-    # early stopping (0.0643), above 8-d soft (0.0635) and every early-stopped 32-d variant; 0.12 of the teacher
-    "movielens-100k": RecsConfig(teacher=ModelSize(128, 2, 2, 0.5), student=ModelSize(32, 1, 1, 0.1),
-                                 teacher_train=TrainConfig(epochs=40, lr=3e-3, patience=5),
-                                 student_train=TrainConfig(epochs=40, lr=3e-3),
-                                 distill=DistillConfig(top_k=50, temperature=2.0, alpha=0.5, hint=1.0,
-                                                       pca_init=True)),
+    # the validated recipe of round 3 (benchmarks/results/recs/README.md), the same as `edgecart build
+    # recommendations`' defaults: a teacher of three 32-d one-block SASRecs (seeds 0-2), a 16-d student
+    "movielens-100k": _recipe(),
 }
 
 

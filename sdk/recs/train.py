@@ -18,7 +18,7 @@ from edgecart.compress.distill import DistillData
 from edgecart.compress.distill import distill as distill_
 from edgecart.compress.losses import LossTerm, MaskedHint, MaskedRankingKD, SequenceLabelCE
 from edgecart.data.sequences import Split, pad_batch, training_windows
-from edgecart.models.sasrec import SASRec
+from edgecart.models.sasrec import SASRec, SASRecEnsemble
 
 from .config import DistillConfig, TrainConfig
 from .metrics import evaluate_scores
@@ -52,21 +52,40 @@ def eager_scores(model: SASRec, histories: tuple[np.ndarray, ...] | list[np.ndar
 
 
 def evaluate_model(model: SASRec, histories: tuple[np.ndarray, ...], targets: np.ndarray,
-                   k: int = 10) -> dict[str, float]:
-    return evaluate_scores(eager_scores(model, histories), targets, k)
+                   k: int = 10, exclude_seen: bool = False) -> dict[str, float]:
+    return evaluate_scores(eager_scores(model, histories), targets, k, exclude=histories if exclude_seen else None)
+
+
+def seen_mask(history: torch.Tensor, num_columns: int) -> torch.Tensor:
+    """Bool [B, N, num_columns]: at each position, the items of ``history`` [B, N] up to and including it (column 0,
+    padding, never)."""
+    onehot = torch.zeros(*history.shape, num_columns, dtype=torch.int16)
+    onehot.scatter_(2, history.unsqueeze(-1), 1)
+    seen = onehot.cumsum(dim=1) > 0
+    seen[..., 0] = False
+    return seen
 
 
 @torch.no_grad()
-def teacher_soft_targets(teacher: SASRec, inputs: np.ndarray, cfg: DistillConfig, batch: int = 256) -> SoftTargets:
+def teacher_soft_targets(teacher: SASRec | SASRecEnsemble, inputs: np.ndarray, cfg: DistillConfig,
+                         batch: int = 256, exclude_seen: bool = False) -> SoftTargets:
     """Run the teacher once over the training windows and keep its top-K (padding excluded) per position, and its
-    hidden states when ``cfg.hint`` asks for a hint loss."""
+    hidden states when ``cfg.hint`` asks for a hint loss. An ensemble teacher ranks by its members' mean
+    log-probabilities (the weights are the softmax of those at the temperature). ``exclude_seen``: items earlier in
+    the window are never soft positives (for students trained with ``TrainConfig.exclude_seen``)."""
     teacher.eval()
     idx, wts, hid = [], [], []
     k = min(cfg.top_k, teacher.cfg.num_items)
     for i in range(0, len(inputs), batch):
-        h = teacher.encode(torch.from_numpy(inputs[i:i + batch]))
-        logits = teacher.score(h)
-        logits[..., 0] = -torch.inf
+        x = torch.from_numpy(inputs[i:i + batch])
+        h = teacher.encode(x)
+        if isinstance(teacher, SASRecEnsemble):
+            logits = teacher.log_probs(x)
+        else:
+            logits = teacher.score(h)
+            logits[..., 0] = -torch.inf
+        if exclude_seen:
+            logits = logits.masked_fill(seen_mask(x, logits.shape[-1]), -torch.inf)
         top, ix = torch.topk(logits, k, dim=-1)
         idx.append(ix.numpy())
         wts.append(torch.softmax(top / cfg.temperature, dim=-1).numpy().astype(np.float32))
@@ -78,7 +97,7 @@ def teacher_soft_targets(teacher: SASRec, inputs: np.ndarray, cfg: DistillConfig
 
 
 @torch.no_grad()
-def pca_init(student: SASRec, teacher: SASRec) -> None:
+def pca_init(student: SASRec, teacher: SASRec | SASRecEnsemble) -> None:
     """Set the student's item table to the teacher's projected on its top ``student dim`` principal directions
     (uncentred SVD, so dot products between items are kept as well as a rank-d table can), rescaled to the spread
     of the student's own random initialisation; the padding row stays zero."""
@@ -93,27 +112,40 @@ def pca_init(student: SASRec, teacher: SASRec) -> None:
     student.items.weight[0].zero_()
 
 
+_EXCLUDED = -1.0e4  # finite: a masked column gets no probability and no NaN gradient
+
+
 class _Positions(torch.nn.Module):
     """The SASRec seen by the shared trainer: scores of every item and hidden states [M, ...] at the M non-padding
     positions of the batch, row-major — the labelled ones, as training windows pad inputs and targets at the same
     places (the masked loss terms take outputs in this form; padded positions are never scored)."""
 
-    def __init__(self, model: SASRec) -> None:
+    def __init__(self, model: SASRec, exclude_seen: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.exclude_seen = exclude_seen
 
-    def forward(self, history: torch.Tensor) -> dict[str, torch.Tensor]:
-        hidden = self.model.encode(history)[history != 0]
-        return {"logits": self.model.score(hidden), "hidden": hidden}
+    def forward(self, history: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        keep = history != 0
+        hidden = self.model.encode(history)[keep]
+        logits = self.model.score(hidden)
+        if self.exclude_seen:
+            seen = seen_mask(history, logits.shape[-1])
+            if targets is not None:  # a re-seen target stays a class of its own position
+                seen.scatter_(2, targets.unsqueeze(-1), False)
+            logits = logits.masked_fill(seen[keep], _EXCLUDED)
+        return {"logits": logits, "hidden": hidden}
 
 
-def loss_terms(distill: DistillConfig | None) -> tuple[LossTerm, ...]:
+def loss_terms(distill: DistillConfig | None, label_smoothing: float = 0.0) -> tuple[LossTerm, ...]:
     """The shared trainer's loss terms for a recommendations run: masked label cross-entropy over the full catalogue
     (weight ``1 - alpha`` when distilling), ranking KD over the teacher's top-K at ``temperature`` (weight
-    ``alpha``), a hint on the hidden states through a projection (weight ``hint``); terms of weight 0 are left out."""
+    ``alpha``), a hint on the hidden states through a projection (weight ``hint``); terms of weight 0 are left out;
+    ``label_smoothing`` smooths the label term."""
     if distill is None:
-        return (SequenceLabelCE(student="logits"),)
-    terms: list[LossTerm] = [SequenceLabelCE(weight=1.0 - distill.alpha, student="logits")] if distill.alpha < 1 else []
+        return (SequenceLabelCE(student="logits", label_smoothing=label_smoothing),)
+    terms: list[LossTerm] = [SequenceLabelCE(weight=1.0 - distill.alpha, student="logits",
+                                             label_smoothing=label_smoothing)] if distill.alpha < 1 else []
     if distill.alpha > 0:
         terms.append(MaskedRankingKD(weight=distill.alpha, top_k=distill.top_k, temperature=distill.temperature,
                                      student="logits"))
@@ -137,7 +169,7 @@ def train(model: SASRec, split: Split, cfg: TrainConfig, *, soft: SoftTargets | 
         raise ValueError("training windows must pad inputs and targets at the same positions")
     if soft is not None and soft.index.shape[:2] != inputs.shape:
         raise ValueError("soft targets were made for other training windows")
-    terms = loss_terms(distill)
+    terms = loss_terms(distill, cfg.label_smoothing)
     cached = None
     if soft is not None and distill is not None:
         if distill.hint > 0 and soft.hidden is None:
@@ -145,14 +177,16 @@ def train(model: SASRec, split: Split, cfg: TrainConfig, *, soft: SoftTargets | 
         cached = {"index": torch.from_numpy(soft.index), "weight": torch.from_numpy(soft.weight)}
         if distill.hint > 0 and soft.hidden is not None:
             cached["hidden"] = torch.from_numpy(soft.hidden)
-    data = DistillData(torch.from_numpy(inputs), torch.from_numpy(targets), cached)
+    x, y = torch.from_numpy(inputs), torch.from_numpy(targets)
+    data = DistillData((x, y) if cfg.exclude_seen else x, y, cached)
     config = SharedConfig(terms, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                           weight_decay=cfg.weight_decay, schedule=cfg.schedule, patience=cfg.patience, seed=cfg.seed)
 
     def validate(_m: torch.nn.Module) -> float:
-        return evaluate_model(model, split.valid_history, split.valid_target)["ndcg@10"]
+        return evaluate_model(model, split.valid_history, split.valid_target,
+                              exclude_seen=cfg.exclude_seen)["ndcg@10"]
 
-    result = distill_(_Positions(model), None, data, config, validate=validate, desc=desc)
+    result = distill_(_Positions(model, cfg.exclude_seen), None, data, config, validate=validate, desc=desc)
     model.eval()
     log = TrainLog(result.losses, result.scores, result.best_epoch, result.seconds)
     if progress:

@@ -117,3 +117,21 @@ def test_left_pad_and_windows():
     assert x.tolist() == [[4, 5, 6], [1, 2, 3]] and y.tolist() == [[5, 6, 7], [2, 3, 4]]
     x, y = training_windows((np.array([1, 2, 3]),), 5)
     assert x.tolist() == [[0, 0, 0, 1, 2]] and y.tolist() == [[0, 0, 0, 2, 3]]
+
+
+def test_future_targets_follow_the_training_windows():
+    from edgecart.data.sequences import future_targets
+
+    train = (np.arange(1, 8), np.array([8, 9]))
+    _, y = training_windows(train, 3)
+    idx, w = future_targets(train, 3, 2)
+    assert idx.shape == w.shape == (3, 3, 2)
+    assert np.array_equal(idx[..., 0], y)  # the first target of a position is its own next item
+    # the second: the item after it in the user's training sequence (across window bounds), 0 past the end
+    assert idx[..., 1].tolist() == [[6, 7, 0], [3, 4, 5], [0, 0, 0]]
+    assert np.allclose(w[y != 0].sum(-1), 1.0) and (w[y == 0] == 0).all()
+    assert w[0, 0].tolist() == [0.5, 0.5] and w[0, 2].tolist() == [1.0, 0.0]
+    _, wd = future_targets(train, 3, 2, decay=0.5)
+    assert np.allclose(wd[0, 0], [2 / 3, 1 / 3])
+    with pytest.raises(ValueError):
+        future_targets(train, 3, 0)

@@ -108,3 +108,36 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(setup):
     assert len(log.losses) < 60  # a learnable cycle saturates long before 60 epochs
     assert len(log.losses) - log.best_epoch == 2 or len(log.losses) == 60
     assert log.valid_ndcg[log.best_epoch - 1] == max(log.valid_ndcg)
+
+
+def test_ensemble_teacher_averages_log_probabilities():
+    import torch
+    from edgecart.models.sasrec import SASRec, SASRecConfig, SASRecEnsemble
+    from edgecart.recs.config import DistillConfig, RecsConfig
+    from edgecart.recs.train import eager_scores, teacher_soft_targets
+
+    cfg = SASRecConfig(12, max_len=5, dim=8, heads=2, layers=1, dropout=0.0)
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(SASRec(cfg).eval())
+    ens = SASRecEnsemble(members).eval()
+    x = torch.tensor([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        want = []
+        for m in members:
+            s = m(x)
+            s[:, 0] = -torch.inf
+            want.append(torch.log_softmax(s, -1))
+        want = (want[0] + want[1]) / 2
+        got = ens(x)
+    assert torch.allclose(got[:, 1:], want[:, 1:], atol=1e-5) and (got[:, 0] <= -1e8).all()
+    assert np.allclose(eager_scores(ens, [np.array([1, 2, 3, 4]), np.array([5, 6, 7, 8, 9])])[:, 1:],
+                       want[:, 1:].numpy(), atol=1e-5)
+    soft = teacher_soft_targets(ens, x.numpy(), DistillConfig(top_k=3, temperature=2.0))
+    assert soft.index[1, -1].tolist() == torch.topk(want[1, 1:], 3).indices.add(1).tolist()
+    assert np.allclose(soft.weight.sum(-1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="share one"):
+        SASRecEnsemble([members[0], SASRec(SASRecConfig(12, max_len=5, dim=4, heads=1, layers=1))])
+    with pytest.raises(ValueError, match="teacher_seeds"):
+        RecsConfig(teacher_seeds=0)

@@ -155,3 +155,39 @@ def test_train_learns_the_cycle_with_either_schedule(cycle):
         TrainConfig(schedule="linear")
     cfg = RecsConfig(student_train=TrainConfig(schedule="cosine"))
     assert RecsConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_label_smoothing_reaches_the_label_term_and_keeps_old_cache_keys():
+    from edgecart.recs.config import DistillConfig, TrainConfig
+    from edgecart.recs.pipeline import _train_key
+    from edgecart.recs.train import loss_terms
+
+    assert loss_terms(None, 0.1)[0].label_smoothing == 0.1
+    assert loss_terms(DistillConfig(alpha=0.5), 0.2)[0].label_smoothing == 0.2
+    assert "label_smoothing" not in _train_key(TrainConfig())  # models cached before the field existed stay valid
+    assert _train_key(TrainConfig(label_smoothing=0.1))["label_smoothing"] == 0.1
+    with pytest.raises(ValueError, match="label_smoothing"):
+        TrainConfig(label_smoothing=1.0)
+
+
+def test_exclude_seen_training_masks_earlier_items_but_never_the_target():
+    import torch
+    from edgecart.models.sasrec import SASRec, SASRecConfig
+    from edgecart.recs.train import _Positions, seen_mask
+
+    h = torch.tensor([[0, 3, 5, 3], [2, 4, 6, 1]])
+    seen = seen_mask(h, 8)
+    assert seen[0, 1].nonzero().flatten().tolist() == [3]
+    assert seen[0, 3].nonzero().flatten().tolist() == [3, 5]
+    assert seen[1, 3].nonzero().flatten().tolist() == [1, 2, 4, 6]
+    assert not seen[0, 0].any()  # padding sees nothing
+    torch.manual_seed(0)
+    m = SASRec(SASRecConfig(7, max_len=4, dim=8, heads=1, layers=1, dropout=0.0)).eval()
+    y = torch.tensor([[0, 5, 3, 6], [4, 6, 1, 2]])  # user 0 sees 3 again at its third position
+    with torch.no_grad():
+        plain = _Positions(m)(h)["logits"]
+        masked = _Positions(m, exclude_seen=True)(h, y)["logits"]
+    rows = seen[h != 0]
+    rows[torch.arange(rows.shape[0]), y[h != 0]] = False
+    assert (masked[rows] < -1e3).all() and torch.equal(masked[~rows], plain[~rows])
+    assert masked[1, 3] == plain[1, 3]  # row 1 = user 0, position 2: input 5, target 3 (seen before) stays

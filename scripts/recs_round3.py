@@ -1,0 +1,235 @@
+"""Round 3 of the recommendations studies: the SASRec recipe on validation, seed ensembles as teachers, and
+distilled vs label-only students over seeds (issues 10 and 12).
+
+    EDGECART_THREADS=1 .venv/bin/python scripts/recs_round3.py fit --tag T1 --dim 64 --max-len 200 ...
+    EDGECART_THREADS=1 .venv/bin/python scripts/recs_round3.py table
+
+``fit`` trains one SASRec through ``edgecart.recs.train.train`` (the build's trainer), appends one JSON line to
+``benchmarks/results/recs/round3/fits.jsonl`` (validation NDCG@10 — the choice —, test NDCG@10 with and without
+seen items, CPU seconds of this process) and keeps its validation and test scores under ``--scores`` so that seed
+ensembles can be scored without retraining. ``table`` writes the sweep table (Markdown) from the JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path("benchmarks/results/recs/round3")
+
+
+def _command() -> str:
+    return "EDGECART_THREADS=1 .venv/bin/python " + " ".join(["scripts/recs_round3.py", *sys.argv[1:]])
+
+
+def _metrics(scores: np.ndarray, split, which: str) -> dict[str, float]:
+    from edgecart.recs.metrics import rank_metrics, target_ranks
+
+    hist = split.valid_history if which == "valid" else split.test_history
+    tgt = split.valid_target if which == "valid" else split.test_target
+    r = target_ranks(scores, tgt)
+    ru = target_ranks(scores, tgt, exclude=hist)
+    a, b = rank_metrics(r), rank_metrics(ru)
+    return {f"{which}_ndcg": a["ndcg@10"], f"{which}_recall": a["recall@10"], f"{which}_ndcg_unseen": b["ndcg@10"]}
+
+
+def fit(args: argparse.Namespace) -> int:
+    import torch
+    from edgecart.data.sequences import leave_last_out, training_windows
+    from edgecart.models.sasrec import SASRec, SASRecConfig, num_params
+    from edgecart.recs.config import DistillConfig, TrainConfig
+    from edgecart.recs.pipeline import _load
+    from edgecart.recs.train import eager_scores, train
+    from edgecart.threads import set_torch_threads
+
+    set_torch_threads(1)
+    data = _load(args.dataset, 5)
+    split = leave_last_out(data)
+    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, weight_decay=args.wd, seed=args.seed,
+                       patience=args.patience or None, schedule=args.schedule,
+                       label_smoothing=args.label_smoothing, exclude_seen=args.exclude_seen)
+    mcfg = SASRecConfig(data.num_items, args.max_len, args.dim, args.heads, args.layers, 2, args.dropout)
+    torch.manual_seed(args.seed)
+    model = SASRec(mcfg)
+    kw = {}
+    if args.teacher:
+        # soft targets of a (possibly ensembled) teacher: averaged log-probabilities of the saved teacher models
+        teachers = []
+        for tag in args.teacher.split("+"):
+            meta = json.loads((args.scores / f"{tag}.json").read_text())
+            t = SASRec(SASRecConfig(**meta["model"]))
+            t.load_state_dict(torch.load(args.scores / f"{tag}.pt"))
+            teachers.append(t.eval())
+        distill = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha)
+        windows, _ = training_windows(split.train, args.max_len)
+        from edgecart.models.sasrec import SASRecEnsemble
+        from edgecart.recs.train import teacher_soft_targets
+
+        teacher = teachers[0] if len(teachers) == 1 else SASRecEnsemble(teachers)
+        kw = {"soft": teacher_soft_targets(teacher, windows, distill,
+                                           exclude_seen=args.exclude_seen or args.soft_exclude_seen),
+              "distill": distill}
+    if args.future > 1:
+        if args.teacher:
+            raise SystemExit("--future and --teacher: not combined in this study")
+        from edgecart.data.sequences import future_targets
+        from edgecart.recs.train import SoftTargets
+
+        fi, fw = future_targets(split.train, args.max_len, args.future, args.future_decay)
+        kw = {"soft": SoftTargets(fi, fw), "distill": DistillConfig(top_k=args.future, temperature=1.0,
+                                                                    alpha=args.future_weight)}
+    c0 = time.process_time()
+    log = train(model, split, tcfg, desc=f"{args.dataset} {args.tag}", progress=print, **kw)
+    cpu = time.process_time() - c0
+    sv, st = eager_scores(model, split.valid_history), eager_scores(model, split.test_history)
+    args.scores.mkdir(parents=True, exist_ok=True)
+    np.save(args.scores / f"{args.tag}-valid.npy", sv.astype(np.float32))
+    np.save(args.scores / f"{args.tag}-test.npy", st.astype(np.float32))
+    torch.save(model.state_dict(), args.scores / f"{args.tag}.pt")
+    import dataclasses
+
+    (args.scores / f"{args.tag}.json").write_text(json.dumps({"model": dataclasses.asdict(mcfg)}))
+    row = {"tag": args.tag, "dataset": args.dataset, "params": num_params(model), "model": dataclasses.asdict(mcfg),
+           "train": dataclasses.asdict(tcfg), "teacher": args.teacher or None,
+           "distill": dataclasses.asdict(kw["distill"]) if kw else None,
+           "best_epoch": log.best_epoch, "epochs_run": len(log.losses), "valid_curve": list(log.valid_ndcg),
+           "cpu_s": cpu, "wall_s": log.seconds, **_metrics(sv, split, "valid"), **_metrics(st, split, "test"),
+           "command": _command()}
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(OUT / "fits.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps({k: row[k] for k in ("tag", "valid_ndcg", "test_ndcg", "test_ndcg_unseen", "best_epoch",
+                                          "epochs_run", "cpu_s")}))
+    return 0
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64).copy()
+    x[:, 0] = -np.inf
+    m = x[:, 1:].max(1, keepdims=True)
+    return x - m - np.log(np.exp(x[:, 1:] - m).sum(1, keepdims=True))
+
+
+def scores_of(tags: str, which: str, where: Path) -> np.ndarray:
+    """Saved scores of one fit, or the mean log-probabilities of several ('+'-joined tags): a seed ensemble."""
+    parts = tags.split("+")
+    if len(parts) == 1:
+        return np.load(where / f"{parts[0]}-{which}.npy")
+    return np.mean([_log_softmax(np.load(where / f"{t}-{which}.npy")) for t in parts], axis=0)
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Test NDCG@10 of fits / ensembles (A) against others (B): paired 95% bootstrap intervals, with and without
+    seen items; validation NDCG@10 alongside. Appends to round3/compare.jsonl."""
+    from edgecart.data.sequences import leave_last_out
+    from edgecart.recs.metrics import paired_bootstrap, target_ranks, user_ndcg
+    from edgecart.recs.pipeline import _load
+
+    split = leave_last_out(_load(args.dataset, 5))
+    rows = []
+    for pair in args.pairs:
+        a, b = pair.split(":")
+        row = {"a": a, "b": b, "dataset": args.dataset, "command": _command()}
+        for excl, suffix in ((None, ""), (split.test_history, "_unseen")):
+            ua = user_ndcg(target_ranks(scores_of(a, "test", args.scores), split.test_target, exclude=excl))
+            ub = user_ndcg(target_ranks(scores_of(b, "test", args.scores), split.test_target, exclude=excl))
+            row[f"test_a{suffix}"], row[f"test_b{suffix}"] = float(ua.mean()), float(ub.mean())
+            row[f"diff{suffix}"] = paired_bootstrap(ua, ub)
+        for name, tags in (("a", a), ("b", b)):
+            sv = scores_of(tags, "valid", args.scores)
+            row[f"valid_{name}"] = float(user_ndcg(target_ranks(sv, split.valid_target)).mean())
+            row[f"valid_{name}_unseen"] = float(user_ndcg(target_ranks(sv, split.valid_target,
+                                                                       exclude=split.valid_history)).mean())
+        rows.append(row)
+        d, du = row["diff"], row["diff_unseen"]
+        print(f"{a} vs {b}: valid {row['valid_a']:.4f}/{row['valid_b']:.4f} (unseen {row['valid_a_unseen']:.4f}/"
+              f"{row['valid_b_unseen']:.4f}); test {row['test_a']:.4f}/{row['test_b']:.4f} diff {d['diff']:+.4f} "
+              f"[{d['diff_lo']:+.4f}, {d['diff_hi']:+.4f}]; unseen {row['test_a_unseen']:.4f}/"
+              f"{row['test_b_unseen']:.4f} diff {du['diff']:+.4f} [{du['diff_lo']:+.4f}, {du['diff_hi']:+.4f}]",
+              flush=True)
+    if args.record:
+        OUT.mkdir(parents=True, exist_ok=True)
+        with open(OUT / "compare.jsonl", "a") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+    return 0
+
+
+def table(args: argparse.Namespace) -> int:
+    """round3/fits.md: every fit of fits.jsonl (validation = the choice; test only reported)."""
+    rows = [json.loads(line) for line in (OUT / "fits.jsonl").read_text().splitlines() if line.strip()]
+    head = ("| fit | params | max_len | dim×layers | dropout | lr, batch, epochs, schedule | other | teacher | "
+            "valid NDCG@10 | valid excl. seen | best epoch | CPU s | test NDCG@10 | test excl. seen |")
+    lines = [head, "|" + "---|" * 3 + "---|" * 5 + "---:|" * 6]
+    for r in rows:
+        m, t = r["model"], r["train"]
+        other = []
+        if t.get("exclude_seen"):
+            other.append("exclude_seen")
+        if t.get("label_smoothing"):
+            other.append(f"label smoothing {t['label_smoothing']}")
+        if "--future" in r["command"]:
+            other.append("next-" + r["command"].split("--future ")[1].split()[0] + " targets")
+        if r.get("distill"):
+            d = r["distill"]
+            other.append(f"top-{d['top_k']} T={d['temperature']:g} alpha {d['alpha']:g}")
+        teacher = "-" if not r.get("teacher") else f"{len(r['teacher'].split('+'))} model(s)"
+        lines.append(f"| {r['tag']} | {r['params'] / 1e3:.1f}k | {m['max_len']} | {m['dim']}×{m['layers']} | "
+                     f"{m['dropout']} | {t['lr']:g}, {t['batch_size']}, {t['epochs']}, {t['schedule']} | "
+                     f"{', '.join(other) or '-'} | {teacher} | {r['valid_ndcg']:.4f} | {r['valid_ndcg_unseen']:.4f} | "
+                     f"{r['best_epoch']}/{r['epochs_run']} | {r['cpu_s']:.0f} | {r['test_ndcg']:.4f} | "
+                     f"{r['test_ndcg_unseen']:.4f} |")
+    (OUT / "fits.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("fit")
+    s.add_argument("--tag", required=True)
+    s.add_argument("--dataset", default="movielens-100k", choices=("movielens-100k", "instacart", "movielens-1m"))
+    s.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
+    s.add_argument("--dim", type=int, default=64)
+    s.add_argument("--layers", type=int, default=2)
+    s.add_argument("--heads", type=int, default=2)
+    s.add_argument("--dropout", type=float, default=0.2)
+    s.add_argument("--max-len", type=int, default=50)
+    s.add_argument("--epochs", type=int, default=40)
+    s.add_argument("--batch", type=int, default=128)
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--wd", type=float, default=0.0)
+    s.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
+    s.add_argument("--patience", type=int, default=0, help="0: no early stopping (the best epoch is still kept)")
+    s.add_argument("--label-smoothing", type=float, default=0.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--exclude-seen", action="store_true", help="TrainConfig.exclude_seen")
+    s.add_argument("--soft-exclude-seen", action="store_true",
+                   help="soft targets skip items earlier in the window (the student's training is unchanged)")
+    s.add_argument("--teacher", default="", help="'+'-joined tags of saved fits: distil from their mean log-probs")
+    s.add_argument("--top-k", type=int, default=100)
+    s.add_argument("--temperature", type=float, default=2.0)
+    s.add_argument("--alpha", type=float, default=0.5)
+    s.add_argument("--future", type=int, default=1, help="train each position on its next N items (label term)")
+    s.add_argument("--future-decay", type=float, default=1.0)
+    s.add_argument("--future-weight", type=float, default=0.5, help="weight of the next-N term (1 - it: next item)")
+    s.set_defaults(fn=fit)
+    c = sub.add_parser("compare")
+    c.add_argument("pairs", nargs="+", help="A:B, each side a tag or '+'-joined tags (an ensemble)")
+    c.add_argument("--dataset", default="movielens-100k")
+    c.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
+    c.add_argument("--record", action="store_true", help="append to round3/compare.jsonl")
+    c.set_defaults(fn=compare)
+    sub.add_parser("table").set_defaults(fn=table)
+    args = p.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
