@@ -74,3 +74,28 @@ def test_executorch_refuses_weight_only_with_a_typed_error_that_names_the_altern
     model, x, w, golden = _bundle(tmp_path, "executorch")
     with w, pytest.raises(UnsupportedRecipeError, match="cosine 0.85.*dynamic-int8"):
         export_artifact(w, model, (x,), "executorch", precision="int8", recipe=WeightOnlyInt8(), golden=golden)
+
+
+def test_tflite_gate_falls_back_to_weight_only_when_static_ranges_do_not_fit(tmp_path):
+    """LiteRT has no QAT fallback; when static int8 clips (calibrated on inputs 100x smaller than the ones it is
+    judged on), the gate's last default LiteRT recipe quantizes only the weights (ranges of activations found at run
+    time) and still ships an int8 file, with the failed attempts recorded."""
+    from edgecart.compress import agreement_evaluator
+    from edgecart.exporters import QualityGate, export_int8_gated, infer_io_spec
+
+    model = Mlp().eval()
+    g = torch.Generator().manual_seed(1)
+    calib = [(0.01 * torch.randn(1, 64, generator=g),) for _ in range(8)]
+    val = [(torch.randn(1, 64, generator=g),) for _ in range(8)]
+    io = infer_io_spec(model, val[0])
+    golden = golden_from_model(model, val[:2], io)
+    evaluate, reference = agreement_evaluator(model, val)
+    with BundleWriter(tmp_path / "b", name="mlp", version="0.1.0", task="generic", inputs=io.inputs,
+                      outputs=io.outputs) as w:
+        w.set_golden(*golden)
+        art = export_int8_gated(w, model, val[0], "tflite", calibration=calib, golden=golden, evaluate=evaluate,
+                                reference=reference, gate=QualityGate("cosine", 0.01))
+        assert art is not None and art.quantization["recipe"] == "weight-only-int8"
+        attempts = art.quantization["gate"]["attempts"]
+        assert [(a["recipe"], a["passed"]) for a in attempts] == [
+            ("static-int8-per-channel", False), ("static-int8-per-tensor", False), ("weight-only-int8", True)]
