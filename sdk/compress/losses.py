@@ -113,6 +113,14 @@ class KLDivergence(LossTerm):
                         log_target=True) * tt * tt
 
 
+def _check_top_k_temperature(term: Any) -> None:
+    """The shared checks of the top-K ranking terms, naming the term in the message."""
+    if not isinstance(term.top_k, int) or term.top_k < 1:
+        raise ValueError(f"{term.name}: top_k must be an integer >= 1, got {term.top_k!r}")
+    if not term.temperature > 0:
+        raise ValueError(f"{term.name}: temperature must be > 0, got {term.temperature!r}")
+
+
 @_register
 @dataclass(frozen=True)
 class RankingKD(LossTerm):
@@ -123,10 +131,7 @@ class RankingKD(LossTerm):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.top_k, int) or self.top_k < 1:
-            raise ValueError(f"ranking: top_k must be an integer >= 1, got {self.top_k!r}")
-        if not self.temperature > 0:
-            raise ValueError(f"ranking: temperature must be > 0, got {self.temperature!r}")
+        _check_top_k_temperature(self)
 
     def __call__(self, s, t, labels=None, projection=None):
         import torch
@@ -283,10 +288,7 @@ class MaskedRankingKD(LossTerm):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.top_k, int) or self.top_k < 1:
-            raise ValueError(f"masked_ranking: top_k must be an integer >= 1, got {self.top_k!r}")
-        if not self.temperature > 0:
-            raise ValueError(f"masked_ranking: temperature must be > 0, got {self.temperature!r}")
+        _check_top_k_temperature(self)
 
     def __call__(self, s, t, labels=None, projection=None):
         import torch
