@@ -4,7 +4,8 @@ The shop's own item ids go in; they are mapped through the bundle's item table (
 ``i`` is ``items[i - 1]``, 0 is padding), unknown ids are ignored and reported, the last ``max_len`` known items are
 left-padded into the model's ``history`` input. The model returns the user vector, which the bundle's int8 item table
 (``catalog.item_embeddings``: rows and per-row scales) turns into one score per item; the top-k come back as shop ids
-(seen items excluded by default, removed items never). An empty or all-unknown history falls back to the bundle's
+(seen items excluded by default, removed items never); a bundle that carries an item-to-item table blends it in
+(:mod:`edgecart.runtime.item_to_item`). An empty or all-unknown history falls back to the bundle's
 popularity ranking. Ids are matched as given: ints, integral strings (``"42"`` is 42) and other strings; an id that
 cannot be one (a list, a bool) is an :class:`InputSpecError`, an id the bundle does not know is reported.
 """
@@ -21,6 +22,7 @@ import numpy as np
 from ._open import open_task_bundle
 from .bundle import Bundle
 from .errors import BundleError, InputSpecError
+from .item_to_item import ItemToItem, read_item_to_item
 from .manifest import SequencePreprocessing
 from .search import _matvec, one_blas_thread
 from .session import Session, load
@@ -150,6 +152,7 @@ class Recommender:
         self.padding = m.preprocessing.padding
         self.pad_index = m.preprocessing.pad_index
         self.table = read_item_table(bundle)
+        self.item_to_item: ItemToItem | None = read_item_to_item(bundle)
         self.scoring = str(cat.get("scoring", MODEL_SCORES))
         width = m.outputs[0].shape[-1]
         if self.scoring == USER_VECTOR:
@@ -205,6 +208,8 @@ class Recommender:
             out = self.session.run(self._model_input(model_known))[self._output]
             raw = self.table.scores(out[0])[0] if self.scoring == USER_VECTOR else out[0]
             scores = np.asarray(raw, np.float64).copy()
+            if self.item_to_item is not None:  # blended with the bundle's co-occurrence table (catalog.item_to_item)
+                scores = self.item_to_item.blend_scores(scores[None], [np.asarray(known, np.int64)])[0]
             source, used, artifact = "model", min(len(model_known), self.max_len), self.session.artifact.name
         scores[~self.table.available] = -np.inf
         if exclude_seen and known:

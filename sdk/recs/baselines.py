@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from edgecart.runtime.item_to_item import ItemToItem
 
 
 class Popularity:
@@ -52,6 +53,25 @@ class CoOccurrence:
     def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         a, b = self._indptr[i], self._indptr[i + 1]
         return self._cols[a:b], self._vals[a:b]
+
+    def item_to_item(self, blend: float, neighbours: int | None = None) -> ItemToItem:
+        """The runtime's blended scorer (:class:`edgecart.runtime.item_to_item.ItemToItem`) over this matrix, each
+        row cut to its ``neighbours`` largest counts (None: all), with this model's ``recent`` and ``decay``."""
+        if neighbours is not None and neighbours < 1:
+            raise ValueError("neighbours must be >= 1 (or None for every co-occurring item)")
+        rows = self.num_items + 1
+        keep = np.ones(self._cols.size, bool)
+        if neighbours is not None:
+            for i in range(rows):
+                a, b = self._indptr[i], self._indptr[i + 1]
+                if b - a > neighbours:
+                    order = np.argsort(-self._vals[a:b], kind="stable")
+                    keep[a:b] = False
+                    keep[a + order[:neighbours]] = True
+        counts = np.bincount(np.repeat(np.arange(rows), np.diff(self._indptr)), weights=keep, minlength=rows)
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return ItemToItem(indptr, self._cols[keep].astype(np.int32), self._vals[keep].astype(np.float32), blend,
+                          self.recent, self.decay)
 
     def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(histories), self.num_items + 1), np.float64)

@@ -18,6 +18,7 @@ from edgecart.data.sequences import SequenceData, Split, left_pad
 from edgecart.exporters import BundleWriter, QATData, QualityGate, golden_from_model
 from edgecart.exporters.gate import evaluate_artifact, export_formats_gated
 from edgecart.models.sasrec import SASRec, SASRecUserVector
+from edgecart.runtime.item_to_item import ItemToItem
 from edgecart.runtime.manifest import Artifact, SequencePreprocessing
 from edgecart.runtime.recommender import USER_VECTOR, ItemTable
 from edgecart.runtime.search import quantize_rows
@@ -31,6 +32,8 @@ POPULARITY = "catalog/popularity.npy"
 EMBEDDINGS = "catalog/item_embeddings.int8.npy"
 EMBEDDING_SCALES = "catalog/item_embeddings.scale.npy"
 METADATA = "catalog/items.json"
+ITEM_TO_ITEM = {"indptr": "catalog/item_to_item.indptr.npy", "items": "catalog/item_to_item.items.npy",
+                "weights": "catalog/item_to_item.weights.npy"}
 
 
 @dataclass(frozen=True)
@@ -74,12 +77,15 @@ def session_scores(session: Session, histories: tuple[np.ndarray, ...] | list[np
 
 
 def session_evaluator(histories: tuple[np.ndarray, ...] | list[np.ndarray], targets: np.ndarray, k: int = 10,
-                      table: ItemTable | None = None,
-                      exclude_seen_too: bool = False) -> Callable[[Session], dict[str, float]]:
+                      table: ItemTable | None = None, exclude_seen_too: bool = False,
+                      item_to_item: ItemToItem | None = None) -> Callable[[Session], dict[str, float]]:
     """A function Session -> {recall@k, ndcg@k, users} for the exporters' quality gate; with ``exclude_seen_too``
-    also ``recall@k_unseen`` / ``ndcg@k_unseen`` with each user's history scored out (the runtime's default)."""
+    also ``recall@k_unseen`` / ``ndcg@k_unseen`` with each user's history scored out (the runtime's default);
+    with ``item_to_item`` the scores are blended with it, as the runtime does for a bundle that carries one."""
     def evaluate(session: Session) -> dict[str, float]:
         scores = session_scores(session, histories, table)
+        if item_to_item is not None:
+            scores = item_to_item.blend_scores(scores, histories)
         out = evaluate_scores(scores, targets, k)
         if exclude_seen_too:
             unseen = evaluate_scores(scores, targets, k, exclude=histories)
@@ -91,12 +97,13 @@ def session_evaluator(histories: tuple[np.ndarray, ...] | list[np.ndarray], targ
 
 def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfig, out: Path, *,
                  popularity: np.ndarray, quality: dict[str, Any], name: str, version: str = "0.1.0",
-                 metadata: list[dict[str, Any]] | None = None,
+                 metadata: list[dict[str, Any]] | None = None, item_to_item: ItemToItem | None = None,
                  progress: Callable[[str], None] | None = None) -> tuple[Path, list[ArtifactRow], dict[str, Any]]:
     """Export ``model`` into a bundle at ``out``; returns (path, one row per kept artifact, catalog description).
 
     ``metadata``: optional per-item records (names, categories, ...; one per item, in item order) carried into
-    ``catalog/items.json``."""
+    ``catalog/items.json``; ``item_to_item``: the co-occurrence table and blend weight the runtime mixes with the
+    model's scores (the gate and every figure are measured with it)."""
     from edgecart.runtime.backends import backend_for_format
 
     say = progress or (lambda _m: None)
@@ -117,8 +124,12 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
     calibration = [(_as_input(table, left_pad(split.valid_history[u][-int(rng.integers(1, n + 1)):], n)),)
                    for u in users]
     g = min(cfg.gate_users, split.num_users)
-    gate_eval = session_evaluator(split.valid_history[:g], split.valid_target[:g], table=table)
-    test_eval = session_evaluator(split.test_history, split.test_target, table=table, exclude_seen_too=True)
+    if item_to_item is not None and item_to_item.rows != data.num_items + 1:
+        raise ValueError(f"item_to_item has {item_to_item.rows} rows for {data.num_items} items (+1 padding)")
+    gate_eval = session_evaluator(split.valid_history[:g], split.valid_target[:g], table=table,
+                                  item_to_item=item_to_item)
+    test_eval = session_evaluator(split.test_history, split.test_target, table=table, exclude_seen_too=True,
+                                  item_to_item=item_to_item)
     gate = QualityGate(cfg.gate_metric, cfg.gate_max_drop)
 
     q, scale = table.q, table.scales
@@ -141,6 +152,8 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
     }
     if metadata is not None:
         catalog["metadata"] = METADATA
+    if item_to_item is not None:
+        catalog["item_to_item"] = item_to_item.describe(ITEM_TO_ITEM)
     with BundleWriter(out, name=name, version=version, task="recommendations", inputs=io.inputs,
                       outputs=io.outputs, preprocessing=SequencePreprocessing(n, 0, "left"), overwrite=True) as w:
         w.set_golden(*golden)
@@ -148,6 +161,10 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
         w.add_file(POPULARITY, "catalog", np.asarray(popularity, np.float32))
         w.add_file(EMBEDDINGS, "catalog", q)
         w.add_file(EMBEDDING_SCALES, "catalog", scale)
+        if item_to_item is not None:
+            w.add_file(ITEM_TO_ITEM["indptr"], "catalog", item_to_item.indptr.astype(np.int64))
+            w.add_file(ITEM_TO_ITEM["items"], "catalog", item_to_item.items.astype(np.int32))
+            w.add_file(ITEM_TO_ITEM["weights"], "catalog", item_to_item.weights.astype(np.float32))
         if metadata is not None:
             w.add_file(METADATA, "catalog", json.dumps({"ids": [_plain_id(v) for v in data.item_ids.tolist()],
                                                         "records": metadata}, ensure_ascii=False).encode("utf-8"))

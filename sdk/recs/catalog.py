@@ -21,6 +21,7 @@ import numpy as np
 from edgecart.data.interactions import json_value
 from edgecart.runtime.bundle import open_bundle
 from edgecart.runtime.errors import BundleError, EdgecartError, InputSpecError
+from edgecart.runtime.item_to_item import ItemToItem, read_item_to_item
 from edgecart.runtime.recommender import USER_VECTOR, read_item_table
 from edgecart.runtime.search import quantize_rows
 
@@ -42,12 +43,14 @@ def update_item_table(bundle: str | os.PathLike[str], out: str | os.PathLike[str
                       embeddings: Mapping[Any, np.ndarray] | None = None,
                       popularity: Mapping[Any, float] | None = None,
                       metadata: Mapping[Any, dict[str, Any]] | None = None,
-                      version: str | None = None) -> Path:
+                      like: Mapping[Any, Any] | None = None, version: str | None = None) -> Path:
     """Write ``out``: ``bundle`` with its item table changed and its model files copied unchanged.
 
     ``add``: new item id -> float vector (the table's dimension); ``remove``: ids never to recommend again;
     ``embeddings``: known id -> new float vector; ``popularity``: id -> count (new items default to 0);
-    ``metadata``: id -> record (a bundle built without item metadata gets it, ``{}`` for the other items).
+    ``metadata``: id -> record (a bundle built without item metadata gets it, ``{}`` for the other items);
+    ``like``: new id -> the known id it resembles: in a bundle with an item-to-item table the new item becomes its
+    twin's (it follows what its twin follows, and is followed by what follows its twin).
     Unknown ids in ``remove`` / ``embeddings`` / ``popularity`` / ``metadata``, ids in ``add`` that exist, and
     wrong vector sizes are :class:`InputSpecError`.
     """
@@ -102,6 +105,10 @@ def update_item_table(bundle: str | os.PathLike[str], out: str | os.PathLike[str
         index.update({_norm(k): len(ids) - len(new) + j + 1 for j, (k, _) in enumerate(new)})
     for item, c in (popularity or {}).items():
         pop[idx(item, "popularity")] = float(c)
+    i2i = read_item_to_item(src)
+    if i2i is not None and new:
+        twins = {index[_norm(k)]: idx(like[k], f"like[{k!r}]") for k, _ in new if like and k in like}
+        i2i = _with_twins(i2i, len(ids) + 1, twins)
     q, scale = quantize_rows(rows)
     q[0], scale[0] = 0, 1.0
 
@@ -127,6 +134,10 @@ def update_item_table(bundle: str | os.PathLike[str], out: str | os.PathLike[str
         raise InputSpecError("item ids must all be integers or all be strings")
 
     replaced = {cat["items"], cat["popularity"], emb["path"], emb["scale"], AVAILABLE}
+    if i2i is not None and new:
+        paths = {k: cat["item_to_item"][k] for k in ("indptr", "items", "weights")}
+        cat["item_to_item"] = i2i.describe(paths)
+        replaced |= set(paths.values())
     if m.golden is not None:
         replaced |= set(m.golden.inputs.values()) | set(m.golden.outputs.values())
     if records is not None:
@@ -144,6 +155,10 @@ def update_item_table(bundle: str | os.PathLike[str], out: str | os.PathLike[str
         w.add_file(emb["path"], "catalog", q)
         w.add_file(emb["scale"], "catalog", scale.astype(np.float32))
         w.add_file(AVAILABLE, "catalog", avail)
+        if i2i is not None and new:
+            w.add_file(paths["indptr"], "catalog", i2i.indptr)
+            w.add_file(paths["items"], "catalog", i2i.items)
+            w.add_file(paths["weights"], "catalog", i2i.weights)
         if records is not None:
             w.add_file(cat["metadata"], "catalog", json.dumps({"ids": [_plain(v) for v in ids], "records": records},
                                                               ensure_ascii=False).encode("utf-8"))
@@ -156,6 +171,28 @@ def update_item_table(bundle: str | os.PathLike[str], out: str | os.PathLike[str
         w.quality = {**(m.quality or {}), "item_table_updated_from": m.version,
                      "note": "item table changed after export; the quality figures are those of the export"}
         return w.commit()
+
+
+def _with_twins(i2i: ItemToItem, rows: int, twins: Mapping[int, int]) -> ItemToItem:
+    """``i2i`` grown to ``rows`` rows, each new index of ``twins`` (new -> known) a copy of its twin: its row is the
+    twin's row and it sits beside the twin, at the same weight, in every row that holds the twin."""
+    r = np.repeat(np.arange(i2i.rows), np.diff(i2i.indptr))
+    c, w = i2i.items.astype(np.int64), i2i.weights
+    rs, cs, ws = [r], [c], [w]
+    for new, twin in twins.items():
+        a, b = i2i.indptr[twin], i2i.indptr[twin + 1]
+        rs.append(np.full(b - a, new))
+        cs.append(c[a:b])
+        ws.append(w[a:b])
+        hit = c == twin
+        rs.append(r[hit])
+        cs.append(np.full(int(hit.sum()), new))
+        ws.append(w[hit])
+    r, c, w = np.concatenate(rs), np.concatenate(cs), np.concatenate(ws)
+    order = np.lexsort((c, r))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=rows))]).astype(np.int64)
+    return ItemToItem(indptr, c[order].astype(np.int32), w[order].astype(np.float32), i2i.blend, i2i.recent,
+                      i2i.decay, i2i.smoothing)
 
 
 def _norm(v: Any) -> Any:
@@ -352,7 +389,8 @@ def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os
             vectors = {i: rows[where[lk]] for i, lk in zip(new_ids, likes, strict=True)}
             meta = {i: {k: v for k, v in r.items() if k != LIKE_COLUMN} for i, r in zip(new_ids, records,
                                                                                             strict=True)}
-            path = update_item_table(src.root, dest, add=vectors, metadata=meta, version=version)
+            path = update_item_table(src.root, dest, add=vectors, metadata=meta, version=version,
+                                     like=dict(zip(new_ids, likes, strict=True)))
             added = list(new_ids)
     b = open_bundle(path)  # verified as a reader sees it
     return ItemUpdate(Path(path), b.manifest.version, int(b.manifest.catalog["num_items"]), tuple(added),

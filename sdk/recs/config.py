@@ -92,7 +92,12 @@ class RecsConfig:
     ``teacher_seeds``: the teacher is an ensemble of that many models of the teacher's size, trained from seeds
     ``teacher_train.seed``, ``+ 1``, ...; its scores are their mean log-probabilities (1: a single model); the
     student's parameter limit ``max_student_ratio`` is against the whole ensemble (the classic case of distilling
-    several models into one small one)."""
+    several models into one small one).
+
+    ``item_to_item``: the bundle may carry each item's ``item_to_item`` most frequent followers (co-occurrence
+    within ``cooc_window``) and blend them with the student's scores (:mod:`edgecart.runtime.item_to_item`); the
+    weight is chosen on validation from ``blend_grid`` (1.0 = the student alone, then no table is shipped); 0 turns
+    the blend off."""
 
     max_len: int = 50
     teacher: ModelSize = field(default_factory=lambda: ModelSize(128, 2, 2, 0.2))
@@ -112,10 +117,16 @@ class RecsConfig:
     cooc_window: int = 3
     threads: int | None = None
     teacher_seeds: int = 1
-
+    item_to_item: int = 50
+    blend_grid: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", tuple(self.formats))
+        object.__setattr__(self, "blend_grid", tuple(float(w) for w in self.blend_grid))
+        if self.item_to_item < 0:
+            raise ValueError("item_to_item (neighbours kept per item for the blend; 0 = no blend) must be >= 0")
+        if not self.blend_grid or any(not 0.0 < w <= 1.0 for w in self.blend_grid):
+            raise ValueError(f"blend_grid: weights of the student's scores in (0, 1], got {self.blend_grid}")
         if self.max_len < 1 or self.min_item_count < 1:
             raise ValueError("max_len and min_item_count must be >= 1")
         bad = [f for f in self.formats if f not in FORMATS]

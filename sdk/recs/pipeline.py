@@ -21,12 +21,13 @@ import torch
 from edgecart.cache import Cache
 from edgecart.data.sequences import SequenceData, Split, leave_last_out
 from edgecart.models.sasrec import SASRec, SASRecConfig, SASRecEnsemble, num_params
+from edgecart.runtime.item_to_item import ItemToItem
 
 from .baselines import CoOccurrence, Popularity
 from .bundle import ArtifactRow, write_bundle
 from .config import DistillConfig, ModelSize, RecsConfig, TrainConfig
 from .metrics import evaluate_scores, paired_bootstrap, rank_metrics, target_ranks, user_ndcg
-from .train import eager_scores, pca_init, teacher_soft_targets, train
+from .train import eager_scores, evaluate_model, pca_init, teacher_soft_targets, train
 
 Progress = Callable[[str], None] | None
 
@@ -75,6 +76,7 @@ class DatasetResult:
     exported: str
     table_bytes: dict[str, int]
     seconds: float
+    blend: float | None = None  # the shipped blend of the student with the item-to-item table (None: student alone)
 
     def model(self, name: str) -> ModelRow:
         for m in self.models:
@@ -94,11 +96,14 @@ class RecsSummary:
         lines = ["| model | " + " | ".join(f"{n} params | {n} R@10 | {n} NDCG@10 | {n} NDCG@10 exclude_seen"
                                           for n in names) + " |",
                  "|---|" + "---:|---:|---:|---:|" * len(names)]
-        order = [m.model for m in self.results[0].models] if self.results else []
+        order = list(dict.fromkeys(m.model for r in self.results for m in r.models))
         for model in order:
             cells = []
             for r in self.results:
-                m = r.model(model)
+                m = next((x for x in r.models if x.model == model), None)
+                if m is None:  # e.g. no blend shipped for this data set
+                    cells += ["-"] * 4
+                    continue
                 cells += [_fmt_params(m.params), f"{m.recall:.4f}", f"{m.ndcg:.4f}",
                           "-" if m.ndcg_unseen is None else f"{m.ndcg_unseen:.4f}"]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
@@ -109,8 +114,9 @@ class RecsSummary:
                 lines.append(f"| {r.dataset} | {pair} | {c['diff']:+.4f} [{c['diff_lo']:+.4f}, {c['diff_hi']:+.4f}] | "
                              f"{c['ratio']:.3f} [{c['ratio_lo']:.3f}, {c['ratio_hi']:.3f}] |")
         lines += ["", "Artifacts: the exported student's user-vector model, scored against the bundle's int8 item "
-                  "table through the runtime (test users; NDCG@10 without / with exclude_seen; p50 of one "
-                  "Recommender.recommend call, measured on whatever load the machine had)", "",
+                  "table (and blended with its item-to-item table where the bundle ships one) through the runtime "
+                  "(test users; NDCG@10 without / with exclude_seen; p50 of one Recommender.recommend call, "
+                  "measured on whatever load the machine had)", "",
                   "| data set | artifact (exported student) | backend | model bytes | R@10 | NDCG@10 | Δ NDCG vs fp32 "
                   "| NDCG@10 exclude_seen | cosine vs eager | p50 ms |",
                   "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -126,7 +132,8 @@ class RecsSummary:
         lines.append("")
         for r in self.results:
             t = r.table_bytes
-            lines.append(f"{r.description}; exported: {r.exported}; the item table is stored once, "
+            shipped = r.exported if r.blend is None else f"{r.exported} + item-to-item, blend {r.blend:g}"
+            lines.append(f"{r.description}; exported: {shipped}; the item table is stored once, "
                          f"as int8 rows + per-row scales: {t['int8_bytes']} B (fp32 would be {t['fp32_bytes']} B); "
                          f"{r.seconds:.0f} s")
         lines.append(f"total: {self.seconds:.0f} s")
@@ -265,12 +272,23 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
         students[label] = student
         rows.append(_model_row(label, student, split, seconds))
 
-    valid = {k: next(r.valid_ndcg for r in rows if r.model == k) for k in students}
-    exported = max(valid, key=lambda k: (valid[k], k == "student, distilled"))
+    exported, i2i, blend_valid = _choose_export(students, cooc, cfg, split)
+    if cfg.item_to_item:
+        t_blend, t_valid = _best_blend(teacher, cooc.item_to_item(1.0, cfg.item_to_item), cfg, split)
+        rows.append(_blend_row(TEACHER_BLEND, teacher, t_blend, split))
+        say(f"{data.name}: teacher + item-to-item, blend {t_blend.blend:g} chosen on validation "
+            f"(NDCG@10 {t_valid:.4f})")
+    if i2i is not None:
+        rows.append(_blend_row(STUDENT_BLEND, students[exported], i2i, split))
+    say(f"{data.name}: exported {exported}" + (f" + item-to-item ({i2i.items.size} neighbours), blend "
+                                                f"{i2i.blend:g}" if i2i is not None else " alone")
+        + f", chosen on validation (NDCG@10 {blend_valid:.4f})")
     quality = {
         "models_test": {r.model: {"recall@10": r.recall, "ndcg@10": r.ndcg, "params": r.params} for r in rows},
         "models_valid_ndcg@10": {r.model: r.valid_ndcg for r in rows},
-        "exported_model": exported, "exported_why": "the student with the higher validation NDCG@10",
+        "exported_model": exported, "exported_why": "the student (and blend weight with the item-to-item table) "
+                                                    "with the highest validation NDCG@10",
+        "blend": None if i2i is None else i2i.blend,
         "student_to_teacher_params": ratio, "config": cfg.to_dict(),
         "test_ndcg@10_paired_bootstrap_95": compare_models(rows),
     }
@@ -278,12 +296,53 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
     if out is not None:
         bundle, arts, catalog = write_bundle(students[exported], data, split, cfg, Path(out),
                                              popularity=pop.counts, quality=quality, metadata=metadata,
+                                             item_to_item=i2i,
                                              name=f"recs-{data.name}", progress=progress)
         say(f"{data.name}: bundle {bundle}")
     emb = catalog["item_embeddings"]
     table = {k: int(emb[k]) for k in ("fp32_bytes", "int8_bytes", "saved_bytes")}
     return DatasetResult(data.name, data.describe(), tuple(rows), tuple(arts), bundle, exported, table,
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, None if i2i is None else i2i.blend)
+
+
+#: model rows of the blends with the item-to-item table (weights chosen on validation)
+STUDENT_BLEND = "shipped: student + item-to-item"
+TEACHER_BLEND = "teacher + item-to-item"
+
+
+def _best_blend(model: SASRec | SASRecEnsemble, i2i: ItemToItem, cfg: RecsConfig,
+                split: Split) -> tuple[ItemToItem, float]:
+    """The blend weight of ``cfg.blend_grid`` with the highest validation NDCG@10 (ties: the larger weight)."""
+    sv = eager_scores(model, split.valid_history)
+    best = None
+    for w in cfg.blend_grid:
+        cand = dataclasses.replace(i2i, blend=w)
+        v = evaluate_scores(cand.blend_scores(sv, split.valid_history), split.valid_target)["ndcg@10"]
+        if best is None or (v, w) > (best[1], best[0].blend):
+            best = (cand, v)
+    assert best is not None
+    return best
+
+
+def _choose_export(students: dict[str, SASRec], cooc: CoOccurrence, cfg: RecsConfig,
+                   split: Split) -> tuple[str, ItemToItem | None, float]:
+    """The student to export and its blend with the item-to-item table (None: the student alone), jointly chosen
+    on validation NDCG@10; ties go to the distilled student."""
+    if not cfg.item_to_item:
+        valid = {k: evaluate_model(m, split.valid_history, split.valid_target)["ndcg@10"] for k, m in students.items()}
+        best = max(valid, key=lambda k: (valid[k], k == "student, distilled"))
+        return best, None, valid[best]
+    base = cooc.item_to_item(1.0, cfg.item_to_item)
+    picks = {k: _best_blend(m, base, cfg, split) for k, m in students.items()}
+    best = max(picks, key=lambda k: (picks[k][1], k == "student, distilled"))
+    i2i, v = picks[best]
+    return best, (None if i2i.blend >= 1.0 else i2i), v
+
+
+def _blend_row(label: str, model: SASRec | SASRecEnsemble, i2i: ItemToItem, split: Split) -> ModelRow:
+    return _row(label, num_params(model) + int(i2i.items.size),
+                i2i.blend_scores(eager_scores(model, split.test_history), split.test_history),
+                i2i.blend_scores(eager_scores(model, split.valid_history), split.valid_history), split)
 
 
 def _model_row(label: str, model: SASRec, split: Split, seconds: float | None) -> ModelRow:
@@ -303,7 +362,11 @@ def _row(label: str, params: int | None, test_scores: np.ndarray, valid_scores: 
 
 
 #: The paired comparisons the summary reports (a, b): the issue's targets are judged on these with their CIs.
-COMPARISONS = (("student, distilled", "teacher (SASRec)"), ("student, distilled", "student, no distillation"),
+COMPARISONS = ((STUDENT_BLEND, "co-occurrence"), (STUDENT_BLEND, "popularity"),
+               (STUDENT_BLEND, "student, no distillation"), (STUDENT_BLEND, "student, distilled"),
+               (TEACHER_BLEND, "co-occurrence"), (TEACHER_BLEND, "student, no distillation"),
+               (TEACHER_BLEND, "teacher (SASRec)"), (STUDENT_BLEND, TEACHER_BLEND),
+               ("student, distilled", "teacher (SASRec)"), ("student, distilled", "student, no distillation"),
                ("teacher (SASRec)", "student, no distillation"),
                ("student, distilled", "co-occurrence"), ("student, distilled", "popularity"),
                ("student, no distillation", "popularity"),

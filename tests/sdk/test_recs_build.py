@@ -197,8 +197,10 @@ def test_build_writes_bundle_and_report(built):
         assert (built / f).is_file() and (built / f).stat().st_size > 0
     doc = json.loads((built / "summary.json").read_text())
     models = {m["model"]: m for m in doc["results"][0]["models"]}
-    assert set(models) == {"popularity", "co-occurrence", "teacher (SASRec)", "student, distilled",
-                           "student, no distillation"}
+    base = {"popularity", "co-occurrence", "teacher (SASRec)", "student, distilled", "student, no distillation",
+            "teacher + item-to-item"}
+    assert set(models) - base <= {"shipped: student + item-to-item"} and base <= set(models)
+    assert (doc["results"][0]["blend"] is None) == ("shipped: student + item-to-item" not in models)
     assert models["student, distilled"]["ndcg_unseen"] is not None
     assert "log " in doc["notes"][0]
     m = open_bundle(built / "bundle").manifest

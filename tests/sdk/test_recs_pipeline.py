@@ -33,9 +33,13 @@ def result(tmp_path_factory):
 
 def test_models_and_baselines_are_evaluated(result):
     res, _, _ = result
+    from edgecart.recs.pipeline import STUDENT_BLEND, TEACHER_BLEND
+
     names = [m.model for m in res.models]
-    assert names == ["popularity", "co-occurrence", "teacher (SASRec)", "student, distilled",
-                     "student, no distillation"]
+    assert names[:6] == ["popularity", "co-occurrence", "teacher (SASRec)", "student, distilled",
+                         "student, no distillation", TEACHER_BLEND]
+    # the shipped blend is reported when validation chose one (blend < 1), and only then
+    assert names[6:] == ([] if res.blend is None else [STUDENT_BLEND])
     for m in res.models:
         assert 0.0 <= m.ndcg <= m.recall <= 1.0
     teacher = res.model("teacher (SASRec)")
@@ -65,7 +69,10 @@ def test_bundle_holds_every_format_with_runtime_quality(result):
     assert set(m.quality["models_test"]) == {r.model for r in res.models}
     assert len(res.artifacts) == len(m.artifacts)
     # the fp32 artifacts reproduce the eager student's test metrics through the runtime
-    student = res.model(res.exported)
+    from edgecart.recs.pipeline import STUDENT_BLEND
+
+    student = res.model(res.exported if res.blend is None else STUDENT_BLEND)
+    assert ("item_to_item" in m.catalog) == (res.blend is not None)
     for r in res.artifacts:
         if r.precision == "fp32":
             assert r.ndcg == pytest.approx(student.ndcg, abs=1e-2)  # scored with the int8 item table
