@@ -1,0 +1,267 @@
+"""Round 4 of the recommendations studies: a teacher that mixes the SASRec seed ensemble with item-to-item
+co-occurrence, and students distilled from it (issues 10 and 12).
+
+    EDGECART_THREADS=1 .venv/bin/python scripts/recs_round4.py mix --teacher T32-s0+T32-s1+T32-s2
+    EDGECART_THREADS=1 .venv/bin/python scripts/recs_round4.py fit --tag S16-mix-s0 --seed 0 --weight 0.5 ...
+    EDGECART_THREADS=1 .venv/bin/python scripts/recs_round4.py blend --student S16-label-s0 --weight 0.7
+
+``mix`` scores the mixture ``w * p_sasrec + (1 - w) * p_cooc`` on validation for a grid of ``w`` (the choice) and
+reports test. ``fit`` trains a 16-d student on labels plus the mixture's top-K soft targets through the build's
+trainer and writes its scores under ``--scores`` in the format of ``recs_round3.py`` (so ``recs_round3.py compare``
+reads them), and one JSON line to ``benchmarks/results/recs/round4/fits.jsonl``. ``blend`` scores a saved fit
+blended with the pruned item-to-item table exactly as the runtime does, with paired intervals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path("benchmarks/results/recs/round4")
+
+
+def _command() -> str:
+    return "EDGECART_THREADS=1 .venv/bin/python " + " ".join(["scripts/recs_round4.py", *sys.argv[1:]])
+
+
+def _split(dataset: str):
+    from edgecart.data.sequences import leave_last_out
+    from edgecart.recs.pipeline import _load
+
+    data = _load(dataset, 5)
+    return data, leave_last_out(data)
+
+
+def mix(args: argparse.Namespace) -> int:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from edgecart.recs.baselines import CoOccurrence
+    from edgecart.recs.metrics import paired_bootstrap, target_ranks, user_ndcg
+    from recs_round3 import _log_softmax, scores_of
+
+    data, split = _split(args.dataset)
+    co = CoOccurrence(split.train, data.num_items)
+    rows = []
+    for which, hist, tgt in (("valid", split.valid_history, split.valid_target),
+                             ("test", split.test_history, split.test_target)):
+        lt = _log_softmax(scores_of(args.teacher, which, args.scores))
+        lc = _cooc_logp(co.scores(hist), args.eps)
+        for w in args.weights:
+            m = _mix(lt, lc, w)
+            rows.append({"which": which, "w": w, "ndcg": float(user_ndcg(target_ranks(m, tgt)).mean()),
+                         "ndcg_unseen": float(user_ndcg(target_ranks(m, tgt, exclude=hist)).mean())})
+            print(json.dumps(rows[-1]), flush=True)
+    if args.against:
+        lt = _log_softmax(scores_of(args.teacher, "test", args.scores))
+        m = _mix(lt, _cooc_logp(co.scores(split.test_history), args.eps), args.pick)
+        for b in args.against.split(","):
+            sb = scores_of(b, "test", args.scores)
+            for excl in (None, split.test_history):
+                d = paired_bootstrap(user_ndcg(target_ranks(m, split.test_target, exclude=excl)),
+                                     user_ndcg(target_ranks(sb, split.test_target, exclude=excl)))
+                print(f"mix w={args.pick} - {b} ({'excl. seen' if excl else 'all'}): {json.dumps(d)}")
+    return 0
+
+
+def blend(args: argparse.Namespace) -> int:
+    """A saved fit blended with the item-to-item table as the runtime does (``ItemToItem.blend_scores``): test
+    NDCG@10 with and without seen items, paired intervals against co-occurrence and popularity."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from edgecart.recs.baselines import CoOccurrence, Popularity
+    from edgecart.recs.metrics import paired_bootstrap, target_ranks, user_ndcg
+    from recs_round3 import scores_of
+
+    data, split = _split(args.dataset)
+    co = CoOccurrence(split.train, data.num_items)
+    i2i = co.item_to_item(args.weight, args.neighbours)
+    h, t = split.test_history, split.test_target
+    b = i2i.blend_scores(scores_of(args.student, "test", args.scores), h)
+    others = {"co-occurrence": co.scores(h), "popularity": Popularity(split.train, data.num_items).scores(h)}
+    for excl, what in ((None, "all items"), (h, "excl. seen")):
+        ub = user_ndcg(target_ranks(b, t, exclude=excl))
+        for name, sc in others.items():
+            d = paired_bootstrap(ub, user_ndcg(target_ranks(sc, t, exclude=excl)))
+            print(f"{args.student} + item-to-item (w={args.weight}, {i2i.items.size} neighbours), {what}: "
+                  f"{ub.mean():.4f}; - {name} {d['diff']:+.4f} [{d['diff_lo']:+.4f}, {d['diff_hi']:+.4f}]")
+    return 0
+
+
+def _cooc_logp(scores: np.ndarray, eps: float) -> np.ndarray:
+    s = np.maximum(np.nan_to_num(scores.astype(np.float64), neginf=0.0), 0.0) + eps
+    s[..., 0] = 0.0
+    p = s / s[..., 1:].sum(-1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        return np.log(p)
+
+
+def _mix(lt: np.ndarray, lc: np.ndarray, w: float) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        m = np.log(w * np.exp(lt) + (1 - w) * np.exp(lc))
+    m[..., 0] = -np.inf
+    return m
+
+
+def mixture_soft_targets(teacher, split, num_items: int, max_len: int, w: float, top_k: int, temperature: float,
+                         eps: float, leave_user_out: bool, window: int = 3, recent: int = 5, decay: float = 0.7):
+    import torch
+    from edgecart.data.sequences import training_windows
+    from edgecart.recs.train import SoftTargets
+
+    inputs, _ = training_windows(split.train, max_len)
+    v = num_items + 1
+    dense = np.zeros((v, v), np.float32)
+    users = []
+    for u, s in enumerate(split.train):
+        s = np.asarray(s, np.int64)
+        for d in range(1, min(window, len(s) - 1) + 1):
+            np.add.at(dense, (s[:-d], s[d:]), 1.0)
+        end = len(s)
+        while end >= 2:
+            users.append(u)
+            end -= max_len
+    users = np.asarray(users)
+    pop = np.zeros(v, np.float64)
+    for s in split.train:
+        np.add.at(pop, np.asarray(s, np.int64), 1.0)
+    pop[0] = 0
+    tie = (pop / (pop.max() + 1.0) * 1e-3).astype(np.float32)
+    idx, wts = [], []
+    teacher.eval()
+    for i in range(0, len(inputs), 128):
+        x = inputs[i:i + 128]
+        b, n = x.shape
+        sc = np.zeros((b, n, v), np.float32)
+        for a in range(recent):
+            rows = np.zeros_like(x)
+            rows[:, a:] = x[:, :n - a]
+            sc += decay ** a * dense[rows]  # row 0 (padding) is all zeros
+        if leave_user_out:
+            for j in range(b):
+                s = np.asarray(split.train[users[i + j]], np.int64)
+                items, local = np.unique(s, return_inverse=True)
+                m = np.zeros((len(items), len(items)), np.float32)
+                for d in range(1, min(window, len(s) - 1) + 1):
+                    np.add.at(m, (local[:-d], local[d:]), 1.0)
+                pos = {int(it): k for k, it in enumerate(items)}
+                for a in range(recent):
+                    rows = np.zeros(n, np.int64)
+                    rows[a:] = x[j, :n - a]
+                    for t in range(n):
+                        if rows[t]:
+                            sc[j, t, items] -= decay ** a * m[pos[int(rows[t])]]
+        sc += tie
+        lc = _cooc_logp(sc, eps)
+        with torch.no_grad():
+            xt = torch.from_numpy(x)
+            lt = teacher.log_probs(xt) if hasattr(teacher, "log_probs") else torch.log_softmax(
+                teacher.score(teacher.encode(xt)), -1)
+            lt[..., 0] = -torch.inf
+            lt = torch.log_softmax(lt, -1).numpy()
+        m = torch.from_numpy(_mix(lt, lc, w).astype(np.float32))
+        top, ix = torch.topk(m, top_k, dim=-1)
+        idx.append(ix.numpy())
+        wts.append(torch.softmax(top / temperature, -1).numpy().astype(np.float32))
+    return SoftTargets(np.concatenate(idx), np.concatenate(wts))
+
+
+def fit(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+    from edgecart.models.sasrec import SASRec, SASRecConfig, SASRecEnsemble, num_params
+    from edgecart.recs.config import DistillConfig, TrainConfig
+    from edgecart.recs.train import eager_scores, train
+    from edgecart.threads import set_torch_threads
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from recs_round3 import _metrics
+
+    set_torch_threads(1)
+    data, split = _split(args.dataset)
+    teachers = []
+    for tag in args.teacher.split("+"):
+        meta = json.loads((args.scores / f"{tag}.json").read_text())
+        t = SASRec(SASRecConfig(**meta["model"]))
+        t.load_state_dict(torch.load(args.scores / f"{tag}.pt"))
+        teachers.append(t.eval())
+    teacher = SASRecEnsemble(teachers)
+    c0 = time.process_time()
+    soft = mixture_soft_targets(teacher, split, data.num_items, args.max_len, args.weight, args.top_k,
+                                args.temperature, args.eps, args.leave_user_out)
+    soft_cpu = time.process_time() - c0
+    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, seed=args.seed, schedule="cosine")
+    mcfg = SASRecConfig(data.num_items, args.max_len, args.dim, 1, 1, 2, args.dropout)
+    torch.manual_seed(args.seed)
+    model = SASRec(mcfg)
+    distill = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha)
+    c0 = time.process_time()
+    log = train(model, split, tcfg, soft=soft, distill=distill, desc=f"{args.dataset} {args.tag}", progress=print)
+    cpu = time.process_time() - c0
+    sv, st = eager_scores(model, split.valid_history), eager_scores(model, split.test_history)
+    args.scores.mkdir(parents=True, exist_ok=True)
+    np.save(args.scores / f"{args.tag}-valid.npy", sv.astype(np.float32))
+    np.save(args.scores / f"{args.tag}-test.npy", st.astype(np.float32))
+    torch.save(model.state_dict(), args.scores / f"{args.tag}.pt")
+    (args.scores / f"{args.tag}.json").write_text(json.dumps({"model": dataclasses.asdict(mcfg)}))
+    row = {"tag": args.tag, "dataset": args.dataset, "params": num_params(model), "model": dataclasses.asdict(mcfg),
+           "train": dataclasses.asdict(tcfg), "teacher": args.teacher, "weight": args.weight,
+           "leave_user_out": args.leave_user_out, "distill": dataclasses.asdict(distill),
+           "best_epoch": log.best_epoch, "epochs_run": len(log.losses), "valid_curve": list(log.valid_ndcg),
+           "soft_cpu_s": soft_cpu, "cpu_s": cpu, **_metrics(sv, split, "valid"), **_metrics(st, split, "test"),
+           "command": _command()}
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(OUT / "fits.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps({k: row[k] for k in ("tag", "valid_ndcg", "valid_ndcg_unseen", "test_ndcg", "test_ndcg_unseen",
+                                          "best_epoch", "soft_cpu_s", "cpu_s")}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("mix")
+    m.add_argument("--teacher", default="T32-s0+T32-s1+T32-s2")
+    m.add_argument("--dataset", default="movielens-100k")
+    m.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
+    m.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0])
+    m.add_argument("--eps", type=float, default=0.01)
+    m.add_argument("--pick", type=float, default=0.5)
+    m.add_argument("--against", default="")
+    m.set_defaults(fn=mix)
+    b = sub.add_parser("blend")
+    b.add_argument("--student", default="S16-label-s0")
+    b.add_argument("--weight", type=float, default=0.7)
+    b.add_argument("--neighbours", type=int, default=50)
+    b.add_argument("--dataset", default="movielens-100k")
+    b.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
+    b.set_defaults(fn=blend)
+    s = sub.add_parser("fit")
+    s.add_argument("--tag", required=True)
+    s.add_argument("--dataset", default="movielens-100k")
+    s.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
+    s.add_argument("--teacher", default="T32-s0+T32-s1+T32-s2")
+    s.add_argument("--weight", type=float, default=0.5)
+    s.add_argument("--eps", type=float, default=0.01)
+    s.add_argument("--leave-user-out", action="store_true")
+    s.add_argument("--dim", type=int, default=16)
+    s.add_argument("--dropout", type=float, default=0.1)
+    s.add_argument("--max-len", type=int, default=50)
+    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--batch", type=int, default=64)
+    s.add_argument("--lr", type=float, default=3e-3)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--top-k", type=int, default=100)
+    s.add_argument("--temperature", type=float, default=2.0)
+    s.add_argument("--alpha", type=float, default=0.5)
+    s.set_defaults(fn=fit)
+    args = p.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
