@@ -77,7 +77,20 @@ def blend(args: argparse.Namespace) -> int:
 
     data, split = _split(args.dataset)
     co = CoOccurrence(split.train, data.num_items)
-    i2i = co.item_to_item(args.weight, args.neighbours)
+    i2i = co.item_to_item(args.weight or 1.0, args.neighbours)
+    if not args.weight:  # chosen on validation, as the build does
+        import dataclasses
+
+        from edgecart.recs.metrics import evaluate_scores
+
+        sv = scores_of(args.student, "valid", args.scores)
+        grid = [round(0.1 * k, 1) for k in range(1, 11)]
+        vals = [evaluate_scores(dataclasses.replace(i2i, blend=w).blend_scores(sv, split.valid_history),
+                                split.valid_target)["ndcg@10"] for w in grid]
+        best = max(range(len(grid)), key=lambda k: (vals[k], grid[k]))
+        i2i = dataclasses.replace(i2i, blend=grid[best])
+        print(f"{args.student}: blend {grid[best]} chosen on validation (NDCG@10 {vals[best]:.4f}; alone "
+              f"{vals[-1]:.4f})")
     h, t = split.test_history, split.test_target
     b = i2i.blend_scores(scores_of(args.student, "test", args.scores), h)
     others = {"co-occurrence": co.scores(h), "popularity": Popularity(split.train, data.num_items).scores(h)}
@@ -85,7 +98,7 @@ def blend(args: argparse.Namespace) -> int:
         ub = user_ndcg(target_ranks(b, t, exclude=excl))
         for name, sc in others.items():
             d = paired_bootstrap(ub, user_ndcg(target_ranks(sc, t, exclude=excl)))
-            print(f"{args.student} + item-to-item (w={args.weight}, {i2i.items.size} neighbours), {what}: "
+            print(f"{args.student} + item-to-item (w={i2i.blend}, {i2i.items.size} neighbours), {what}: "
                   f"{ub.mean():.4f}; - {name} {d['diff']:+.4f} [{d['diff_lo']:+.4f}, {d['diff_hi']:+.4f}]")
     return 0
 
@@ -235,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     m.set_defaults(fn=mix)
     b = sub.add_parser("blend")
     b.add_argument("--student", default="S16-label-s0")
-    b.add_argument("--weight", type=float, default=0.7)
+    b.add_argument("--weight", type=float, default=0.7, help="0: chosen on validation from 0.1 ... 1.0")
     b.add_argument("--neighbours", type=int, default=50)
     b.add_argument("--dataset", default="movielens-100k")
     b.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
