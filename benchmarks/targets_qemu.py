@@ -228,9 +228,11 @@ def _run_et_runner(st: HostStatus, stage: Path, b: Any, name: str, task: str | N
                 for o, known in zip(first, known_lists, strict=True):
                     if rec.scoring == USER_VECTOR:  # the model returns the user vector: score the bundle's table
                         sc = rec.table.scores(o.reshape(1, -1))[0].astype(np.float64)
-                        sc[~rec.table.available] = -np.inf
                     else:
                         sc = o[0].astype(np.float64)
+                    if rec.item_to_item is not None:  # the bundle's item-to-item blend, as Recommender applies it
+                        sc = rec.item_to_item.blend_scores(sc[None], [np.asarray(known, np.int64)])[0]
+                    sc[~rec.table.available] = -np.inf
                     sc[rec.pad_index] = -np.inf
                     sc[np.asarray(known, np.int64)] = -np.inf
                     tops.append([_jsonable(rec.items[i - 1]) for i in _top_k(sc, TOP_K)])

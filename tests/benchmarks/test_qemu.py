@@ -133,8 +133,8 @@ def test_harness_target_reports_emulated_results_without_latency(emulator, tiny_
 
 @pytest.fixture(scope="module")
 def recs_bundle(tmp_path_factory) -> Path:
-    """A tiny recommendations bundle (SASRec user-vector model + int8 item table) in the three formats, through the
-    recommendations task's own bundle writer."""
+    """A tiny recommendations bundle (SASRec user-vector model + int8 item table + item-to-item blend) in the three
+    formats, through the recommendations task's own bundle writer."""
     import dataclasses
 
     torch = pytest.importorskip("torch")
@@ -149,8 +149,11 @@ def recs_bundle(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = SASRec(SASRecConfig(n_items, max_len=8, dim=16, heads=1, layers=1, dropout=0.0)).eval()
     cfg = dataclasses.replace(FAST, max_len=8, formats=("executorch", "onnx", "tflite"), int8=False, gate_users=16)
+    from edgecart.recs.baselines import CoOccurrence
+
+    i2i = CoOccurrence(split.train, n_items).item_to_item(0.5, neighbours=5)  # the runtime's blend, also on ARM
     path, _, _ = write_bundle(model, data, split, cfg, tmp_path_factory.mktemp("qemu") / "recs", popularity=pop,
-                              quality={}, name="tiny-recs")
+                              quality={}, name="tiny-recs", item_to_item=i2i)
     return path
 
 
