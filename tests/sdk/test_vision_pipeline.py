@@ -258,3 +258,24 @@ def test_catalog_add_update_remove_round_trip(built, tmp_path, capsys):
     assert _cli("catalog", "remove", v2, "--ids", "nope.png") == 2
     assert "not in the catalog" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+
+
+def test_the_p10_check_script_reproduces_the_builds_held_out_figures(built):
+    """scripts/build_check_p10.py re-searches the build's held-out photos from the raw folder through the runtime:
+    the same split and queries as the build, and the same precision@10 per artifact."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("build_check_p10", Path("scripts/build_check_p10.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    tmp, images, out = built
+    rows = mod.check(out / "bundle", images, tmp / "build.toml")
+    s = json.loads((out / "summary.json").read_text())
+    by_name = {a["artifact"]: a for a in s["artifacts"]}
+    assert rows and {r["artifact"] for r in rows} == set(by_name)
+    for r in rows:
+        assert r["queries"] == s["data"]["test"]
+        lo, hi = r["precision@10_ci"]
+        assert lo <= r["precision@10"] <= hi
+        assert r["precision@10"] == pytest.approx(by_name[r["artifact"]]["precision@10"], abs=1e-6)
