@@ -41,10 +41,10 @@ def _metrics(scores: np.ndarray, split, which: str) -> dict[str, float]:
 def fit(args: argparse.Namespace) -> int:
     import torch
     from edgecart.data.sequences import leave_last_out, training_windows
-    from edgecart.models.sasrec import SASRec, SASRecConfig, num_params
+    from edgecart.models.sasrec import SASRec, SASRecConfig
     from edgecart.recs.config import DistillConfig, TrainConfig
     from edgecart.recs.pipeline import _load
-    from edgecart.recs.train import eager_scores, train
+    from edgecart.recs.train import train
     from edgecart.threads import set_torch_threads
 
     set_torch_threads(1)
@@ -59,12 +59,7 @@ def fit(args: argparse.Namespace) -> int:
     kw = {}
     if args.teacher:
         # soft targets of a (possibly ensembled) teacher: averaged log-probabilities of the saved teacher models
-        teachers = []
-        for tag in args.teacher.split("+"):
-            meta = json.loads((args.scores / f"{tag}.json").read_text())
-            t = SASRec(SASRecConfig(**meta["model"]))
-            t.load_state_dict(torch.load(args.scores / f"{tag}.pt"))
-            teachers.append(t.eval())
+        teachers = load_fits(args.teacher, args.scores)
         distill = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha)
         windows, _ = training_windows(split.train, args.max_len)
         from edgecart.models.sasrec import SASRecEnsemble
@@ -86,26 +81,54 @@ def fit(args: argparse.Namespace) -> int:
     c0 = time.process_time()
     log = train(model, split, tcfg, desc=f"{args.dataset} {args.tag}", progress=print, **kw)
     cpu = time.process_time() - c0
+    import dataclasses
+
+    record_fit(args, model, mcfg, tcfg, split, OUT, _command(), {
+        "teacher": args.teacher or None, "distill": dataclasses.asdict(kw["distill"]) if kw else None,
+        "best_epoch": log.best_epoch, "epochs_run": len(log.losses), "valid_curve": list(log.valid_ndcg),
+        "cpu_s": cpu, "wall_s": log.seconds})
+    return 0
+
+
+def load_fits(tags: str, where: Path) -> list:
+    """The saved SASRecs of '+'-joined fit tags (weights and config under ``where``), in eval mode."""
+    import torch
+    from edgecart.models.sasrec import SASRec, SASRecConfig
+
+    models = []
+    for tag in tags.split("+"):
+        m = SASRec(SASRecConfig(**json.loads((where / f"{tag}.json").read_text())["model"]))
+        m.load_state_dict(torch.load(where / f"{tag}.pt"))
+        models.append(m.eval())
+    return models
+
+
+def record_fit(args: argparse.Namespace, model, mcfg, tcfg, split, out: Path, command: str,
+               extra: dict) -> dict:
+    """Keep a trained fit under ``args.scores`` (validation and test scores, weights, config) and append its JSON
+    line (validation and test NDCG@10 with and without seen items, ``extra``, the command) to ``out/fits.jsonl``."""
+    import dataclasses
+
+    import torch
+    from edgecart.models.sasrec import num_params
+    from edgecart.recs.train import eager_scores
+
+    model.eval()
     sv, st = eager_scores(model, split.valid_history), eager_scores(model, split.test_history)
     args.scores.mkdir(parents=True, exist_ok=True)
     np.save(args.scores / f"{args.tag}-valid.npy", sv.astype(np.float32))
     np.save(args.scores / f"{args.tag}-test.npy", st.astype(np.float32))
     torch.save(model.state_dict(), args.scores / f"{args.tag}.pt")
-    import dataclasses
-
     (args.scores / f"{args.tag}.json").write_text(json.dumps({"model": dataclasses.asdict(mcfg)}))
     row = {"tag": args.tag, "dataset": args.dataset, "params": num_params(model), "model": dataclasses.asdict(mcfg),
-           "train": dataclasses.asdict(tcfg), "teacher": args.teacher or None,
-           "distill": dataclasses.asdict(kw["distill"]) if kw else None,
-           "best_epoch": log.best_epoch, "epochs_run": len(log.losses), "valid_curve": list(log.valid_ndcg),
-           "cpu_s": cpu, "wall_s": log.seconds, **_metrics(sv, split, "valid"), **_metrics(st, split, "test"),
-           "command": _command()}
-    OUT.mkdir(parents=True, exist_ok=True)
-    with open(OUT / "fits.jsonl", "a") as f:
+           "train": dataclasses.asdict(tcfg), **extra, **_metrics(sv, split, "valid"), **_metrics(st, split, "test"),
+           "command": command}
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "fits.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
-    print(json.dumps({k: row[k] for k in ("tag", "valid_ndcg", "test_ndcg", "test_ndcg_unseen", "best_epoch",
-                                          "epochs_run", "cpu_s")}))
-    return 0
+    print(json.dumps({k: row.get(k) for k in ("tag", "valid_ndcg", "test_ndcg", "test_ndcg_unseen", "best_epoch",
+                                              "epochs_run", "cpu_s")}))
+    return row
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

@@ -185,22 +185,17 @@ def fit(args: argparse.Namespace) -> int:
     import dataclasses
 
     import torch
-    from edgecart.models.sasrec import SASRec, SASRecConfig, SASRecEnsemble, num_params
+    from edgecart.models.sasrec import SASRec, SASRecConfig, SASRecEnsemble
     from edgecart.recs.config import DistillConfig, TrainConfig
-    from edgecart.recs.train import eager_scores, train
+    from edgecart.recs.train import train
     from edgecart.threads import set_torch_threads
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from recs_round3 import _metrics
+    from recs_round3 import load_fits, record_fit
 
     set_torch_threads(1)
     data, split = _split(args.dataset)
-    teachers = []
-    for tag in args.teacher.split("+"):
-        meta = json.loads((args.scores / f"{tag}.json").read_text())
-        t = SASRec(SASRecConfig(**meta["model"]))
-        t.load_state_dict(torch.load(args.scores / f"{tag}.pt"))
-        teachers.append(t.eval())
+    teachers = load_fits(args.teacher, args.scores)
     teacher = SASRecEnsemble(teachers)
     c0 = time.process_time()
     soft = mixture_soft_targets(teacher, split, data.num_items, args.max_len, args.weight, args.top_k,
@@ -213,25 +208,72 @@ def fit(args: argparse.Namespace) -> int:
     distill = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha)
     c0 = time.process_time()
     log = train(model, split, tcfg, soft=soft, distill=distill, desc=f"{args.dataset} {args.tag}", progress=print)
-    cpu = time.process_time() - c0
-    sv, st = eager_scores(model, split.valid_history), eager_scores(model, split.test_history)
-    args.scores.mkdir(parents=True, exist_ok=True)
-    np.save(args.scores / f"{args.tag}-valid.npy", sv.astype(np.float32))
-    np.save(args.scores / f"{args.tag}-test.npy", st.astype(np.float32))
-    torch.save(model.state_dict(), args.scores / f"{args.tag}.pt")
-    (args.scores / f"{args.tag}.json").write_text(json.dumps({"model": dataclasses.asdict(mcfg)}))
-    row = {"tag": args.tag, "dataset": args.dataset, "params": num_params(model), "model": dataclasses.asdict(mcfg),
-           "train": dataclasses.asdict(tcfg), "teacher": args.teacher, "weight": args.weight,
-           "leave_user_out": args.leave_user_out, "distill": dataclasses.asdict(distill),
-           "best_epoch": log.best_epoch, "epochs_run": len(log.losses), "valid_curve": list(log.valid_ndcg),
-           "soft_cpu_s": soft_cpu, "cpu_s": cpu, **_metrics(sv, split, "valid"), **_metrics(st, split, "test"),
-           "command": _command()}
-    OUT.mkdir(parents=True, exist_ok=True)
-    with open(OUT / "fits.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
-    print(json.dumps({k: row[k] for k in ("tag", "valid_ndcg", "valid_ndcg_unseen", "test_ndcg", "test_ndcg_unseen",
-                                          "best_epoch", "soft_cpu_s", "cpu_s")}))
+    record_fit(args, model, mcfg, tcfg, split, OUT, _command(), {
+        "teacher": args.teacher, "weight": args.weight, "leave_user_out": args.leave_user_out,
+        "distill": dataclasses.asdict(distill), "best_epoch": log.best_epoch, "epochs_run": len(log.losses),
+        "valid_curve": list(log.valid_ndcg), "soft_cpu_s": soft_cpu, "cpu_s": time.process_time() - c0})
     return 0
+
+
+def fitkl(args: argparse.Namespace) -> int:
+    """A 16-d student trained on labels plus the full-catalogue KL divergence to a saved (ensemble) teacher, computed
+    on the fly at every labelled position (Hinton et al. 2015 soft targets, no top-K cut); scores and one JSON line
+    as ``fit``."""
+
+    import torch
+    from edgecart.compress.distill import DistillConfig as SharedConfig
+    from edgecart.compress.distill import DistillData, distill
+    from edgecart.compress.losses import KLDivergence, SequenceLabelCE
+    from edgecart.data.sequences import training_windows
+    from edgecart.models.sasrec import SASRec, SASRecConfig, SASRecEnsemble
+    from edgecart.recs.config import TrainConfig
+    from edgecart.recs.train import _Positions, evaluate_model
+    from edgecart.threads import set_torch_threads
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from recs_round3 import load_fits, record_fit
+
+    set_torch_threads(1)
+    data, split = _split(args.dataset)
+    members = load_fits(args.teacher, args.scores)
+    ens = SASRecEnsemble(members).eval()
+
+    class _TeacherPositions(torch.nn.Module):
+        def forward(self, history: torch.Tensor) -> dict[str, torch.Tensor]:
+            lp = ens.log_probs(history)[history != 0]
+            return {"logits": lp.masked_fill(torch.isinf(lp), -1.0e4)}
+
+    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, seed=args.seed, schedule="cosine")
+    mcfg = SASRecConfig(data.num_items, args.max_len, args.dim, 1, 1, 2, args.dropout)
+    torch.manual_seed(args.seed)
+    model = SASRec(mcfg)
+    inputs, targets = training_windows(split.train, args.max_len)
+    terms = (SequenceLabelCE(weight=1.0 - args.alpha, student="logits"),
+             KLDivergence(weight=args.alpha, temperature=args.temperature, student="logits", teacher="logits"))
+    config = SharedConfig(terms, epochs=tcfg.epochs, batch_size=tcfg.batch_size, lr=tcfg.lr, schedule="cosine",
+                          seed=tcfg.seed)
+    c0 = time.process_time()
+    res = distill(_Positions(model), _TeacherPositions(), DistillData(torch.from_numpy(inputs),
+                                                                      torch.from_numpy(targets)), config,
+                  validate=lambda _m: evaluate_model(model, split.valid_history, split.valid_target)["ndcg@10"],
+                  desc=f"{args.dataset} {args.tag}")
+    record_fit(args, model, mcfg, tcfg, split, OUT, _command(), {
+        "teacher": args.teacher, "kd": "full-catalogue KL", "alpha": args.alpha, "temperature": args.temperature,
+        "best_epoch": res.best_epoch, "epochs_run": res.epochs_run, "valid_curve": list(res.scores),
+        "cpu_s": time.process_time() - c0})
+    return 0
+
+
+def _student_arguments(p: argparse.ArgumentParser, dataset: str, teacher: str) -> None:
+    """The options ``fit`` and ``fitkl`` share: the fit's tag and data, the teacher, the student and its training."""
+    p.add_argument("--tag", required=True)
+    p.add_argument("--dataset", default=dataset)
+    p.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
+    p.add_argument("--teacher", default=teacher, help="'+'-joined tags of saved fits (an ensemble)")
+    for name, kind, default in (("--dim", int, 16), ("--dropout", float, 0.1), ("--max-len", int, 50),
+                                ("--epochs", int, 30), ("--batch", int, 64), ("--lr", float, 3e-3),
+                                ("--seed", int, 0), ("--temperature", float, 2.0), ("--alpha", float, 0.5)):
+        p.add_argument(name, type=kind, default=default)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,24 +296,15 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
     b.set_defaults(fn=blend)
     s = sub.add_parser("fit")
-    s.add_argument("--tag", required=True)
-    s.add_argument("--dataset", default="movielens-100k")
-    s.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
-    s.add_argument("--teacher", default="T32-s0+T32-s1+T32-s2")
+    _student_arguments(s, "movielens-100k", "T32-s0+T32-s1+T32-s2")
     s.add_argument("--weight", type=float, default=0.5)
     s.add_argument("--eps", type=float, default=0.01)
     s.add_argument("--leave-user-out", action="store_true")
-    s.add_argument("--dim", type=int, default=16)
-    s.add_argument("--dropout", type=float, default=0.1)
-    s.add_argument("--max-len", type=int, default=50)
-    s.add_argument("--epochs", type=int, default=30)
-    s.add_argument("--batch", type=int, default=64)
-    s.add_argument("--lr", type=float, default=3e-3)
-    s.add_argument("--seed", type=int, default=0)
     s.add_argument("--top-k", type=int, default=100)
-    s.add_argument("--temperature", type=float, default=2.0)
-    s.add_argument("--alpha", type=float, default=0.5)
     s.set_defaults(fn=fit)
+    k = sub.add_parser("fitkl")
+    _student_arguments(k, "instacart", "I-T32-s0+I-T32-s1+I-T32-s2")
+    k.set_defaults(fn=fitkl)
     args = p.parse_args(argv)
     return args.fn(args)
 
