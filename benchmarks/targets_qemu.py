@@ -174,7 +174,7 @@ def _run_et_runner(st: HostStatus, stage: Path, b: Any, name: str, task: str | N
     import numpy as np
     from edgecart.runtime import Recommender, load
     from edgecart.runtime.golden import compare
-    from edgecart.runtime.recommender import USER_VECTOR, _top_k
+    from edgecart.runtime.recommender import _top_k
     from edgecart.runtime.search import read_catalog
 
     try:
@@ -226,15 +226,8 @@ def _run_et_runner(st: HostStatus, stage: Path, b: Any, name: str, task: str | N
             elif task == "recommendations":
                 tops = []
                 for o, known in zip(first, known_lists, strict=True):
-                    if rec.scoring == USER_VECTOR:  # the model returns the user vector: score the bundle's table
-                        sc = rec.table.scores(o.reshape(1, -1))[0].astype(np.float64)
-                    else:
-                        sc = o[0].astype(np.float64)
-                    if rec.item_to_item is not None:  # the bundle's item-to-item blend, as Recommender applies it
-                        sc = rec.item_to_item.blend_scores(sc[None], [np.asarray(known, np.int64)])[0]
-                    sc[~rec.table.available] = -np.inf
-                    sc[rec.pad_index] = -np.inf
-                    sc[np.asarray(known, np.int64)] = -np.inf
+                    # ranked as Recommender.recommend ranks: item table, item-to-item blend, seen items out
+                    sc = rec.output_scores(o.reshape(1, -1), known)
                     tops.append([_jsonable(rec.items[i - 1]) for i in _top_k(sc, TOP_K)])
                 r["top"] = tops
         return r

@@ -202,21 +202,33 @@ class Recommender:
         known, unknown = self._split(history)
         model_known = known if self._embeds else [i for i in known if i <= self.table.model_items]
         if not model_known:
-            scores = self.table.popularity.copy()
+            scores = self._masked(self.table.popularity.copy(), known, exclude_seen)
             source, used, artifact = "popularity", 0, None
         else:
             out = self.session.run(self._model_input(model_known))[self._output]
-            raw = self.table.scores(out[0])[0] if self.scoring == USER_VECTOR else out[0]
-            scores = np.asarray(raw, np.float64).copy()
-            if self.item_to_item is not None:  # blended with the bundle's co-occurrence table (catalog.item_to_item)
-                scores = self.item_to_item.blend_scores(scores[None], [np.asarray(known, np.int64)])[0]
+            scores = self.output_scores(out, known, exclude_seen)
             source, used, artifact = "model", min(len(model_known), self.max_len), self.session.artifact.name
-        scores[~self.table.available] = -np.inf
-        if exclude_seen and known:
-            scores[np.asarray(known, np.int64)] = -np.inf
         top = _top_k(scores, int(k))
         return Recommendation(tuple(self.table.ids[i - 1].item() for i in top), tuple(float(scores[i]) for i in top),
                               source, tuple(unknown), used, artifact)
+
+    def output_scores(self, output: np.ndarray, known: list[int], exclude_seen: bool = True) -> np.ndarray:
+        """The ranking scores [num_items + 1] (float64) of one model output ([1, width]: the user vector, or item
+        scores in older bundles) for a history of known item indices: scored against the item table, blended with
+        the bundle's item-to-item table when it carries one (:mod:`edgecart.runtime.item_to_item`), then removed
+        items, padding and (with ``exclude_seen``) the history's items at -inf. ``recommend`` ranks by these; a
+        runner that executes the model elsewhere (e.g. under emulation) passes its output here to rank the same."""
+        raw = self.table.scores(output[0])[0] if self.scoring == USER_VECTOR else output[0]
+        scores = np.asarray(raw, np.float64).copy()
+        if self.item_to_item is not None:
+            scores = self.item_to_item.blend_scores(scores[None], [np.asarray(known, np.int64)])[0]
+        return self._masked(scores, known, exclude_seen)
+
+    def _masked(self, scores: np.ndarray, known: list[int], exclude_seen: bool) -> np.ndarray:
+        scores[~self.table.available] = -np.inf  # padding and removed items
+        if exclude_seen and known:
+            scores[np.asarray(known, np.int64)] = -np.inf
+        return scores
 
     def similar(self, item_id: Any, k: int = 10) -> Recommendation:
         """Items whose (int8) embeddings are closest to ``item_id``'s by cosine — "similar items" on the device."""
