@@ -27,7 +27,7 @@ from .baselines import CoOccurrence, Popularity
 from .bundle import ArtifactRow, write_bundle
 from .config import DistillConfig, ModelSize, RecsConfig, TrainConfig
 from .metrics import evaluate_scores, paired_bootstrap, rank_metrics, target_ranks, user_ndcg
-from .train import eager_scores, evaluate_model, pca_init, teacher_soft_targets, train
+from .train import eager_scores, pca_init, teacher_soft_targets, train
 
 Progress = Callable[[str], None] | None
 
@@ -226,7 +226,8 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
         rows.append(_row(label, None, base.scores(split.test_history), base.scores(split.valid_history), split))
 
     teacher, teacher_s = train_teacher(data, split, cfg, cache, progress)
-    rows.append(_model_row("teacher (SASRec)", teacher, split, teacher_s))
+    scores = {"teacher (SASRec)": _scores(teacher, split)}  # (validation, test), computed once per model
+    rows.append(_model_row("teacher (SASRec)", teacher, scores["teacher (SASRec)"], split, teacher_s))
 
     scfg = _model_config(data, cfg, "student")
     ratio = num_params(SASRec(scfg)) / num_params(teacher)  # an ensemble teacher: all its members
@@ -270,16 +271,18 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
             store.save_state(name, h, student.state_dict(), {"train_s": log.seconds, "best_epoch": log.best_epoch,
                                                              "epochs_run": len(log.losses)})
         students[label] = student
-        rows.append(_model_row(label, student, split, seconds))
+        scores[label] = _scores(student, split)
+        rows.append(_model_row(label, student, scores[label], split, seconds))
 
-    exported, i2i, blend_valid = _choose_export(students, cooc, cfg, split)
-    if cfg.item_to_item:
-        t_blend, t_valid = _best_blend(teacher, cooc.item_to_item(1.0, cfg.item_to_item), cfg, split)
-        rows.append(_blend_row(TEACHER_BLEND, teacher, t_blend, split))
+    base = blend_table(cooc, cfg)
+    exported, i2i, blend_valid = _choose_export({k: scores[k][0] for k in students}, base, cfg, split)
+    if base is not None:
+        t_blend, t_valid = _best_blend(scores["teacher (SASRec)"][0], base, cfg, split)
+        rows.append(_blend_row(TEACHER_BLEND, num_params(teacher), t_blend, scores["teacher (SASRec)"], split))
         say(f"{data.name}: teacher + item-to-item, blend {t_blend.blend:g} chosen on validation "
             f"(NDCG@10 {t_valid:.4f})")
     if i2i is not None:
-        rows.append(_blend_row(STUDENT_BLEND, students[exported], i2i, split))
+        rows.append(_blend_row(STUDENT_BLEND, num_params(students[exported]), i2i, scores[exported], split))
     say(f"{data.name}: exported {exported}" + (f" + item-to-item ({i2i.items.size} neighbours), blend "
                                                 f"{i2i.blend:g}" if i2i is not None else " alone")
         + f", chosen on validation (NDCG@10 {blend_valid:.4f})")
@@ -310,10 +313,15 @@ STUDENT_BLEND = "shipped: student + item-to-item"
 TEACHER_BLEND = "teacher + item-to-item"
 
 
-def _best_blend(model: SASRec | SASRecEnsemble, i2i: ItemToItem, cfg: RecsConfig,
-                split: Split) -> tuple[ItemToItem, float]:
-    """The blend weight of ``cfg.blend_grid`` with the highest validation NDCG@10 (ties: the larger weight)."""
-    sv = eager_scores(model, split.valid_history)
+def blend_table(cooc: CoOccurrence, cfg: RecsConfig) -> ItemToItem | None:
+    """The item-to-item table the blend may ship (``cfg.item_to_item`` neighbours per item; weight still 1.0), or
+    None when the blend is off (``item_to_item = 0``)."""
+    return cooc.item_to_item(1.0, cfg.item_to_item) if cfg.item_to_item else None
+
+
+def _best_blend(sv: np.ndarray, i2i: ItemToItem, cfg: RecsConfig, split: Split) -> tuple[ItemToItem, float]:
+    """The blend weight of ``cfg.blend_grid`` with the highest validation NDCG@10 of a model's validation scores
+    ``sv`` (ties: the larger weight)."""
     best = None
     for w in cfg.blend_grid:
         cand = dataclasses.replace(i2i, blend=w)
@@ -324,30 +332,38 @@ def _best_blend(model: SASRec | SASRecEnsemble, i2i: ItemToItem, cfg: RecsConfig
     return best
 
 
-def _choose_export(students: dict[str, SASRec], cooc: CoOccurrence, cfg: RecsConfig,
+def _choose_export(valid_scores: dict[str, np.ndarray], base: ItemToItem | None, cfg: RecsConfig,
                    split: Split) -> tuple[str, ItemToItem | None, float]:
-    """The student to export and its blend with the item-to-item table (None: the student alone), jointly chosen
-    on validation NDCG@10; ties go to the distilled student."""
-    if not cfg.item_to_item:
-        valid = {k: evaluate_model(m, split.valid_history, split.valid_target)["ndcg@10"] for k, m in students.items()}
+    """The student to export (by label, from each student's validation scores) and its blend with the item-to-item
+    table ``base`` (None: the student alone), jointly chosen on validation NDCG@10; ties go to the distilled
+    student. Without ``base`` only the student is chosen."""
+    if base is None:
+        valid = {k: evaluate_scores(sv, split.valid_target)["ndcg@10"] for k, sv in valid_scores.items()}
         best = max(valid, key=lambda k: (valid[k], k == "student, distilled"))
         return best, None, valid[best]
-    base = cooc.item_to_item(1.0, cfg.item_to_item)
-    picks = {k: _best_blend(m, base, cfg, split) for k, m in students.items()}
+    picks = {k: _best_blend(sv, base, cfg, split) for k, sv in valid_scores.items()}
     best = max(picks, key=lambda k: (picks[k][1], k == "student, distilled"))
     i2i, v = picks[best]
     return best, (None if i2i.blend >= 1.0 else i2i), v
 
 
-def _blend_row(label: str, model: SASRec | SASRecEnsemble, i2i: ItemToItem, split: Split) -> ModelRow:
-    return _row(label, num_params(model) + int(i2i.items.size),
-                i2i.blend_scores(eager_scores(model, split.test_history), split.test_history),
-                i2i.blend_scores(eager_scores(model, split.valid_history), split.valid_history), split)
+def _scores(model: SASRec | SASRecEnsemble, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """The eager model's (validation, test) scores."""
+    return eager_scores(model, split.valid_history), eager_scores(model, split.test_history)
 
 
-def _model_row(label: str, model: SASRec, split: Split, seconds: float | None) -> ModelRow:
-    return _row(label, num_params(model), eager_scores(model, split.test_history),
-                eager_scores(model, split.valid_history), split, seconds)
+def _blend_row(label: str, params: int, i2i: ItemToItem, scores: tuple[np.ndarray, np.ndarray],
+               split: Split) -> ModelRow:
+    """The row of a model's (validation, test) ``scores`` blended with ``i2i``; its parameters count the table."""
+    valid, test = scores
+    return _row(label, params + int(i2i.items.size), i2i.blend_scores(test, split.test_history),
+                i2i.blend_scores(valid, split.valid_history), split)
+
+
+def _model_row(label: str, model: SASRec | SASRecEnsemble, scores: tuple[np.ndarray, np.ndarray], split: Split,
+               seconds: float | None) -> ModelRow:
+    valid, test = scores
+    return _row(label, num_params(model), test, valid, split, seconds)
 
 
 def _row(label: str, params: int | None, test_scores: np.ndarray, valid_scores: np.ndarray, split: Split,

@@ -78,8 +78,9 @@ def teacher_soft_targets(teacher: SASRec | SASRecEnsemble, inputs: np.ndarray, c
     k = min(cfg.top_k, teacher.cfg.num_items)
     for i in range(0, len(inputs), batch):
         x = torch.from_numpy(inputs[i:i + batch])
-        h = teacher.encode(x)
-        if isinstance(teacher, SASRecEnsemble):
+        ensemble = isinstance(teacher, SASRecEnsemble)
+        h = teacher.encode(x) if cfg.hint > 0 or not ensemble else None  # an ensemble's ranks need no encode
+        if ensemble:
             logits = teacher.log_probs(x)
         else:
             logits = teacher.score(h)

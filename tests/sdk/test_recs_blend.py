@@ -34,11 +34,18 @@ def _valid(model, i2i, split) -> float:
     return evaluate_scores(s, split.valid_target)["ndcg@10"]
 
 
-def test_the_best_validation_pair_is_chosen(setup):
-    from edgecart.recs.pipeline import _choose_export
+def _choose(students, co, cfg, split):
+    """The pipeline's choice, fed as ``run_dataset`` feeds it: each student's validation scores, the table."""
+    from edgecart.recs.pipeline import _choose_export, blend_table
+    from edgecart.recs.train import eager_scores
 
+    valid = {k: eager_scores(m, split.valid_history) for k, m in students.items()}
+    return _choose_export(valid, blend_table(co, cfg), cfg, split)
+
+
+def test_the_best_validation_pair_is_chosen(setup):
     students, co, cfg, split = setup
-    name, i2i, v = _choose_export(students, co, cfg, split)
+    name, i2i, v = _choose(students, co, cfg, split)
     assert i2i is not None and i2i.blend < 1.0  # untrained students: the table carries the cycle
     assert v == pytest.approx(_valid(students[name], i2i, split))
     base = co.item_to_item(1.0, cfg.item_to_item)
@@ -47,17 +54,15 @@ def test_the_best_validation_pair_is_chosen(setup):
             assert _valid(model, dataclasses.replace(base, blend=w), split) <= v + 1e-12
     assert v > _valid(students[name], None, split) + 0.2
     # the order of the grid does not matter
-    again = _choose_export(students, co, dataclasses.replace(cfg, blend_grid=cfg.blend_grid[::-1]), split)
+    again = _choose(students, co, dataclasses.replace(cfg, blend_grid=cfg.blend_grid[::-1]), split)
     assert again[0] == name and again[1] is not None and again[1].blend == i2i.blend and again[2] == v
 
 
 def test_no_table_when_the_student_alone_wins_or_the_blend_is_off(setup):
-    from edgecart.recs.pipeline import _choose_export
-
     students, co, cfg, split = setup
-    name, i2i, v = _choose_export(students, co, dataclasses.replace(cfg, blend_grid=(1.0,)), split)
+    name, i2i, v = _choose(students, co, dataclasses.replace(cfg, blend_grid=(1.0,)), split)
     assert i2i is None and v == pytest.approx(_valid(students[name], None, split))
-    name, i2i, _ = _choose_export(students, co, dataclasses.replace(cfg, item_to_item=0), split)
+    name, i2i, _ = _choose(students, co, dataclasses.replace(cfg, item_to_item=0), split)
     assert i2i is None
 
 
