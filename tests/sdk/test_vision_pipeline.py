@@ -136,15 +136,20 @@ def test_a_rebuild_reads_teacher_students_and_embeddings_from_the_cache(built):
     assert [a["recall@1"] for a in s["artifacts"]] == [a["recall@1"] for a in first["artifacts"]]
 
 
-def test_a_build_without_the_label_only_baseline(built):
-    """``student.baseline = false`` trains only the distilled student; the pick is among its catalog models."""
+def _rebuild_with(built, name: str, student_option: str) -> dict:
+    """The toy build again with one more ``[student]`` option, on the first build's cache; its summary.json."""
     tmp, images, out = built
-    toml = tmp / "nobase.toml"
-    toml.write_text(TINY_TOML.replace("[student]", "[student]\nbaseline = false"))
-    again = tmp / "nobase"
+    toml = tmp / f"{name}.toml"
+    toml.write_text(TINY_TOML.replace("[student]", f"[student]\n{student_option}"))
+    again = tmp / name
     assert _cli("build", "image-search", "--images", images, "--out", again, "--config", toml, "--cache",
                 out / "cache") == 0
-    s = json.loads((again / "summary.json").read_text())
+    return json.loads((again / "summary.json").read_text())
+
+
+def test_a_build_without_the_label_only_baseline(built):
+    """``student.baseline = false`` trains only the distilled student; the pick is among its catalog models."""
+    s = _rebuild_with(built, "nobase", "baseline = false")
     assert s["pick"].startswith("distilled") and not s["seeds"]
     assert not any(r["model"].startswith("label-only") for r in s["models"])
     assert s["cached"]["student_distilled_0"] is True  # the same distilled student as the full build
@@ -154,13 +159,7 @@ def test_a_build_without_the_label_only_baseline(built):
 def test_a_build_with_the_consistent_teacher_retrains_only_the_distilled_student(built):
     """``student.consistent_teacher = true`` runs the cached teacher on the student's batches: the distilled student
     is new (its cache key holds the option), the teacher and the label-only student come from the cache."""
-    tmp, images, out = built
-    toml = tmp / "consistent.toml"
-    toml.write_text(TINY_TOML.replace("[student]", "[student]\nconsistent_teacher = true"))
-    again = tmp / "consistent"
-    assert _cli("build", "image-search", "--images", images, "--out", again, "--config", toml, "--cache",
-                out / "cache") == 0
-    s = json.loads((again / "summary.json").read_text())
+    s = _rebuild_with(built, "consistent", "consistent_teacher = true")
     assert s["cached"]["teacher"] and s["cached"]["student_labels_0"] and not s["cached"]["student_distilled_0"]
     assert all(0 <= a["recall@1"] <= 1 for a in s["artifacts"])
 
