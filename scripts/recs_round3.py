@@ -23,6 +23,17 @@ import numpy as np
 OUT = Path("benchmarks/results/recs/round3")
 
 
+#: The options of a 16-d one-block student's training that the round 4 and 5 fits share, with their defaults.
+STUDENT = (("--dim", int, 16), ("--dropout", float, 0.1), ("--max-len", int, 50), ("--epochs", int, 30),
+           ("--batch", int, 64), ("--lr", float, 3e-3), ("--seed", int, 0))
+
+
+def add_options(p: argparse.ArgumentParser, options: tuple[tuple[str, type, object], ...]) -> None:
+    """Typed options with defaults, one ``(name, type, default)`` each."""
+    for name, kind, default in options:
+        p.add_argument(name, type=kind, default=default)
+
+
 def _command() -> str:
     return "EDGECART_THREADS=1 .venv/bin/python " + " ".join(["scripts/recs_round3.py", *sys.argv[1:]])
 
@@ -219,15 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--tag", required=True)
     s.add_argument("--dataset", default="movielens-100k", choices=("movielens-100k", "instacart", "movielens-1m"))
     s.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
-    s.add_argument("--dim", type=int, default=64)
-    s.add_argument("--layers", type=int, default=2)
-    s.add_argument("--heads", type=int, default=2)
-    s.add_argument("--dropout", type=float, default=0.2)
-    s.add_argument("--max-len", type=int, default=50)
-    s.add_argument("--epochs", type=int, default=40)
-    s.add_argument("--batch", type=int, default=128)
-    s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--wd", type=float, default=0.0)
+    add_options(s, (("--dim", int, 64), ("--layers", int, 2), ("--heads", int, 2), ("--dropout", float, 0.2),
+                    ("--max-len", int, 50), ("--epochs", int, 40), ("--batch", int, 128), ("--lr", float, 1e-3),
+                    ("--wd", float, 0.0)))
     s.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
     s.add_argument("--patience", type=int, default=0, help="0: no early stopping (the best epoch is still kept)")
     s.add_argument("--label-smoothing", type=float, default=0.0)

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from recs_round3 import STUDENT, _log_softmax, add_options, load_fits, record_fit, scores_of  # noqa: E402
+
 OUT = Path("benchmarks/results/recs/round4")
 
 
@@ -38,10 +41,8 @@ def _split(dataset: str):
 
 
 def mix(args: argparse.Namespace) -> int:
-    sys.path.insert(0, str(Path(__file__).parent))
     from edgecart.recs.baselines import CoOccurrence
     from edgecart.recs.metrics import paired_bootstrap, target_ranks, user_ndcg
-    from recs_round3 import _log_softmax, scores_of
 
     data, split = _split(args.dataset)
     co = CoOccurrence(split.train, data.num_items)
@@ -69,38 +70,42 @@ def mix(args: argparse.Namespace) -> int:
 
 def blend(args: argparse.Namespace) -> int:
     """A saved fit blended with the item-to-item table as the runtime does (``ItemToItem.blend_scores``): test
-    NDCG@10 with and without seen items, paired intervals against co-occurrence and popularity."""
-    sys.path.insert(0, str(Path(__file__).parent))
+    NDCG@10 with and without seen items, paired intervals against co-occurrence and popularity, and against other
+    saved fits (``--against``) blended with the same table at their own weight."""
     from edgecart.recs.baselines import CoOccurrence, Popularity
     from edgecart.recs.metrics import paired_bootstrap, target_ranks, user_ndcg
-    from recs_round3 import scores_of
 
     data, split = _split(args.dataset)
     co = CoOccurrence(split.train, data.num_items)
     i2i = co.item_to_item(args.weight or 1.0, args.neighbours)
+    h, t = split.test_history, split.test_target
+    b = _blended(args.student, i2i, split, args)
+    others = {"co-occurrence": co.scores(h), "popularity": Popularity(split.train, data.num_items).scores(h)}
+    others.update({f"{tag} + item-to-item": _blended(tag, i2i, split, args) for tag in args.against})
+    for excl, what in ((None, "all items"), (h, "excl. seen")):
+        ub = user_ndcg(target_ranks(b, t, exclude=excl))
+        for name, sc in others.items():
+            d = paired_bootstrap(ub, user_ndcg(target_ranks(sc, t, exclude=excl)))
+            print(f"{args.student} + item-to-item ({i2i.items.size} neighbours), {what}: "
+                  f"{ub.mean():.4f}; - {name} {d['diff']:+.4f} [{d['diff_lo']:+.4f}, {d['diff_hi']:+.4f}]")
+    return 0
+
+
+def _blended(tag: str, i2i, split, args: argparse.Namespace) -> np.ndarray:
+    """Test scores of a saved fit blended with ``i2i``, at ``--weight`` or (0) the weight best on validation."""
+    import dataclasses
+
+    from edgecart.recs.metrics import evaluate_scores
+
     if not args.weight:  # chosen on validation, as the build does
-        import dataclasses
-
-        from edgecart.recs.metrics import evaluate_scores
-
-        sv = scores_of(args.student, "valid", args.scores)
+        sv = scores_of(tag, "valid", args.scores)
         grid = [round(0.1 * k, 1) for k in range(1, 11)]
         vals = [evaluate_scores(dataclasses.replace(i2i, blend=w).blend_scores(sv, split.valid_history),
                                 split.valid_target)["ndcg@10"] for w in grid]
         best = max(range(len(grid)), key=lambda k: (vals[k], grid[k]))
         i2i = dataclasses.replace(i2i, blend=grid[best])
-        print(f"{args.student}: blend {grid[best]} chosen on validation (NDCG@10 {vals[best]:.4f}; alone "
-              f"{vals[-1]:.4f})")
-    h, t = split.test_history, split.test_target
-    b = i2i.blend_scores(scores_of(args.student, "test", args.scores), h)
-    others = {"co-occurrence": co.scores(h), "popularity": Popularity(split.train, data.num_items).scores(h)}
-    for excl, what in ((None, "all items"), (h, "excl. seen")):
-        ub = user_ndcg(target_ranks(b, t, exclude=excl))
-        for name, sc in others.items():
-            d = paired_bootstrap(ub, user_ndcg(target_ranks(sc, t, exclude=excl)))
-            print(f"{args.student} + item-to-item (w={i2i.blend}, {i2i.items.size} neighbours), {what}: "
-                  f"{ub.mean():.4f}; - {name} {d['diff']:+.4f} [{d['diff_lo']:+.4f}, {d['diff_hi']:+.4f}]")
-    return 0
+        print(f"{tag}: blend {grid[best]} chosen on validation (NDCG@10 {vals[best]:.4f}; alone {vals[-1]:.4f})")
+    return i2i.blend_scores(scores_of(tag, "test", args.scores), split.test_history)
 
 
 def _cooc_logp(scores: np.ndarray, eps: float) -> np.ndarray:
@@ -190,8 +195,6 @@ def fit(args: argparse.Namespace) -> int:
     from edgecart.recs.train import train
     from edgecart.threads import set_torch_threads
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from recs_round3 import load_fits, record_fit
 
     set_torch_threads(1)
     data, split = _split(args.dataset)
@@ -230,8 +233,6 @@ def fitkl(args: argparse.Namespace) -> int:
     from edgecart.recs.train import _Positions, evaluate_model
     from edgecart.threads import set_torch_threads
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from recs_round3 import load_fits, record_fit
 
     set_torch_threads(1)
     data, split = _split(args.dataset)
@@ -270,10 +271,7 @@ def _student_arguments(p: argparse.ArgumentParser, dataset: str, teacher: str) -
     p.add_argument("--dataset", default=dataset)
     p.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
     p.add_argument("--teacher", default=teacher, help="'+'-joined tags of saved fits (an ensemble)")
-    for name, kind, default in (("--dim", int, 16), ("--dropout", float, 0.1), ("--max-len", int, 50),
-                                ("--epochs", int, 30), ("--batch", int, 64), ("--lr", float, 3e-3),
-                                ("--seed", int, 0), ("--temperature", float, 2.0), ("--alpha", float, 0.5)):
-        p.add_argument(name, type=kind, default=default)
+    add_options(p, STUDENT + (("--temperature", float, 2.0), ("--alpha", float, 0.5)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--neighbours", type=int, default=50)
     b.add_argument("--dataset", default="movielens-100k")
     b.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
+    b.add_argument("--against", nargs="*", default=[], help="saved fits to compare with, each blended the same way")
     b.set_defaults(fn=blend)
     s = sub.add_parser("fit")
     _student_arguments(s, "movielens-100k", "T32-s0+T32-s1+T32-s2")
