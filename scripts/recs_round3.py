@@ -157,11 +157,20 @@ def scores_of(tags: str, which: str, where: Path) -> np.ndarray:
     return np.mean([_log_softmax(np.load(where / f"{t}-{which}.npy")) for t in parts], axis=0)
 
 
+def _seed_mean_ndcg(side: str, where: Path, target: np.ndarray, exclude, which: str = "test") -> np.ndarray:
+    """Per-user NDCG@10 of one side of a comparison: a fit, an ensemble ('+'-joined), or the mean per user over
+    several of those (','-joined: e.g. three seeds of one recipe, so the interval is over users, not seeds)."""
+    from edgecart.recs.metrics import target_ranks, user_ndcg
+
+    return np.mean([user_ndcg(target_ranks(scores_of(tags, which, where), target, exclude=exclude))
+                    for tags in side.split(",")], axis=0)
+
+
 def compare(args: argparse.Namespace) -> int:
     """Test NDCG@10 of fits / ensembles (A) against others (B): paired 95% bootstrap intervals, with and without
     seen items; validation NDCG@10 alongside. Appends to round3/compare.jsonl."""
     from edgecart.data.sequences import leave_last_out
-    from edgecart.recs.metrics import paired_bootstrap, target_ranks, user_ndcg
+    from edgecart.recs.metrics import paired_bootstrap
     from edgecart.recs.pipeline import _load
 
     split = leave_last_out(_load(args.dataset, 5))
@@ -170,20 +179,19 @@ def compare(args: argparse.Namespace) -> int:
         a, b = pair.split(":")
         row = {"a": a, "b": b, "dataset": args.dataset, "command": _command()}
         for excl, suffix in ((None, ""), (split.test_history, "_unseen")):
-            ua = user_ndcg(target_ranks(scores_of(a, "test", args.scores), split.test_target, exclude=excl))
-            ub = user_ndcg(target_ranks(scores_of(b, "test", args.scores), split.test_target, exclude=excl))
+            ua, ub = (_seed_mean_ndcg(side, args.scores, split.test_target, excl) for side in (a, b))
             row[f"test_a{suffix}"], row[f"test_b{suffix}"] = float(ua.mean()), float(ub.mean())
             row[f"diff{suffix}"] = paired_bootstrap(ua, ub)
-        for name, tags in (("a", a), ("b", b)):
-            sv = scores_of(tags, "valid", args.scores)
-            row[f"valid_{name}"] = float(user_ndcg(target_ranks(sv, split.valid_target)).mean())
-            row[f"valid_{name}_unseen"] = float(user_ndcg(target_ranks(sv, split.valid_target,
-                                                                       exclude=split.valid_history)).mean())
+        for name, side in (("a", a), ("b", b)):
+            for excl, suffix in ((None, ""), (split.valid_history, "_unseen")):
+                row[f"valid_{name}{suffix}"] = float(_seed_mean_ndcg(side, args.scores, split.valid_target, excl,
+                                                                     "valid").mean())
         rows.append(row)
         d, du = row["diff"], row["diff_unseen"]
         print(f"{a} vs {b}: valid {row['valid_a']:.4f}/{row['valid_b']:.4f} (unseen {row['valid_a_unseen']:.4f}/"
               f"{row['valid_b_unseen']:.4f}); test {row['test_a']:.4f}/{row['test_b']:.4f} diff {d['diff']:+.4f} "
-              f"[{d['diff_lo']:+.4f}, {d['diff_hi']:+.4f}]; unseen {row['test_a_unseen']:.4f}/"
+              f"[{d['diff_lo']:+.4f}, {d['diff_hi']:+.4f}] ratio {d['ratio']:.3f} [{d['ratio_lo']:.3f}, "
+              f"{d['ratio_hi']:.3f}]; unseen {row['test_a_unseen']:.4f}/"
               f"{row['test_b_unseen']:.4f} diff {du['diff']:+.4f} [{du['diff_lo']:+.4f}, {du['diff_hi']:+.4f}]",
               flush=True)
     if args.record:
@@ -249,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--future-weight", type=float, default=0.5, help="weight of the next-N term (1 - it: next item)")
     s.set_defaults(fn=fit)
     c = sub.add_parser("compare")
-    c.add_argument("pairs", nargs="+", help="A:B, each side a tag or '+'-joined tags (an ensemble)")
+    c.add_argument("pairs", nargs="+", help="A:B, each side a tag, '+'-joined tags (an ensemble), or ','-joined "
+                   "tags or ensembles (per-user NDCG averaged over them, e.g. over seeds)")
     c.add_argument("--dataset", default="movielens-100k")
     c.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
     c.add_argument("--record", action="store_true", help="append to round3/compare.jsonl")
