@@ -28,6 +28,14 @@ STUDENT = (("--dim", int, 16), ("--dropout", float, 0.1), ("--max-len", int, 50)
            ("--batch", int, 64), ("--lr", float, 3e-3), ("--seed", int, 0))
 
 
+def add_data_options(p: argparse.ArgumentParser, dataset: str, *, tag: bool = True) -> None:
+    """The fit's tag (when it makes one), its data set and where saved fits live."""
+    if tag:
+        p.add_argument("--tag", required=True)
+    p.add_argument("--dataset", default=dataset, choices=("movielens-100k", "instacart", "movielens-1m"))
+    p.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
+
+
 def add_options(p: argparse.ArgumentParser, options: tuple[tuple[str, type, object], ...]) -> None:
     """Typed options with defaults, one ``(name, type, default)`` each."""
     for name, kind, default in options:
@@ -235,9 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("fit")
-    s.add_argument("--tag", required=True)
-    s.add_argument("--dataset", default="movielens-100k", choices=("movielens-100k", "instacart", "movielens-1m"))
-    s.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
+    add_data_options(s, "movielens-100k")
     add_options(s, (("--dim", int, 64), ("--layers", int, 2), ("--heads", int, 2), ("--dropout", float, 0.2),
                     ("--max-len", int, 50), ("--epochs", int, 40), ("--batch", int, 128), ("--lr", float, 1e-3),
                     ("--wd", float, 0.0)))

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from recs_round3 import STUDENT, _log_softmax, add_options, load_fits, record_fit, scores_of  # noqa: E402
+from recs_round3 import STUDENT, _log_softmax, add_data_options, add_options, load_fits, record_fit, scores_of  # noqa: E402
 
 OUT = Path("benchmarks/results/recs/round4")
 
@@ -267,9 +267,7 @@ def fitkl(args: argparse.Namespace) -> int:
 
 def _student_arguments(p: argparse.ArgumentParser, dataset: str, teacher: str) -> None:
     """The options ``fit`` and ``fitkl`` share: the fit's tag and data, the teacher, the student and its training."""
-    p.add_argument("--tag", required=True)
-    p.add_argument("--dataset", default=dataset)
-    p.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
+    add_data_options(p, dataset)
     p.add_argument("--teacher", default=teacher, help="'+'-joined tags of saved fits (an ensemble)")
     add_options(p, STUDENT + (("--temperature", float, 2.0), ("--alpha", float, 0.5)))
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from recs_round3 import STUDENT, add_options, load_fits, record_fit  # noqa: E402
+from recs_round3 import STUDENT, add_data_options, add_options, load_fits, record_fit  # noqa: E402
 
 OUT = Path("benchmarks/results/recs/round5")
 
@@ -161,9 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("crossfit")
-    c.add_argument("--tag", required=True)
-    c.add_argument("--dataset", default="instacart", choices=("movielens-100k", "instacart", "movielens-1m"))
-    c.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
+    add_data_options(c, "instacart")
     c.add_argument("--folds", type=int, default=3)
     c.add_argument("--teacher-dim", type=int, default=32)
     c.add_argument("--teacher-dropout", type=float, default=0.2)
@@ -173,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     c.set_defaults(fn=crossfit)
     t = sub.add_parser("trainfit")
     t.add_argument("teacher", help="'+'-joined tags of saved fits")
-    t.add_argument("--dataset", default="instacart", choices=("movielens-100k", "instacart", "movielens-1m"))
-    t.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
+    add_data_options(t, "instacart", tag=False)
     t.set_defaults(fn=trainfit)
     args = p.parse_args(argv)
     if args.cmd == "crossfit" and args.folds < 2:
