@@ -81,11 +81,10 @@ def fit(args: argparse.Namespace) -> int:
         teachers = load_fits(args.teacher, args.scores)
         distill = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha)
         windows, _ = training_windows(split.train, args.max_len)
-        from edgecart.models.sasrec import SASRecEnsemble
+        from edgecart.models.sasrec import as_teacher
         from edgecart.recs.train import teacher_soft_targets
 
-        teacher = teachers[0] if len(teachers) == 1 else SASRecEnsemble(teachers)
-        kw = {"soft": teacher_soft_targets(teacher, windows, distill,
+        kw = {"soft": teacher_soft_targets(as_teacher(teachers), windows, distill,
                                            exclude_seen=args.exclude_seen or args.soft_exclude_seen),
               "distill": distill}
     if args.future > 1:

@@ -195,7 +195,6 @@ def fit(args: argparse.Namespace) -> int:
     from edgecart.recs.train import train
     from edgecart.threads import set_torch_threads
 
-
     set_torch_threads(1)
     data, split = _split(args.dataset)
     teachers = load_fits(args.teacher, args.scores)
@@ -232,7 +231,6 @@ def fitkl(args: argparse.Namespace) -> int:
     from edgecart.recs.config import TrainConfig
     from edgecart.recs.train import _Positions, evaluate_model
     from edgecart.threads import set_torch_threads
-
 
     set_torch_threads(1)
     data, split = _split(args.dataset)

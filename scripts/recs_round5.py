@@ -80,7 +80,7 @@ def _fold_teacher(args: argparse.Namespace, split, fold: np.ndarray, f: int, see
 def crossfit_soft_targets(args: argparse.Namespace, split, distill):
     """Soft targets for every training window, each user's from the fold teacher that did not train on them."""
     from edgecart.data.sequences import training_windows
-    from edgecart.models.sasrec import SASRecEnsemble
+    from edgecart.models.sasrec import as_teacher
     from edgecart.recs.train import SoftTargets, teacher_soft_targets
 
     fold = _folds(split.num_users, args.folds)
@@ -93,8 +93,7 @@ def crossfit_soft_targets(args: argparse.Namespace, split, distill):
     index = np.zeros((*inputs.shape, k), np.int64)
     weight = np.zeros((*inputs.shape, k), np.float32)
     for f in range(args.folds):
-        members = [_fold_teacher(args, split, fold, f, s) for s in args.teacher_seeds]
-        teacher = members[0] if len(members) == 1 else SASRecEnsemble(members)
+        teacher = as_teacher([_fold_teacher(args, split, fold, f, s) for s in args.teacher_seeds])
         rows = np.flatnonzero(fold[owner] == f)
         soft = teacher_soft_targets(teacher, inputs[rows], distill)
         index[rows], weight[rows] = soft.index, soft.weight
@@ -133,27 +132,22 @@ def crossfit(args: argparse.Namespace) -> int:
 
 
 def trainfit(args: argparse.Namespace) -> int:
-    """Recall@10 of a saved (ensemble) teacher on its own training windows, every labelled position."""
-    import torch
+    """How often a saved (ensemble) teacher's top-10 soft targets on its own training windows hold the label, over
+    every labelled position: its recall@10 on the data it trained on."""
     from edgecart.data.sequences import leave_last_out, training_windows
-    from edgecart.models.sasrec import SASRecEnsemble
+    from edgecart.models.sasrec import as_teacher
+    from edgecart.recs.config import DistillConfig
     from edgecart.recs.pipeline import _load
+    from edgecart.recs.train import teacher_soft_targets
     from edgecart.threads import set_torch_threads
 
     set_torch_threads(1)
     split = leave_last_out(_load(args.dataset, 5))
     members = load_fits(args.teacher, args.scores)
-    teacher = members[0] if len(members) == 1 else SASRecEnsemble(members)
     inputs, targets = training_windows(split.train, members[0].cfg.max_len)
-    hits = labelled = 0
-    with torch.no_grad():
-        for i in range(0, len(inputs), 256):
-            x, y = torch.from_numpy(inputs[i:i + 256]), targets[i:i + 256]
-            logits = teacher.log_probs(x) if len(members) > 1 else teacher.score(teacher.encode(x))
-            top = torch.topk(logits, 10, dim=-1).indices.numpy()
-            hits += int((top == y[..., None]).any(-1)[y > 0].sum())
-            labelled += int((y > 0).sum())
-    print(f"{args.teacher} on {args.dataset}: training-window recall@10 {hits / labelled:.3f} ({labelled} positions)")
+    soft = teacher_soft_targets(as_teacher(members), inputs, DistillConfig(top_k=10))
+    hit = (soft.index == targets[..., None]).any(-1)[targets > 0]
+    print(f"{args.teacher} on {args.dataset}: training-window recall@10 {hit.mean():.3f} ({hit.size} positions)")
     return 0
 
 

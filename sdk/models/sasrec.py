@@ -192,6 +192,11 @@ class SASRecEnsemble(nn.Module):
         return torch.nan_to_num(out, neginf=-1.0e9)
 
 
+def as_teacher(members: list[SASRec] | tuple[SASRec, ...]) -> SASRec | SASRecEnsemble:
+    """One trained model as itself, several as their ensemble (in eval mode): the teacher of a distillation."""
+    return members[0] if len(members) == 1 else SASRecEnsemble(members).eval()
+
+
 def num_params(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 

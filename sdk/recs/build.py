@@ -94,8 +94,8 @@ def recipe() -> RecsConfig:
     teacher's parameters), every model 30 epochs at lr 3e-3 with a cosine decay, batches of 64, the best
     validation epoch kept; distillation over the teacher's top 10 at T=1, alpha 0.5 (on validation it beats the
     former top 100 at T=2 in every comparison made: 3 seeds on MovieLens-100K, one on Instacart and on
-    MovieLens-1M). On MovieLens-100K small
-    models generalise better than 64-d/128-d two-block ones (which overfit the 943 users' 97k training targets)."""
+    MovieLens-1M). On MovieLens-100K small models generalise better than 64-d/128-d two-block ones (which overfit
+    the 943 users' 97k training targets)."""
     from .config import DistillConfig, ModelSize, RecsConfig, TrainConfig
 
     train = TrainConfig(epochs=30, batch_size=64, lr=3e-3, schedule="cosine")

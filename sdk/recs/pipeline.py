@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from edgecart.cache import Cache
 from edgecart.data.sequences import SequenceData, Split, leave_last_out
-from edgecart.models.sasrec import SASRec, SASRecConfig, SASRecEnsemble, num_params
+from edgecart.models.sasrec import SASRec, SASRecConfig, SASRecEnsemble, as_teacher, num_params
 from edgecart.runtime.item_to_item import ItemToItem
 
 from .baselines import CoOccurrence, Popularity
@@ -184,7 +184,7 @@ def train_teacher(data: SequenceData, split: Split, cfg: RecsConfig, cache: Path
         members.append(m)
         if seconds is not None:
             total, trained = total + seconds, True
-    teacher = members[0] if len(members) == 1 else SASRecEnsemble(members).eval()
+    teacher = as_teacher(members)
     return teacher, total if trained else None
 
 

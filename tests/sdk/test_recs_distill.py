@@ -141,3 +141,9 @@ def test_ensemble_teacher_averages_log_probabilities():
         SASRecEnsemble([members[0], SASRec(SASRecConfig(12, max_len=5, dim=4, heads=1, layers=1))])
     with pytest.raises(ValueError, match="teacher_seeds"):
         RecsConfig(teacher_seeds=0)
+    # one trained model is its own teacher; several become their ensemble, in eval mode
+    from edgecart.models.sasrec import as_teacher
+
+    assert as_teacher([members[0]]) is members[0]
+    both = as_teacher(members)
+    assert isinstance(both, SASRecEnsemble) and not both.training and list(both.members) == members
