@@ -92,19 +92,17 @@ def blend(args: argparse.Namespace) -> int:
 
 
 def _blended(tag: str, i2i, split, args: argparse.Namespace) -> np.ndarray:
-    """Test scores of a saved fit blended with ``i2i``, at ``--weight`` or (0) the weight best on validation."""
-    import dataclasses
-
+    """Test scores of a saved fit blended with ``i2i``, at ``--weight`` or (0) the weight the build would choose on
+    validation (``edgecart.recs.pipeline._best_blend`` over the default ``blend_grid``)."""
+    from edgecart.recs.config import RecsConfig
     from edgecart.recs.metrics import evaluate_scores
+    from edgecart.recs.pipeline import _best_blend
 
-    if not args.weight:  # chosen on validation, as the build does
+    if not args.weight:
         sv = scores_of(tag, "valid", args.scores)
-        grid = [round(0.1 * k, 1) for k in range(1, 11)]
-        vals = [evaluate_scores(dataclasses.replace(i2i, blend=w).blend_scores(sv, split.valid_history),
-                                split.valid_target)["ndcg@10"] for w in grid]
-        best = max(range(len(grid)), key=lambda k: (vals[k], grid[k]))
-        i2i = dataclasses.replace(i2i, blend=grid[best])
-        print(f"{tag}: blend {grid[best]} chosen on validation (NDCG@10 {vals[best]:.4f}; alone {vals[-1]:.4f})")
+        i2i, v = _best_blend(sv, i2i, RecsConfig(), split)
+        alone = evaluate_scores(sv, split.valid_target)["ndcg@10"]
+        print(f"{tag}: blend {i2i.blend} chosen on validation (NDCG@10 {v:.4f}; alone {alone:.4f})")
     return i2i.blend_scores(scores_of(tag, "test", args.scores), split.test_history)
 
 
