@@ -60,6 +60,20 @@ SWEEP_TRAIN = {"movielens-100k": dict(epochs=40, lr=3e-3, patience=5),
                "movielens-1m": dict(epochs=10, lr=2e-3, patience=2)}
 
 
+def _demo_setup(args: argparse.Namespace, cfg=None):
+    """The demo's config for ``args.dataset`` (or ``cfg``), its data and split, its teacher with the teacher's Fit,
+    and the students' training: the demo's, with ``args.epochs`` and ``args.patience``."""
+    from edgecart.data.sequences import leave_last_out
+    from edgecart.recs.pipeline import DEMO_CONFIGS
+
+    cfg = cfg or DEMO_CONFIGS[args.dataset]
+    data = _data(args.dataset)
+    split = leave_last_out(data)
+    tfit, teacher = _teacher(data, split, cfg, args.cache, print)
+    tcfg = dataclasses.replace(cfg.student_train, epochs=args.epochs, patience=args.patience)
+    return cfg, data, split, tfit, teacher, tcfg
+
+
 def sweep(args: argparse.Namespace) -> int:
     from edgecart.data.sequences import leave_last_out
     from edgecart.recs.config import ModelSize, RecsConfig, TrainConfig
@@ -88,7 +102,6 @@ def sweep(args: argparse.Namespace) -> int:
 
 
 def ablation(args: argparse.Namespace) -> int:
-    from edgecart.data.sequences import leave_last_out
     from edgecart.recs.config import DistillConfig
     from edgecart.recs.experiments import fit, fits_table, write_json_md
     from edgecart.recs.pipeline import DEMO_CONFIGS
@@ -96,10 +109,7 @@ def ablation(args: argparse.Namespace) -> int:
     cfg = DEMO_CONFIGS[args.dataset]
     if args.student_dim:
         cfg = dataclasses.replace(cfg, student=dataclasses.replace(cfg.student, dim=args.student_dim))
-    data = _data(args.dataset)
-    split = leave_last_out(data)
-    tfit, teacher = _teacher(data, split, cfg, args.cache, print)
-    tcfg = dataclasses.replace(cfg.student_train, epochs=args.epochs, patience=args.patience)
+    cfg, data, split, tfit, teacher, tcfg = _demo_setup(args, cfg)
     base = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=0.0)
     variants = [
         ("label-only (no teacher)", None),
@@ -135,16 +145,10 @@ def ablation(args: argparse.Namespace) -> int:
 
 
 def curve(args: argparse.Namespace) -> int:
-    from edgecart.data.sequences import leave_last_out
     from edgecart.recs.config import DistillConfig, ModelSize
     from edgecart.recs.experiments import compare, fit
-    from edgecart.recs.pipeline import DEMO_CONFIGS
 
-    cfg = DEMO_CONFIGS[args.dataset]
-    data = _data(args.dataset)
-    split = leave_last_out(data)
-    tfit, teacher = _teacher(data, split, cfg, args.cache, print)
-    tcfg = dataclasses.replace(cfg.student_train, epochs=args.epochs, patience=args.patience)
+    cfg, data, split, tfit, teacher, tcfg = _demo_setup(args)
     rows, soft_cache, done = [], {}, []
     teacher_ms = _latency_ms(teacher, data, split)
     for dim in [int(d) for d in args.dims.split(",")]:
@@ -406,8 +410,13 @@ def _ci(u: np.ndarray, samples: int = 2000) -> tuple[float, float, float]:
 
 
 def _latency_ms(model, data, split, queries: int = 200) -> float:
-    """p50 ms of one recommendation through the runtime (ONNX fp32 user-vector model + int8 item table)."""
+    """p50 ms of one recommendation through the runtime (ONNX fp32 user-vector model + int8 item table). A seed
+    ensemble (the demo's teacher) has no single bundle: its figure is the sum of its members' p50s, each measured
+    as its own bundle, i.e. the members run one after another."""
     import tempfile
+
+    if hasattr(model, "members"):
+        return sum(_latency_ms(m, data, split, queries) for m in model.members)
 
     from edgecart.recs.baselines import Popularity
     from edgecart.recs.bundle import median_recommend_ms, write_bundle

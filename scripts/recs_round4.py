@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from recs_round3 import STUDENT, _log_softmax, add_data_options, add_options, load_fits, record_fit, scores_of  # noqa: E402
+from recs_round3 import (  # noqa: E402
+    STUDENT,
+    _log_softmax,
+    add_data_options,
+    add_options,
+    load_fits,
+    record_fit,
+    scores_of,
+)
 
 OUT = Path("benchmarks/results/recs/round4")
 
