@@ -5,7 +5,8 @@ The shop's own item ids go in; they are mapped through the bundle's item table (
 left-padded into the model's ``history`` input. The model returns the user vector, which the bundle's int8 item table
 (``catalog.item_embeddings``: rows and per-row scales) turns into one score per item; the top-k come back as shop ids
 (seen items excluded by default, removed items never); a bundle that carries an item-to-item table blends it in
-(:mod:`edgecart.runtime.item_to_item`). An empty or all-unknown history falls back to the bundle's
+(:mod:`edgecart.runtime.item_to_item`), and one that carries a buy-again prior adds it and, by default, keeps the
+seen items (:mod:`edgecart.runtime.buy_again`). An empty or all-unknown history falls back to the bundle's
 popularity ranking. Ids are matched as given: ints, integral strings (``"42"`` is 42) and other strings; an id that
 cannot be one (a list, a bool) is an :class:`InputSpecError`, an id the bundle does not know is reported.
 """
@@ -21,6 +22,7 @@ import numpy as np
 
 from ._open import open_task_bundle
 from .bundle import Bundle
+from .buy_again import BuyAgain, read_buy_again
 from .errors import BundleError, InputSpecError
 from .item_to_item import ItemToItem, read_item_to_item
 from .manifest import SequencePreprocessing
@@ -134,7 +136,7 @@ def read_item_table(bundle: Bundle) -> ItemTable:
 
 
 class Recommender:
-    """``Recommender(bundle).recommend(history, k=10, exclude_seen=True)``.
+    """``Recommender(bundle).recommend(history, k=10)``.
 
     ``bundle_or_path``: a verified :class:`Bundle`, a bundle directory or its ``.tar.gz``. ``backend``, ``artifact``,
     ``precision`` and ``threads`` are passed to :func:`edgecart.runtime.load` (by default the int8 artifact when the
@@ -153,6 +155,7 @@ class Recommender:
         self.pad_index = m.preprocessing.pad_index
         self.table = read_item_table(bundle)
         self.item_to_item: ItemToItem | None = read_item_to_item(bundle)
+        self.buy_again: BuyAgain | None = read_buy_again(bundle)
         self.scoring = str(cat.get("scoring", MODEL_SCORES))
         width = m.outputs[0].shape[-1]
         if self.scoring == USER_VECTOR:
@@ -196,9 +199,12 @@ class Recommender:
             raise InputSpecError(f"item id {item_id!r} is a {type(item_id).__name__} and cannot be an item id; ids are "
                                  "numbers or strings") from None
 
-    def recommend(self, history: Iterable[Any], k: int = 10, exclude_seen: bool = True) -> Recommendation:
-        """The ``k`` items most likely next after ``history`` (shop ids, oldest first)."""
+    def recommend(self, history: Iterable[Any], k: int = 10, exclude_seen: bool | None = None) -> Recommendation:
+        """The ``k`` items most likely next after ``history`` (shop ids, oldest first: pass the whole purchase
+        history when the bundle ships a buy-again prior, which counts all of it). ``exclude_seen``: leave out the
+        history's items; by default yes, unless the bundle ships a buy-again prior (then re-buys are the point)."""
         _check_k(k)
+        exclude_seen = self._exclude_default(exclude_seen)
         known, unknown = self._split(history)
         model_known = known if self._embeds else [i for i in known if i <= self.table.model_items]
         if not model_known:
@@ -212,17 +218,24 @@ class Recommender:
         return Recommendation(tuple(self.table.ids[i - 1].item() for i in top), tuple(float(scores[i]) for i in top),
                               source, tuple(unknown), used, artifact)
 
-    def output_scores(self, output: np.ndarray, known: list[int], exclude_seen: bool = True) -> np.ndarray:
+    def output_scores(self, output: np.ndarray, known: list[int], exclude_seen: bool | None = None) -> np.ndarray:
         """The ranking scores [num_items + 1] (float64) of one model output ([1, width]: the user vector, or item
         scores in older bundles) for a history of known item indices: scored against the item table, blended with
-        the bundle's item-to-item table when it carries one (:mod:`edgecart.runtime.item_to_item`), then removed
-        items, padding and (with ``exclude_seen``) the history's items at -inf. ``recommend`` ranks by these; a
+        the bundle's item-to-item table when it carries one (:mod:`edgecart.runtime.item_to_item`), then with its
+        buy-again prior (:mod:`edgecart.runtime.buy_again`), then removed items, padding and (with
+        ``exclude_seen``, as in :meth:`recommend`) the history's items at -inf. ``recommend`` ranks by these; a
         runner that executes the model elsewhere (e.g. under emulation) passes its output here to rank the same."""
         raw = self.table.scores(output[0])[0] if self.scoring == USER_VECTOR else output[0]
         scores = np.asarray(raw, np.float64).copy()
+        hist = [np.asarray(known, np.int64)]
         if self.item_to_item is not None:
-            scores = self.item_to_item.blend_scores(scores[None], [np.asarray(known, np.int64)])[0]
-        return self._masked(scores, known, exclude_seen)
+            scores = self.item_to_item.blend_scores(scores[None], hist)[0]
+        if self.buy_again is not None:
+            scores = self.buy_again.blend_scores(scores[None], hist)[0]
+        return self._masked(scores, known, self._exclude_default(exclude_seen))
+
+    def _exclude_default(self, exclude_seen: bool | None) -> bool:
+        return self.buy_again is None if exclude_seen is None else bool(exclude_seen)
 
     def _masked(self, scores: np.ndarray, known: list[int], exclude_seen: bool) -> np.ndarray:
         scores[~self.table.available] = -np.inf  # padding and removed items

@@ -6,10 +6,11 @@
 On Instacart the next item is mostly one the user bought before (test NDCG@10 of every SASRec drops from about
 0.11 to under 0.01 when seen items are excluded), and the SASRecs see only their last ``max_len`` (50) items of
 histories 224 items long on average. ``buyagain`` scores the parameter-free "buy it again" baseline
-(:class:`edgecart.recs.baselines.BuyAgain`: the user's own items by decayed count over the whole history; the decay
-chosen on validation), then each saved fit or ensemble alone and blended with it (``log p_model + w log p_again``,
-``w`` chosen on validation, 0 allowed), with paired 95% bootstrap intervals over test users. ``--pairs A:B`` compares
-the blends of two sides (each at its own weight). Saved fits come from ``recs_round3.py fit`` (``--scores``).
+(:class:`edgecart.runtime.buy_again.BuyAgain`, as a bundle ships it: the user's own items by decayed count over the
+whole history; the decay chosen on validation), then each saved fit or ensemble alone and blended with it
+(``log p_model + w log p_again``, ``w`` chosen on validation, 0 allowed), with paired 95% bootstrap intervals over
+test users. ``--pairs A:B`` compares the blends of two sides (each at its own weight). Saved fits come from
+``recs_round3.py fit`` (``--scores``).
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ def _pick(candidates: dict, valid_of) -> tuple:
 
 def buyagain(args: argparse.Namespace) -> int:
     from edgecart.data.sequences import leave_last_out
-    from edgecart.recs.baselines import BuyAgain
     from edgecart.recs.metrics import paired_bootstrap, target_ranks, user_ndcg
     from edgecart.recs.pipeline import _load
+    from edgecart.runtime.buy_again import BuyAgain
 
     data = _load(args.dataset, 5)
     split = leave_last_out(data)
@@ -58,16 +59,17 @@ def buyagain(args: argparse.Namespace) -> int:
         return user_ndcg(target_ranks(scores, target[which]))
 
     print(f"$ {_command()}")
-    priors = {d: BuyAgain(data.num_items, decay=d) for d in DECAYS}
-    decay, v = _pick(priors, lambda p: ndcg(p.scores(hist["valid"]), "valid").mean())
-    prior = priors[decay]
-    u_prior = ndcg(prior.scores(hist["test"]), "test")
+    cols = data.num_items + 1
+    priors = {d: BuyAgain(1.0, decay=d) for d in DECAYS}
+    decay, v = _pick(priors, lambda p: ndcg(p.log_probs(hist["valid"], cols), "valid").mean())
+    u_prior = ndcg(priors[decay].log_probs(hist["test"], cols), "test")
     print(f"buy-again, decay {decay} (valid among {DECAYS}): valid {v:.4f} test {u_prior.mean():.4f}")
     blended = {}
     for side in dict.fromkeys([*args.sides, *(s for p in args.pairs for s in p.split(":"))]):
         sv, st = scores_of(side, "valid", args.scores), scores_of(side, "test", args.scores)
-        w, vb = _pick({w: w for w in WEIGHTS}, lambda w, sv=sv: ndcg(prior.blend(sv, hist["valid"], w), "valid").mean())
-        alone, both = ndcg(st, "test"), ndcg(prior.blend(st, hist["test"], w), "test")
+        blends = {w: BuyAgain(w, decay=decay) for w in WEIGHTS}
+        w, vb = _pick(blends, lambda b, sv=sv: ndcg(b.blend_scores(sv, hist["valid"]), "valid").mean())
+        alone, both = ndcg(st, "test"), ndcg(blends[w].blend_scores(st, hist["test"]), "test")
         blended[side] = both
         print(f"{side}: alone valid {ndcg(sv, 'valid').mean():.4f} test {alone.mean():.4f}; + buy-again (w {w}) "
               f"valid {vb:.4f} test {both.mean():.4f}\n"

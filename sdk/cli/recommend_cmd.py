@@ -15,7 +15,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default=None, choices=("fp32", "int8"), help="artifact precision (default: int8 "
                    "when the bundle kept one)")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--include-seen", action="store_true", help="allow items already in the history")
+    seen = p.add_mutually_exclusive_group()
+    seen.add_argument("--include-seen", dest="exclude_seen", action="store_false", default=None,
+                      help="allow items already in the history (the default when the bundle ships a buy-again prior)")
+    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=None,
+                      help="leave out items already in the history (the default otherwise)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_recommend)
 
@@ -27,7 +31,7 @@ def _recommend(args: argparse.Namespace) -> int:
         raise SystemExit("edgecart recommend: --k must be >= 1")
     history = [t.strip() for t in args.history.split(",") if t.strip()]
     rec = Recommender(args.bundle, backend=args.backend, threads=args.threads, precision=args.precision)
-    result = rec.recommend(history, k=args.k, exclude_seen=not args.include_seen)
+    result = rec.recommend(history, k=args.k, exclude_seen=args.exclude_seen)
     if args.json:
         print(json.dumps({"items": list(result.items), "scores": list(result.scores), "source": result.source,
                           "unknown": list(result.unknown), "used": result.used, "artifact": result.artifact}))

@@ -1,5 +1,4 @@
-"""Baselines that show what the learned models are worth: global popularity, item-to-item co-occurrence, and
-buying again what the user already bought."""
+"""Baselines that show what the learned models are worth: global popularity and item-to-item co-occurrence."""
 
 from __future__ import annotations
 
@@ -84,41 +83,4 @@ class CoOccurrence:
                 out[u, cols] += vals * self.decay ** age
             out[u] += tie
         out[:, 0] = -np.inf
-        return out
-
-
-class BuyAgain:
-    """"Buy it again": each user's own items, scored by how often they occur in the user's whole history, each
-    occurrence weighted ``decay ** age`` (age 0: the latest). Returned as log-probabilities: those counts plus
-    ``smoothing`` per item, normalised, so that a model's log-probabilities can be added to ``weight`` times them
-    (:meth:`blend`). Parameter-free; on logs where people re-buy (groceries) it is a strong scorer, on logs where
-    they never repeat an item (ratings) it only ranks the seen items first."""
-
-    def __init__(self, num_items: int, decay: float = 1.0, smoothing: float = 0.01) -> None:
-        if not 0 < decay <= 1 or smoothing <= 0:
-            raise ValueError("0 < decay <= 1 and smoothing > 0")
-        self.num_items, self.decay, self.smoothing = num_items, decay, smoothing
-
-    def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
-        """Log-probabilities [U, num_items + 1] (float64); column 0 (padding) is -inf."""
-        counts = np.zeros((len(histories), self.num_items + 1), np.float64)
-        for u, h in enumerate(histories):
-            h = np.asarray(h, np.int64)
-            np.add.at(counts[u], h, self.decay ** np.arange(h.size - 1, -1, -1, dtype=np.float64))
-        c = counts[:, 1:] + self.smoothing
-        out = np.empty_like(counts)
-        out[:, 0] = -np.inf
-        out[:, 1:] = np.log(c / c.sum(axis=1, keepdims=True))
-        return out
-
-    def blend(self, model_scores: np.ndarray, histories: Sequence[np.ndarray], weight: float) -> np.ndarray:
-        """``log_softmax(model scores) + weight * self.scores(histories)`` over the items (padding -inf); weight 0
-        leaves the model's ranking as it is."""
-        if weight < 0:
-            raise ValueError("weight must be >= 0")
-        s = np.asarray(model_scores, np.float64)[:, 1:]
-        s = s - s.max(axis=1, keepdims=True)
-        lp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
-        out = np.full((s.shape[0], s.shape[1] + 1), -np.inf)
-        out[:, 1:] = lp + weight * self.scores(histories)[:, 1:] if weight else lp
         return out

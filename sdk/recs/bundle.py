@@ -18,6 +18,7 @@ from edgecart.data.sequences import SequenceData, Split, left_pad
 from edgecart.exporters import BundleWriter, QATData, QualityGate, golden_from_model
 from edgecart.exporters.gate import evaluate_artifact, export_formats_gated
 from edgecart.models.sasrec import SASRec, SASRecUserVector
+from edgecart.runtime.buy_again import BuyAgain
 from edgecart.runtime.item_to_item import ItemToItem
 from edgecart.runtime.manifest import Artifact, SequencePreprocessing
 from edgecart.runtime.recommender import USER_VECTOR, ItemTable
@@ -78,14 +79,18 @@ def session_scores(session: Session, histories: tuple[np.ndarray, ...] | list[np
 
 def session_evaluator(histories: tuple[np.ndarray, ...] | list[np.ndarray], targets: np.ndarray, k: int = 10,
                       table: ItemTable | None = None, exclude_seen_too: bool = False,
-                      item_to_item: ItemToItem | None = None) -> Callable[[Session], dict[str, float]]:
+                      item_to_item: ItemToItem | None = None,
+                      buy_again: BuyAgain | None = None) -> Callable[[Session], dict[str, float]]:
     """A function Session -> {recall@k, ndcg@k, users} for the exporters' quality gate; with ``exclude_seen_too``
-    also ``recall@k_unseen`` / ``ndcg@k_unseen`` with each user's history scored out (the runtime's default);
-    with ``item_to_item`` the scores are blended with it, as the runtime does for a bundle that carries one."""
+    also ``recall@k_unseen`` / ``ndcg@k_unseen`` with each user's history scored out (the runtime's default
+    without a buy-again prior); with ``item_to_item`` and ``buy_again`` the scores are blended with them, as the
+    runtime does for a bundle that carries them."""
     def evaluate(session: Session) -> dict[str, float]:
         scores = session_scores(session, histories, table)
         if item_to_item is not None:
             scores = item_to_item.blend_scores(scores, histories)
+        if buy_again is not None:
+            scores = buy_again.blend_scores(scores, histories)
         out = evaluate_scores(scores, targets, k)
         if exclude_seen_too:
             unseen = evaluate_scores(scores, targets, k, exclude=histories)
@@ -98,12 +103,14 @@ def session_evaluator(histories: tuple[np.ndarray, ...] | list[np.ndarray], targ
 def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfig, out: Path, *,
                  popularity: np.ndarray, quality: dict[str, Any], name: str, version: str = "0.1.0",
                  metadata: list[dict[str, Any]] | None = None, item_to_item: ItemToItem | None = None,
+                 buy_again: BuyAgain | None = None,
                  progress: Callable[[str], None] | None = None) -> tuple[Path, list[ArtifactRow], dict[str, Any]]:
     """Export ``model`` into a bundle at ``out``; returns (path, one row per kept artifact, catalog description).
 
     ``metadata``: optional per-item records (names, categories, ...; one per item, in item order) carried into
     ``catalog/items.json``; ``item_to_item``: the co-occurrence table and blend weight the runtime mixes with the
-    model's scores (the gate and every figure are measured with it)."""
+    model's scores (the gate and every figure are measured with it); ``buy_again``: the repeat-purchase prior the
+    runtime adds after that (likewise measured with it; ``None`` or weight 0: none shipped)."""
     from edgecart.runtime.backends import backend_for_format
 
     say = progress or (lambda _m: None)
@@ -126,10 +133,12 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
     g = min(cfg.gate_users, split.num_users)
     if item_to_item is not None and item_to_item.rows != data.num_items + 1:
         raise ValueError(f"item_to_item has {item_to_item.rows} rows for {data.num_items} items (+1 padding)")
+    if buy_again is not None and not buy_again.weight:
+        buy_again = None
     gate_eval = session_evaluator(split.valid_history[:g], split.valid_target[:g], table=table,
-                                  item_to_item=item_to_item)
+                                  item_to_item=item_to_item, buy_again=buy_again)
     test_eval = session_evaluator(split.test_history, split.test_target, table=table, exclude_seen_too=True,
-                                  item_to_item=item_to_item)
+                                  item_to_item=item_to_item, buy_again=buy_again)
     gate = QualityGate(cfg.gate_metric, cfg.gate_max_drop)
 
     q, scale = table.q, table.scales
@@ -154,6 +163,8 @@ def write_bundle(model: SASRec, data: SequenceData, split: Split, cfg: RecsConfi
         catalog["metadata"] = METADATA
     if item_to_item is not None:
         catalog["item_to_item"] = item_to_item.describe(ITEM_TO_ITEM)
+    if buy_again is not None:
+        catalog["buy_again"] = buy_again.describe()
     with BundleWriter(out, name=name, version=version, task="recommendations", inputs=io.inputs,
                       outputs=io.outputs, preprocessing=SequencePreprocessing(n, 0, "left"), overwrite=True) as w:
         w.set_golden(*golden)

@@ -97,7 +97,12 @@ class RecsConfig:
     ``item_to_item``: the bundle may carry each item's ``item_to_item`` most frequent followers (co-occurrence
     within ``cooc_window``) and blend them with the student's scores (:mod:`edgecart.runtime.item_to_item`); the
     weight is chosen on validation from ``blend_grid`` (1.0 = the student alone, then no table is shipped); 0 turns
-    the blend off."""
+    the blend off.
+
+    ``buy_again_weights`` / ``buy_again_decays``: the bundle may carry a "buy it again" prior
+    (:mod:`edgecart.runtime.buy_again`: the shopper's own items by decayed count, added in log space at a weight);
+    weight and decay are chosen on validation, after the student and its item-to-item blend; weight 0 (the student
+    alone) ships no prior. ``(0.0,)`` turns it off."""
 
     max_len: int = 50
     teacher: ModelSize = field(default_factory=lambda: ModelSize(128, 2, 2, 0.2))
@@ -119,10 +124,18 @@ class RecsConfig:
     teacher_seeds: int = 1
     item_to_item: int = 50
     blend_grid: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    buy_again_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+    buy_again_decays: tuple[float, ...] = (1.0, 0.97, 0.9)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", tuple(self.formats))
-        object.__setattr__(self, "blend_grid", tuple(float(w) for w in self.blend_grid))
+        for name in ("blend_grid", "buy_again_weights", "buy_again_decays"):
+            object.__setattr__(self, name, tuple(float(w) for w in getattr(self, name)))
+        if not self.buy_again_weights or any(not 0.0 <= w < float("inf") for w in self.buy_again_weights):
+            raise ValueError(f"buy_again_weights: weights >= 0 of the buy-again prior (0: none), got "
+                             f"{self.buy_again_weights}")
+        if not self.buy_again_decays or any(not 0.0 < d <= 1.0 for d in self.buy_again_decays):
+            raise ValueError(f"buy_again_decays: decays in (0, 1] of the buy-again counts, got {self.buy_again_decays}")
         if self.item_to_item < 0:
             raise ValueError("item_to_item (neighbours kept per item for the blend; 0 = no blend) must be >= 0")
         if not self.blend_grid or any(not 0.0 < w <= 1.0 for w in self.blend_grid):

@@ -198,9 +198,12 @@ def test_build_writes_bundle_and_report(built):
     doc = json.loads((built / "summary.json").read_text())
     models = {m["model"]: m for m in doc["results"][0]["models"]}
     base = {"popularity", "co-occurrence", "teacher (SASRec)", "student, distilled", "student, no distillation",
-            "teacher + item-to-item"}
-    assert set(models) - base <= {"shipped: student + item-to-item"} and base <= set(models)
+            "teacher + item-to-item", "buy again"}
+    assert set(models) - base <= {"shipped: student + item-to-item", "shipped: + buy again"} and base <= set(models)
     assert (doc["results"][0]["blend"] is None) == ("shipped: student + item-to-item" not in models)
+    assert (doc["results"][0]["buy_again"] is None) == ("shipped: + buy again" not in models)
+    catalog = open_bundle(built / "bundle").manifest.catalog
+    assert (doc["results"][0]["buy_again"] is None) == ("buy_again" not in catalog)
     assert models["student, distilled"]["ndcg_unseen"] is not None
     assert "log " in doc["notes"][0]
     m = open_bundle(built / "bundle").manifest

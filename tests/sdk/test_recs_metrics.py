@@ -68,27 +68,6 @@ def test_popularity_and_cooccurrence_by_hand():
     assert np.argmax(none[1:]) + 1 == 3
 
 
-
-def test_buy_again_by_hand():
-    from edgecart.recs.baselines import BuyAgain
-
-    h = [np.array([2, 1, 2, 3])]
-    lp = BuyAgain(4, decay=0.5, smoothing=0.01).scores(h)[0]
-    assert lp[0] == NEG
-    assert np.exp(lp[1:]).sum() == pytest.approx(1.0)
-    # ages from the latest: 3 -> 1, 2 -> 0.5 + 0.125, 1 -> 0.25, 4 never bought
-    expect = np.array([0.25, 0.625, 1.0, 0.0]) + 0.01
-    assert np.exp(lp[1:]) == pytest.approx(expect / expect.sum())
-    assert np.argmax(BuyAgain(4).scores(h)[0][1:]) + 1 == 2  # no decay: bought twice wins
-    model = np.array([[0.0, 0.0, 1.0, 2.0, 9.0]])  # the model prefers item 4, which was never bought
-    ba = BuyAgain(4)
-    assert np.argsort(-ba.blend(model, h, 0.0)[0][1:]).tolist() == [3, 2, 1, 0]
-    assert np.argsort(-ba.blend(model, h, 8.0)[0][1:]).tolist() == [1, 2, 0, 3]
-    with pytest.raises(ValueError):
-        BuyAgain(4, decay=0.0)
-    with pytest.raises(ValueError):
-        ba.blend(model, h, -1.0)
-
 def test_configs_validate_and_round_trip():
     from edgecart.recs.config import FAST, DistillConfig, RecsConfig, TrainConfig
 

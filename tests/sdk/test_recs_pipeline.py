@@ -33,13 +33,15 @@ def result(tmp_path_factory):
 
 def test_models_and_baselines_are_evaluated(result):
     res, _, _ = result
-    from edgecart.recs.pipeline import STUDENT_BLEND, TEACHER_BLEND
+    from edgecart.recs.pipeline import BUY_AGAIN, STUDENT_BLEND, TEACHER_BLEND
 
     names = [m.model for m in res.models]
-    assert names[:6] == ["popularity", "co-occurrence", "teacher (SASRec)", "student, distilled",
+    assert names[:7] == ["popularity", "co-occurrence", BUY_AGAIN, "teacher (SASRec)", "student, distilled",
                          "student, no distillation", TEACHER_BLEND]
     # the shipped blend is reported when validation chose one (blend < 1), and only then
-    assert names[6:] == ([] if res.blend is None else [STUDENT_BLEND])
+    assert names[7:] == ([] if res.blend is None else [STUDENT_BLEND])
+    # nobody rates a film twice: the buy-again baseline finds nothing and validation ships no prior
+    assert res.model(BUY_AGAIN).ndcg == 0.0 and res.buy_again is None
     for m in res.models:
         assert 0.0 <= m.ndcg <= m.recall <= 1.0
     teacher = res.model("teacher (SASRec)")
