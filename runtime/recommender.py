@@ -14,7 +14,7 @@ cannot be one (a list, a bool) is an :class:`InputSpecError`, an id the bundle d
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,11 +227,7 @@ class Recommender:
         runner that executes the model elsewhere (e.g. under emulation) passes its output here to rank the same."""
         raw = self.table.scores(output[0])[0] if self.scoring == USER_VECTOR else output[0]
         scores = np.asarray(raw, np.float64).copy()
-        hist = [np.asarray(known, np.int64)]
-        if self.item_to_item is not None:
-            scores = self.item_to_item.blend_scores(scores[None], hist)[0]
-        if self.buy_again is not None:
-            scores = self.buy_again.blend_scores(scores[None], hist)[0]
+        scores = rerank(scores[None], [np.asarray(known, np.int64)], self.item_to_item, self.buy_again)[0]
         return self._masked(scores, known, self._exclude_default(exclude_seen))
 
     def _exclude_default(self, exclude_seen: bool | None) -> bool:
@@ -294,6 +290,18 @@ class Recommender:
     def __repr__(self) -> str:
         return (f"Recommender({self.bundle.manifest.name!r}, items={self.num_items}, max_len={self.max_len}, "
                 f"artifact={self.session.artifact.name!r}, backend={self.session.backend.name!r})")
+
+
+def rerank(scores: np.ndarray, histories: Sequence[np.ndarray], item_to_item: ItemToItem | None = None,
+           buy_again: BuyAgain | None = None) -> np.ndarray:
+    """Model scores [U, columns] through a bundle's optional second scorers, in the runtime's order: the
+    item-to-item blend, then the buy-again prior (either may be None). The build measures its artifacts through
+    this same function, so what it reports is what :meth:`Recommender.recommend` ranks by."""
+    if item_to_item is not None:
+        scores = item_to_item.blend_scores(scores, histories)
+    if buy_again is not None:
+        scores = buy_again.blend_scores(scores, histories)
+    return scores
 
 
 def _check_k(k: Any) -> None:

@@ -21,7 +21,7 @@ from edgecart.models.sasrec import SASRec, SASRecUserVector
 from edgecart.runtime.buy_again import BuyAgain
 from edgecart.runtime.item_to_item import ItemToItem
 from edgecart.runtime.manifest import Artifact, SequencePreprocessing
-from edgecart.runtime.recommender import USER_VECTOR, ItemTable
+from edgecart.runtime.recommender import USER_VECTOR, ItemTable, rerank
 from edgecart.runtime.search import quantize_rows
 from edgecart.runtime.session import Session
 
@@ -86,11 +86,7 @@ def session_evaluator(histories: tuple[np.ndarray, ...] | list[np.ndarray], targ
     without a buy-again prior); with ``item_to_item`` and ``buy_again`` the scores are blended with them, as the
     runtime does for a bundle that carries them."""
     def evaluate(session: Session) -> dict[str, float]:
-        scores = session_scores(session, histories, table)
-        if item_to_item is not None:
-            scores = item_to_item.blend_scores(scores, histories)
-        if buy_again is not None:
-            scores = buy_again.blend_scores(scores, histories)
+        scores = rerank(session_scores(session, histories, table), histories, item_to_item, buy_again)
         out = evaluate_scores(scores, targets, k)
         if exclude_seen_too:
             unseen = evaluate_scores(scores, targets, k, exclude=histories)
