@@ -156,14 +156,14 @@ def _sasrec(cache: Path) -> Subject:
     from edgecart.models.sasrec import SASRec, SASRecUserVector
     from edgecart.recs.config import DistillConfig, RecsConfig, TrainConfig
     from edgecart.recs.metrics import evaluate_scores
-    from edgecart.recs.pipeline import _fingerprint, _model_config
+    from edgecart.recs.teacher import fingerprint, model_config
     from edgecart.recs.train import eager_scores, teacher_soft_targets, train
 
     cfg = RecsConfig()
     data = load_movielens_100k(min_item_count=cfg.min_item_count)
     split = leave_last_out(data)
-    mcfg = _model_config(data, cfg, "teacher")
-    key = _fingerprint(data, mcfg, cfg.teacher_train)
+    mcfg = model_config(data, cfg, "teacher")
+    key = fingerprint(data, mcfg, cfg.teacher_train)
     path = Path(cache) / "recs" / f"{data.name}-teacher-{key}.pt"
     if not path.exists():
         found = sorted(glob.glob(str(Path(cache) / "recs" / f"{data.name}-teacher-*.pt")))

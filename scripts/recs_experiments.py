@@ -29,24 +29,27 @@ def _data(name: str, min_item_count: int = 5):
 
 
 def _teacher(data, split, cfg, cache: Path, say):
-    """The demo's teacher for ``cfg`` (cached by the pipeline's key), with its Fit."""
+    """The demo's teacher for ``cfg`` (cached by the pipeline's key), with its Fit and ``cfg`` with the teacher's
+    width chosen (when ``cfg.teacher_dims`` offers several)."""
     import json
 
     from edgecart.cache import Cache
     from edgecart.models.sasrec import num_params
     from edgecart.recs.experiments import Fit, evaluate
-    from edgecart.recs.pipeline import _fingerprint, _model_config, train_teacher
+    from edgecart.recs.teacher import fingerprint, model_config, train_teacher
 
     t0 = time.perf_counter()
-    teacher, seconds = train_teacher(data, split, cfg, cache, say)
+    chosen = train_teacher(data, split, cfg, cache, say)
+    teacher, seconds, cfg = chosen.model, chosen.seconds, chosen.config
     v, t, r, u = evaluate(teacher, split)
-    meta = Cache(cache, "recs").path(f"{data.name}-teacher", _fingerprint(data, _model_config(data, cfg, "teacher"),
-                                                                           cfg.teacher_train), ".json")
+    meta = Cache(cache, "recs").path(f"{data.name}-teacher", fingerprint(data, model_config(data, cfg, "teacher"),
+                                                                          cfg.teacher_train), ".json")
     info = json.loads(meta.read_text()) if meta.is_file() else {}
     seconds = info.get("train_s", seconds)
-    return Fit("teacher", num_params(teacher), v, t, r, info.get("best_epoch", 0), info.get("epochs_run", 0),
-               seconds or (time.perf_counter() - t0),
-               {"size": dataclasses.asdict(cfg.teacher), "train": dataclasses.asdict(cfg.teacher_train)}, u), teacher
+    fit = Fit("teacher", num_params(teacher), v, t, r, info.get("best_epoch", 0), info.get("epochs_run", 0),
+              seconds or (time.perf_counter() - t0),
+              {"size": dataclasses.asdict(cfg.teacher), "train": dataclasses.asdict(cfg.teacher_train)}, u)
+    return fit, teacher, cfg
 
 
 SWEEPS = {
@@ -69,7 +72,7 @@ def _demo_setup(args: argparse.Namespace, cfg=None):
     cfg = cfg or DEMO_CONFIGS[args.dataset]
     data = _data(args.dataset)
     split = leave_last_out(data)
-    tfit, teacher = _teacher(data, split, cfg, args.cache, print)
+    tfit, teacher, cfg = _teacher(data, split, cfg, args.cache, print)
     tcfg = dataclasses.replace(cfg.student_train, epochs=args.epochs, patience=args.patience)
     return cfg, data, split, tfit, teacher, tcfg
 
@@ -85,7 +88,7 @@ def sweep(args: argparse.Namespace) -> int:
     for dim, layers, heads, drop, wd in SWEEPS[args.dataset]:
         cfg = RecsConfig(teacher=ModelSize(dim, layers, heads, drop),
                          teacher_train=TrainConfig(weight_decay=wd, **SWEEP_TRAIN[args.dataset]))
-        f, _ = _teacher(data, split, cfg, args.cache, print)
+        f, _, _ = _teacher(data, split, cfg, args.cache, print)
         f = dataclasses.replace(f, label=f"teacher d{dim} L{layers} dropout {drop} wd {wd}")
         print(f"{f.label}: valid NDCG@10 {f.valid_ndcg:.4f}", flush=True)
         fits.append(f)
@@ -191,7 +194,7 @@ def tune(args: argparse.Namespace) -> int:
                        seed=args.seed)
     fits, teachers = [], []
     if args.with_demo_teacher:
-        f, m = _teacher(data, split, DEMO_CONFIGS[args.dataset], args.cache, print)
+        f, m, _ = _teacher(data, split, DEMO_CONFIGS[args.dataset], args.cache, print)
         teachers.append((dataclasses.replace(f, label="teacher (demo settings) " + _size_label(
             DEMO_CONFIGS[args.dataset].teacher)), m))
         fits.append(teachers[-1][0])
@@ -281,8 +284,7 @@ def equivalence(args: argparse.Namespace) -> int:
     old_train = _old_train()
     data = _data(args.dataset)
     split = leave_last_out(data)
-    cfg = DEMO_CONFIGS[args.dataset]
-    tfit, teacher = _teacher(data, split, cfg, args.cache, print)
+    tfit, teacher, cfg = _teacher(data, split, DEMO_CONFIGS[args.dataset], args.cache, print)
     windows, _ = training_windows(split.train, cfg.max_len)
     d = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha, hint=args.hint)
     tc = TrainConfig(epochs=args.epochs, lr=3e-3)
@@ -345,7 +347,7 @@ def trainer_speed(args: argparse.Namespace) -> int:
     data = _data(args.dataset)
     split = leave_last_out(data)
     cfg = DEMO_CONFIGS[args.dataset]
-    _, teacher = _teacher(data, split, cfg, args.cache, print)
+    _, teacher, cfg = _teacher(data, split, cfg, args.cache, print)
     windows, _ = training_windows(split.train, cfg.max_len)
     d = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha, hint=args.hint)
     soft = {m.__name__: m.teacher_soft_targets(teacher, windows, d) for m in (old_train, new_train)}

@@ -94,6 +94,10 @@ class RecsConfig:
     student's parameter limit ``max_student_ratio`` is against the whole ensemble (the classic case of distilling
     several models into one small one).
 
+    ``teacher_dims``: widths to try for the teacher's members; the first member is trained at each and the width
+    with the best validation NDCG@10 is kept (ties: the narrower), then the other members are trained at it.
+    Empty: ``teacher.dim`` only. The student's parameter limit is checked against the chosen teacher.
+
     ``item_to_item``: the bundle may carry each item's ``item_to_item`` most frequent followers (co-occurrence
     within ``cooc_window``) and blend them with the student's scores (:mod:`edgecart.runtime.item_to_item`); the
     weight is chosen on validation from ``blend_grid`` (1.0 = the student alone, then no table is shipped); 0 turns
@@ -122,6 +126,7 @@ class RecsConfig:
     cooc_window: int = 3
     threads: int | None = None
     teacher_seeds: int = 1
+    teacher_dims: tuple[int, ...] = ()
     item_to_item: int = 50
     blend_grid: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     buy_again_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -129,6 +134,11 @@ class RecsConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", tuple(self.formats))
+        object.__setattr__(self, "teacher_dims", tuple(self.teacher_dims))
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 or d % self.teacher.heads
+               for d in self.teacher_dims) or len(set(self.teacher_dims)) != len(self.teacher_dims):
+            raise ValueError(f"teacher_dims: distinct whole widths >= 1, each divisible by the teacher's heads "
+                             f"({self.teacher.heads}), got {self.teacher_dims}")
         for name in ("blend_grid", "buy_again_weights", "buy_again_decays"):
             object.__setattr__(self, name, tuple(float(w) for w in getattr(self, name)))
         if not self.buy_again_weights or any(not 0.0 <= w < float("inf") for w in self.buy_again_weights):

@@ -64,9 +64,9 @@ def fit(label: str, data: SequenceData, split: Split, size: ModelSize, max_len: 
 
     torch.manual_seed(tcfg.seed)
     model = SASRec(SASRecConfig(data.num_items, max_len, size.dim, size.heads, size.layers, 2, size.dropout))
-    from .pipeline import _train_key
+    from .teacher import train_key
 
-    cfg = {"size": dataclasses.asdict(size), "train": _train_key(tcfg),
+    cfg = {"size": dataclasses.asdict(size), "train": train_key(tcfg),
            "distill": dataclasses.asdict(distill) if distill else None}
     tsum = None if teacher is None or distill is None else round(float(sum(p.double().sum() for p in
                                                                            teacher.parameters())), 6)

@@ -20,14 +20,15 @@ import numpy as np
 import torch
 from edgecart.cache import Cache
 from edgecart.data.sequences import SequenceData, Split, leave_last_out
-from edgecart.models.sasrec import SASRec, SASRecConfig, SASRecEnsemble, as_teacher, num_params
+from edgecart.models.sasrec import SASRec, SASRecEnsemble, num_params
 from edgecart.runtime.buy_again import BuyAgain
 from edgecart.runtime.item_to_item import ItemToItem
 
 from .baselines import CoOccurrence, Popularity
 from .bundle import ArtifactRow, write_bundle
-from .config import RecsConfig, TrainConfig
+from .config import RecsConfig
 from .metrics import evaluate_scores, paired_bootstrap, rank_metrics, target_ranks, user_ndcg
+from .teacher import fingerprint, model_config, teacher_key, train_teacher
 from .train import eager_scores, pca_init, teacher_soft_targets, train
 
 Progress = Callable[[str], None] | None
@@ -79,6 +80,8 @@ class DatasetResult:
     seconds: float
     blend: float | None = None  # the shipped blend of the student with the item-to-item table (None: student alone)
     buy_again: tuple[float, float] | None = None  # the shipped buy-again prior's (weight, decay); None: none
+    teacher_dim: int | None = None  # the width of the teacher's members (chosen on validation among several)
+    teacher_widths: dict[int, float] = dataclasses.field(default_factory=dict)  # width -> its first member's valid
 
     def model(self, name: str) -> ModelRow:
         for m in self.models:
@@ -137,6 +140,10 @@ class RecsSummary:
             shipped = r.exported if r.blend is None else f"{r.exported} + item-to-item, blend {r.blend:g}"
             if r.buy_again is not None:
                 shipped += f" + buy again, weight {r.buy_again[0]:g}, decay {r.buy_again[1]:g}"
+            if r.teacher_widths:
+                tried = ", ".join(f"{d}-d {v:.4f}" for d, v in r.teacher_widths.items())
+                lines.append(f"{r.dataset}: teacher members {r.teacher_dim}-d, chosen on validation NDCG@10 of "
+                             f"each width's first member ({tried})")
             lines.append(f"{r.description}; exported: {shipped}; the item table is stored once, "
                          f"as int8 rows + per-row scales: {t['int8_bytes']} B (fp32 would be {t['fp32_bytes']} B); "
                          f"{r.seconds:.0f} s")
@@ -149,65 +156,6 @@ class RecsSummary:
 
 def _fmt_params(p: int | None) -> str:
     return "-" if p is None else f"{p / 1e3:.1f}k"
-
-
-def _fingerprint(data: SequenceData, cfg: SASRecConfig, train_cfg: Any) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps([dataclasses.asdict(cfg), _train_key(train_cfg), data.name], sort_keys=True).encode())
-    h.update(np.ascontiguousarray(data.item_ids).tobytes())
-    for s in data.sequences:
-        h.update(np.ascontiguousarray(s).tobytes())
-    return h.hexdigest()[:16]
-
-
-def _train_key(train_cfg: Any) -> dict[str, Any]:
-    """The training settings as a cache key; a field added later is left out while it has its default value, so
-    models cached before it existed are still found."""
-    d = dataclasses.asdict(train_cfg)
-    for name, default in (("schedule", "constant"), ("label_smoothing", 0.0), ("exclude_seen", False)):
-        if name in d and d[name] == default:
-            d.pop(name)
-    return d
-
-
-def _model_config(data: SequenceData, cfg: RecsConfig, which: str) -> SASRecConfig:
-    size = cfg.teacher if which == "teacher" else cfg.student
-    return SASRecConfig(data.num_items, cfg.max_len, size.dim, size.heads, size.layers, 2, size.dropout)
-
-
-def train_teacher(data: SequenceData, split: Split, cfg: RecsConfig, cache: Path | None,
-                  progress: Progress = None) -> tuple[SASRec | SASRecEnsemble, float | None]:
-    """Train (or load from ``cache``) the teacher — with ``cfg.teacher_seeds`` > 1, that many members from
-    consecutive seeds, as an ensemble; returns it and the training seconds (None if every member was cached)."""
-    mcfg = _model_config(data, cfg, "teacher")
-    members, total, trained = [], 0.0, False
-    for i in range(cfg.teacher_seeds):
-        tcfg = dataclasses.replace(cfg.teacher_train, seed=cfg.teacher_train.seed + i)
-        suffix = "" if i == 0 else f" seed {tcfg.seed}"
-        m, seconds = _train_one_teacher(data, split, mcfg, tcfg, cache, progress, suffix)
-        members.append(m)
-        if seconds is not None:
-            total, trained = total + seconds, True
-    teacher = as_teacher(members)
-    return teacher, total if trained else None
-
-
-def _train_one_teacher(data: SequenceData, split: Split, mcfg: SASRecConfig, tcfg: TrainConfig,
-                       cache: Path | None, progress: Progress, suffix: str) -> tuple[SASRec, float | None]:
-    store, name, key = Cache(cache, "recs"), f"{data.name}-teacher", _fingerprint(data, mcfg, tcfg)
-    hit = store.load_state(name, key)
-    if hit is not None:
-        teacher = SASRec(mcfg)
-        teacher.load_state_dict(hit[0])
-        if progress:
-            progress(f"{data.name}: teacher{suffix} loaded from {store.path(name, key, '.pt')}")
-        return teacher.eval(), None
-    torch.manual_seed(tcfg.seed)
-    teacher = SASRec(mcfg)
-    log = train(teacher, split, tcfg, desc=f"{data.name} teacher{suffix}", progress=progress)
-    store.save_state(name, key, teacher.state_dict(), {"train_s": log.seconds, "config": dataclasses.asdict(mcfg),
-                                                       "best_epoch": log.best_epoch, "epochs_run": len(log.losses)})
-    return teacher.eval(), log.seconds
 
 
 def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Path | None = None,
@@ -230,25 +178,24 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
         rows.append(_row(label, None, base.scores(split.test_history), base.scores(split.valid_history), split))
     rows.append(_buy_again_row(data.num_items + 1, cfg, split))
 
-    teacher, teacher_s = train_teacher(data, split, cfg, cache, progress)
+    chosen = train_teacher(data, split, cfg, cache, progress)
+    teacher, teacher_s, cfg = chosen.model, chosen.seconds, chosen.config  # cfg: the teacher's width now chosen
     scores = {"teacher (SASRec)": _scores(teacher, split)}  # (validation, test), computed once per model
     rows.append(_model_row("teacher (SASRec)", teacher, scores["teacher (SASRec)"], split, teacher_s))
 
-    scfg = _model_config(data, cfg, "student")
+    scfg = model_config(data, cfg, "student")
     ratio = num_params(SASRec(scfg)) / num_params(teacher)  # an ensemble teacher: all its members
     if ratio > cfg.max_student_ratio:
         raise ValueError(f"student has {ratio:.2f} of the teacher's parameters, above max_student_ratio "
                          f"{cfg.max_student_ratio}; shrink the student (dim, layers) or raise the limit")
     students = {}
     store = Cache(cache, "recs")
-    teacher_key = _fingerprint(data, _model_config(data, cfg, "teacher"), cfg.teacher_train)
-    if cfg.teacher_seeds > 1:
-        teacher_key += f"x{cfg.teacher_seeds}"
+    tkey = teacher_key(data, cfg)
     for label in ("student, distilled", "student, no distillation"):
         distil = label == "student, distilled"
-        h = hashlib.sha256(json.dumps([_fingerprint(data, scfg, cfg.student_train), label,
+        h = hashlib.sha256(json.dumps([fingerprint(data, scfg, cfg.student_train), label,
                                        dataclasses.asdict(cfg.distill) if distil else None,
-                                       teacher_key if distil else None], sort_keys=True).encode()).hexdigest()[:16]
+                                       tkey if distil else None], sort_keys=True).encode()).hexdigest()[:16]
         name = f"{data.name}-{'student-distilled' if distil else 'student-plain'}"
         student = SASRec(scfg)
         hit = store.load_state(name, h)
@@ -309,6 +256,7 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
         "blend": None if i2i is None else i2i.blend,
         "buy_again": None if again is None else again.describe(),
         "student_to_teacher_params": ratio, "config": cfg.to_dict(),
+        "teacher_width": {"chosen": cfg.teacher.dim, "valid_ndcg@10_first_member": chosen.widths},
         "test_ndcg@10_paired_bootstrap_95": compare_models(rows),
     }
     bundle, arts, catalog = None, [], {"item_embeddings": {"fp32_bytes": 0, "int8_bytes": 0, "saved_bytes": 0}}
@@ -322,7 +270,8 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
     table = {k: int(emb[k]) for k in ("fp32_bytes", "int8_bytes", "saved_bytes")}
     return DatasetResult(data.name, data.describe(), tuple(rows), tuple(arts), bundle, exported, table,
                          time.perf_counter() - t0, None if i2i is None else i2i.blend,
-                         None if again is None else (again.weight, again.decay))
+                         None if again is None else (again.weight, again.decay), cfg.teacher.dim,
+                         chosen.widths)
 
 
 #: model rows of the blends with the item-to-item table (weights chosen on validation)

@@ -141,6 +141,20 @@ def test_config_rejects_unknown_keys(tmp_path):
         load_config(bad)
 
 
+def test_a_teacher_width_in_the_config_replaces_the_default_choice_of_widths(tmp_path):
+    from edgecart.recs.build import load_config
+
+    assert load_config(None)[1].teacher_dims == (32, 60)  # the recipe: chosen on validation
+    f = tmp_path / "b.toml"
+    f.write_text("[teacher]\ndim = 16\n")
+    cfg = load_config(f)[1]
+    assert cfg.teacher.dim == 16 and cfg.teacher_dims == ()
+    f.write_text("teacher_dims = [16, 24]\n[teacher]\ndim = 16\n")
+    assert load_config(f)[1].teacher_dims == (16, 24)
+    f.write_text("[teacher]\ndropout = 0.3\n")
+    assert load_config(f)[1].teacher_dims == (32, 60)
+
+
 TINY = """
 max_len = 8
 formats = ["onnx"]
@@ -197,6 +211,7 @@ def test_build_writes_bundle_and_report(built):
         assert (built / f).is_file() and (built / f).stat().st_size > 0
     doc = json.loads((built / "summary.json").read_text())
     models = {m["model"]: m for m in doc["results"][0]["models"]}
+    assert doc["results"][0]["teacher_dim"] == 16 and doc["results"][0]["teacher_widths"] == {}  # build.toml's width
     base = {"popularity", "co-occurrence", "teacher (SASRec)", "student, distilled", "student, no distillation",
             "teacher + item-to-item", "buy again"}
     assert set(models) - base <= {"shipped: student + item-to-item", "shipped: + buy again"} and base <= set(models)

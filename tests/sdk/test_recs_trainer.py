@@ -159,13 +159,13 @@ def test_train_learns_the_cycle_with_either_schedule(cycle):
 
 def test_label_smoothing_reaches_the_label_term_and_keeps_old_cache_keys():
     from edgecart.recs.config import DistillConfig, TrainConfig
-    from edgecart.recs.pipeline import _train_key
+    from edgecart.recs.teacher import train_key
     from edgecart.recs.train import loss_terms
 
     assert loss_terms(None, 0.1)[0].label_smoothing == 0.1
     assert loss_terms(DistillConfig(alpha=0.5), 0.2)[0].label_smoothing == 0.2
-    assert "label_smoothing" not in _train_key(TrainConfig())  # models cached before the field existed stay valid
-    assert _train_key(TrainConfig(label_smoothing=0.1))["label_smoothing"] == 0.1
+    assert "label_smoothing" not in train_key(TrainConfig())  # models cached before the field existed stay valid
+    assert train_key(TrainConfig(label_smoothing=0.1))["label_smoothing"] == 0.1
     with pytest.raises(ValueError, match="label_smoothing"):
         TrainConfig(label_smoothing=1.0)
 
