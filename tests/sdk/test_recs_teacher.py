@@ -3,23 +3,12 @@ predictable: a 16-d SASRec learns it, a 1-d one cannot."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-
-N = 10
 
 
 @pytest.fixture(scope="module")
-def cycle():
-    import torch
-    from edgecart.data.sequences import SequenceData, leave_last_out
-
-    torch.set_num_threads(1)
-    rng = np.random.default_rng(0)
-    seqs = tuple((np.arange(s, s + int(n)) % N + 1).astype(np.int64)
-                 for s, n in zip(rng.integers(0, N, 30), rng.integers(5, 12, 30), strict=True))
-    data = SequenceData("cycle", np.arange(1, N + 1), np.arange(30), seqs)
-    return data, leave_last_out(data)
+def cycle(cycle_data):
+    return cycle_data
 
 
 def _cfg(dims: tuple[int, ...], seeds: int = 2):

@@ -3,10 +3,9 @@ and the loss it actually optimises, checked against the formulas written out by 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-N = 10
+N = 10  # items of the cycle_data fixture (conftest.py)
 
 
 def _batch(seed: int = 0):
@@ -97,16 +96,8 @@ def test_loss_terms_follow_the_distill_config():
 
 
 @pytest.fixture(scope="module")
-def cycle():
-    import torch
-    from edgecart.data.sequences import SequenceData, leave_last_out
-
-    torch.set_num_threads(1)
-    rng = np.random.default_rng(0)
-    seqs = tuple((np.arange(s, s + int(n)) % N + 1).astype(np.int64)
-                 for s, n in zip(rng.integers(0, N, 30), rng.integers(5, 12, 30), strict=True))
-    data = SequenceData("cycle", np.arange(1, N + 1), np.arange(30), seqs)
-    return leave_last_out(data)
+def cycle(cycle_data):
+    return cycle_data[1]
 
 
 def test_train_optimises_label_ce_plus_ranking_kd(cycle):
