@@ -22,6 +22,7 @@ a set of rows (augmentation goes there).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import math
@@ -155,26 +156,13 @@ def distill(student: Any, teacher: Any, data: DistillData, config: DistillConfig
 
     Returns the per-epoch mean losses and validation scores; the student ends with the best epoch's weights when
     ``validate`` is given, else the last epoch's. Under ``torchrun`` the processes form a gloo group by themselves
-    and close it on return (a group the caller formed stays open).
+    (closed at exit) unless the caller formed one.
     """
-    t0 = time.perf_counter()
-    rank, world, owned = _init_distributed()
-    try:
-        return _train(student, teacher, data, config, validate, checkpoint_dir, resume, desc, progress, rank, world,
-                      t0)
-    finally:
-        if owned:  # a gloo group left to the interpreter's exit can abort the process (pytorch/pytorch#190489)
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-
-
-def _train(student: Any, teacher: Any, data: DistillData, config: DistillConfig,
-           validate: Callable[[Any], float] | None, checkpoint_dir: str | os.PathLike[str] | None, resume: bool,
-           desc: str, progress: bool, rank: int, world: int, t0: float) -> DistillResult:
     import torch
     from edgecart.progress import progress_iter
 
+    t0 = time.perf_counter()
+    rank, world = _init_distributed()
     needs_teacher = any(t.needs_teacher for t in config.losses)
     if needs_teacher and teacher is None and data.teacher_outputs is None:
         raise DistillError("these loss terms need a teacher: pass a teacher module or DistillData(teacher_outputs=)")
@@ -252,17 +240,26 @@ def _train(student: Any, teacher: Any, data: DistillData, config: DistillConfig,
 # --- pieces -------------------------------------------------------------------------------------------------------
 
 
-def _init_distributed() -> tuple[int, int, bool]:
-    """(rank, world size, whether this call formed the group and so must close it)."""
+def _init_distributed() -> tuple[int, int]:
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 or not dist.is_available():
-        return 0, 1, False
-    owned = not dist.is_initialized()
-    if owned:
+        return 0, 1
+    if not dist.is_initialized():
         dist.init_process_group("gloo")
-    return dist.get_rank(), dist.get_world_size(), owned
+        # Closed at exit while the interpreter is whole: a gloo group left to the interpreter's teardown can abort
+        # a rank with SIGABRT (pytorch/pytorch#190489). Kept open until then, so later calls reuse it (forming a
+        # default group again on torchrun's store can hang).
+        atexit.register(_close_group)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _close_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _global_mean(weighted_sum: Any, n_rows: int, world: int) -> float:

@@ -214,15 +214,14 @@ _DDP_SCRIPT = textwrap.dedent("""
     cfg = DistillConfig(losses=(Cosine(), MSE(weight=0.5), KLDivergence(weight=0.2)), epochs=3, batch_size=32,
                         lr=1e-2)
     res = distill(student, teacher, DistillData(x), cfg, progress=False)
-    formed_here = torch.distributed.is_initialized()  # distill closes the group it formed
-    if len(sys.argv) > 2:  # a group the caller formed stays open for the caller's own work
-        torch.distributed.init_process_group("gloo")
-        distill(student, teacher, DistillData(x), cfg, progress=False)
-        torch.distributed.all_reduce(torch.ones(1))
-        torch.distributed.destroy_process_group()
+    again = distill(student, teacher, DistillData(x), cfg, progress=False)  # the same group, formed once
+    before = torch.distributed.is_initialized() if torch.distributed.is_available() else False
+    import atexit
+    atexit._run_exitfuncs()  # what the interpreter runs at exit: the group distill formed is closed there
+    after = torch.distributed.is_initialized() if torch.distributed.is_available() else False
     if int(os.environ.get("RANK", "0")) == 0:
         torch.save({"state": student.state_dict(), "world": res.world_size, "losses": res.losses,
-                    "open_after": formed_here}, sys.argv[1])
+                    "again": again.world_size, "open": (before, after)}, sys.argv[1])
 """)
 
 
@@ -237,12 +236,9 @@ def test_two_processes_under_torchrun_reach_the_one_process_result(tmp_path):
                         str(script), str(two)], env=env, timeout=300, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = torch.load(one, weights_only=True), torch.load(two, weights_only=True)
-    assert a["world"] == 1 and b["world"] == 2
-    assert not b["open_after"]  # a gloo group left open at exit can abort a rank (pytorch/pytorch#190489)
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        str(script), str(tmp_path / "three.pt"), "caller-group"], env=env, timeout=300,
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert a["world"] == 1 and b["world"] == 2 and b["again"] == 2
+    assert a["open"] == (False, False)
+    assert b["open"] == (True, False)  # open between calls, closed at exit (pytorch/pytorch#190489)
     for k, v in a["state"].items():
         torch.testing.assert_close(v, b["state"][k], atol=1e-5, rtol=1e-4)
     np.testing.assert_allclose(a["losses"], b["losses"], rtol=1e-5)
