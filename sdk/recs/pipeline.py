@@ -256,7 +256,8 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
         "blend": None if i2i is None else i2i.blend,
         "buy_again": None if again is None else again.describe(),
         "student_to_teacher_params": ratio, "config": cfg.to_dict(),
-        "teacher_width": {"chosen": cfg.teacher.dim, "valid_ndcg@10_first_member": chosen.widths},
+        "teacher_width": {"chosen": cfg.teacher.dim,
+                          "valid_ndcg@10_first_member": {str(d): v for d, v in chosen.widths.items()}},
         "test_ndcg@10_paired_bootstrap_95": compare_models(rows),
     }
     bundle, arts, catalog = None, [], {"item_embeddings": {"fp32_bytes": 0, "int8_bytes": 0, "saved_bytes": 0}}

@@ -67,9 +67,15 @@ def test_the_build_distils_from_the_chosen_width_and_reports_the_choice(cycle, t
 
     data, _ = cycle
     cfg = dataclasses.replace(_cfg((1, 16)), student=ModelSize(2, 1, 1, 0.0), max_student_ratio=0.5,
-                              student_train=TrainConfig(epochs=1, batch_size=8, lr=1e-2))
-    res = run_dataset(data, cfg, None, tmp_path, None)
+                              student_train=TrainConfig(epochs=1, batch_size=8, lr=1e-2), formats=("onnx",),
+                              int8=False, gate_users=10, golden_samples=1, calibration_samples=2)
+    res = run_dataset(data, cfg, tmp_path / "bundle", tmp_path, None)
     assert res.teacher_dim == 16 and set(res.teacher_widths) == {1, 16}
+    from edgecart.runtime import open_bundle
+
+    quality = open_bundle(res.bundle).manifest.quality  # the choice travels in the bundle's manifest
+    assert quality["teacher_width"] == {"chosen": 16, "valid_ndcg@10_first_member": {
+        str(d): v for d, v in res.teacher_widths.items()}}
     assert res.model("teacher (SASRec)").valid_ndcg > 0.8  # the 16-d ensemble, not the 1-d candidate
     assert "cycle: teacher members 16-d, chosen on validation" in RecsSummary((res,), 1.0).table()
     # the students' size limit is against the chosen teacher: a 2-d student is above half of a 1-d teacher's
