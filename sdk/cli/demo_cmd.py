@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", default=None, help="cache for trained teachers and embeddings (default: OUT/cache)")
     p.add_argument("--recs-datasets", default=",".join(DEMO_RECS_DATASETS),
                    help="recommendation data sets, comma-separated, from instacart, movielens-100k (default: "
-                        f"{','.join(DEMO_RECS_DATASETS)}: Instacart's build takes ~22 minutes on one core, beyond "
+                        f"{','.join(DEMO_RECS_DATASETS)}: Instacart's build takes ~30 minutes on one core, beyond "
                         "the demo's 30-minute budget; run it with --recs-datasets instacart,movielens-100k)")
     p.set_defaults(func=_demo)
 
