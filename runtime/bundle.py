@@ -17,10 +17,10 @@ import os
 import shutil
 import stat
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
@@ -33,6 +33,8 @@ from .errors import (
     UnsafePathError,
 )
 from .manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, FileEntry, Manifest, check_relative_path
+
+T = TypeVar("T")
 
 __all__ = ["MAX_MANIFEST_BYTES", "Bundle", "open_bundle", "read_manifest", "sha256_file", "verify", "write_manifest"]
 
@@ -191,6 +193,19 @@ class Bundle:
     def __repr__(self) -> str:
         m = self.manifest
         return f"Bundle({str(self.root)!r}, name={m.name!r}, version={m.version!r}, task={m.task!r})"
+
+
+def read_catalog_entry(bundle: Any, key: str, build: Callable[[Any], T]) -> T | None:
+    """``build(manifest.catalog[key])`` for an optional catalog entry, or None when the bundle carries none; an entry
+    that ``build`` cannot read (KeyError, TypeError, ValueError) is a :class:`BundleError` that names it."""
+    entry = (bundle.manifest.catalog or {}).get(key)
+    if entry is None:
+        return None
+    try:
+        return build(entry)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"bundle {bundle.manifest.name!r}: catalog.{key} is malformed ({exc}); re-export the "
+                          "bundle") from None
 
 
 def read_manifest(root: str | os.PathLike[str]) -> Manifest:

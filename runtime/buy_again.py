@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .bundle import read_catalog_entry
 from .errors import BundleError
 
 
@@ -70,13 +71,10 @@ class BuyAgain:
 
 def read_buy_again(bundle: Any) -> BuyAgain | None:
     """The bundle's buy-again prior (``manifest.catalog.buy_again``), or None when it carries none."""
-    entry = (bundle.manifest.catalog or {}).get("buy_again")
-    if entry is None:
-        return None
-    try:
-        if not isinstance(entry, Mapping) or isinstance(entry.get("weight"), bool):
-            raise TypeError("not a mapping with a numeric weight")
-        return BuyAgain(float(entry["weight"]), float(entry.get("decay", 1.0)), float(entry.get("smoothing", 0.01)))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"bundle {bundle.manifest.name!r}: catalog.buy_again is malformed ({exc}); re-export the "
-                          "bundle") from None
+    return read_catalog_entry(bundle, "buy_again", _buy_again)
+
+
+def _buy_again(entry: Any) -> BuyAgain:
+    if not isinstance(entry, Mapping) or isinstance(entry.get("weight"), bool):
+        raise TypeError("not a mapping with a numeric weight")
+    return BuyAgain(float(entry["weight"]), float(entry.get("decay", 1.0)), float(entry.get("smoothing", 0.01)))

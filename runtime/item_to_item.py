@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .bundle import read_catalog_entry
 from .errors import BundleError
 
 
@@ -92,17 +93,14 @@ class ItemToItem:
 
 def read_item_to_item(bundle: Any) -> ItemToItem | None:
     """The bundle's item-to-item scorer (``manifest.catalog.item_to_item``), or None when it carries none."""
-    entry = (bundle.manifest.catalog or {}).get("item_to_item")
-    if entry is None:
-        return None
-    if not isinstance(entry, Mapping) or not all(isinstance(entry.get(k), str) for k in ("indptr", "items", "weights")):
-        raise BundleError(f"bundle {bundle.manifest.name!r}: catalog.item_to_item needs indptr, items and weights "
-                          "file paths; re-export the bundle")
-    try:
+    def build(entry: Any) -> ItemToItem:
+        if not isinstance(entry, Mapping) or not all(isinstance(entry.get(k), str)
+                                                     for k in ("indptr", "items", "weights")):
+            raise BundleError(f"bundle {bundle.manifest.name!r}: catalog.item_to_item needs indptr, items and "
+                              "weights file paths; re-export the bundle")
         return ItemToItem(bundle.load_npy(entry["indptr"]).astype(np.int64), bundle.load_npy(entry["items"]),
                           bundle.load_npy(entry["weights"]).astype(np.float32), float(entry["blend"]),
                           int(entry.get("recent", 5)), float(entry.get("decay", 0.7)),
                           float(entry.get("smoothing", 0.01)))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"bundle {bundle.manifest.name!r}: catalog.item_to_item is malformed ({exc}); "
-                          "re-export the bundle") from None
+
+    return read_catalog_entry(bundle, "item_to_item", build)
