@@ -405,8 +405,9 @@ def _recipe() -> RecsConfig:
 
 
 #: The demo's settings per data set (see README for the measured table and time): the validated recipe of rounds 3
-#: and 5 (benchmarks/results/recs/README.md), the same as `edgecart build recommendations`' defaults: a teacher of
-#: three 32-d one-block SASRecs (seeds 0-2), a 16-d student, top-10 soft targets at T=1. Instacart used to keep an
+#: to 7 (benchmarks/results/recs/README.md), the same as `edgecart build recommendations`' defaults: a teacher of
+#: three one-block SASRecs (seeds 0-2), 32-d or 60-d as validation prefers, a 16-d student, top-10 soft targets at
+#: T=1. Instacart used to keep an
 #: older 128-d two-block teacher at 15 epochs with top-50 soft targets at T=2, never compared there on validation;
 #: round 5 measured the recipe on Instacart itself (teacher valid NDCG@10 0.1269; its soft targets beat top-100 at
 #: T=2 on validation, 0.0799 against 0.0577).
