@@ -79,14 +79,18 @@ def fit(args: argparse.Namespace) -> int:
     if args.teacher:
         # soft targets of a (possibly ensembled) teacher: averaged log-probabilities of the saved teacher models
         teachers = load_fits(args.teacher, args.scores)
-        distill = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha)
+        distill = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha, hint=args.hint,
+                                pca_init=args.pca_init != "none")
         windows, _ = training_windows(split.train, args.max_len)
         from edgecart.models.sasrec import as_teacher
         from edgecart.recs.train import teacher_soft_targets
 
-        kw = {"soft": teacher_soft_targets(as_teacher(teachers), windows, distill,
+        teacher = as_teacher(teachers)
+        kw = {"soft": teacher_soft_targets(teacher, windows, distill,
                                            exclude_seen=args.exclude_seen or args.soft_exclude_seen),
               "distill": distill}
+        if args.pca_init != "none":
+            _pca_init(model, teachers, args.pca_init)
     if args.future > 1:
         if args.teacher:
             raise SystemExit("--future and --teacher: not combined in this study")
@@ -106,6 +110,20 @@ def fit(args: argparse.Namespace) -> int:
         "best_epoch": log.best_epoch, "epochs_run": len(log.losses), "valid_curve": list(log.valid_ndcg),
         "cpu_s": cpu, "wall_s": log.seconds})
     return 0
+
+
+def _pca_init(model, teachers: list, how: str) -> None:
+    """The student's item table from the teacher's: ``first`` member's table (``edgecart.recs.train.pca_init``), or
+    ``concat``: every member's table side by side (whose dot products are the sum of the members'), projected on its
+    top principal directions the same way."""
+    import torch
+    from edgecart.recs.train import pca_init
+
+    if how == "first":
+        pca_init(model, teachers[0])
+        return
+    table = torch.nn.Embedding.from_pretrained(torch.cat([t.items.weight.detach() for t in teachers], dim=1))
+    pca_init(model, type("Table", (), {"items": table})())
 
 
 def load_fits(tags: str, where: Path) -> list:
@@ -257,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--top-k", type=int, default=100)
     s.add_argument("--temperature", type=float, default=2.0)
     s.add_argument("--alpha", type=float, default=0.5)
+    s.add_argument("--hint", type=float, default=0.0, help="DistillConfig.hint (the first member's hidden states)")
+    s.add_argument("--pca-init", default="none", choices=("none", "first", "concat"),
+                   help="the student's item table from the teacher's: the first member's, or all members' side by side")
     s.add_argument("--future", type=int, default=1, help="train each position on its next N items (label term)")
     s.add_argument("--future-decay", type=float, default=1.0)
     s.add_argument("--future-weight", type=float, default=0.5, help="weight of the next-N term (1 - it: next item)")

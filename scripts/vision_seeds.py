@@ -88,6 +88,46 @@ def interval_variants(diffs: list[np.ndarray], resamples: int = 2000, seed: int 
     }
 
 
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def setup(cache: Path, changes: dict[str, dict[str, Any]], data_root: Path | None = None) -> tuple[Any, ...]:
+    """The grocery demo's configuration with ``changes`` (one student per kind and seed, label-only ones included),
+    its data with the students compared on the 81 catalog pictures only, a pipeline context on ``cache``, and the
+    demo's teacher with its embeddings (read from the cache when there). Returns ``(cfg, data, ctx, teacher,
+    teacher_embeddings, threads)``."""
+    from edgecart.cache import Cache
+    from edgecart.threads import set_torch_threads
+    from edgecart.vision.demo import DEMO_CONFIG, grocery_search_data
+    from edgecart.vision.pipeline import _Context
+
+    changes = {k: dict(v) for k, v in changes.items()}
+    changes.setdefault("student", {}).update(baseline=True, seeds=1)
+    cfg = DEMO_CONFIG.replace(**changes)
+    threads = set_torch_threads(cfg.threads)
+    full = grocery_search_data(cfg, data_root)
+    # the students are compared on the 81 catalog pictures only: they do not embed the second catalog (the training
+    # photos; it changes no student and no cache key)
+    data = dataclasses.replace(full, extra_catalogs={})
+    ctx = _Context(data, cfg, Cache(cache, "vision"), {}, {}, say)
+    tctx = _Context(full, cfg, ctx.vc, {}, ctx.cached, say)  # the teacher's embeddings keep their cache key
+    if cfg.student.size != cfg.teacher.size:
+        # the same teacher as at the demo's size: its pictures decoded at its own size (not resized from the
+        # student's), so its cache key, weights and embeddings are those of the demo
+        tcfg = cfg.replace(student={"size": cfg.teacher.size})
+        tdata = grocery_search_data(tcfg, data_root)
+        if tdata.train.ids != data.train.ids or tdata.val.ids != data.val.ids or tdata.test.ids != data.test.ids:
+            raise SystemExit("the pictures read at the teacher's and the student's sizes differ")
+        tctx = _Context(tdata, tcfg, ctx.vc, {}, ctx.cached, say)
+    ctx.teacher_key = tctx.teacher_key
+    teacher, _ = tctx.teacher()
+    if not ctx.cached.get("teacher"):
+        say("note: the teacher was not in the cache and has been trained now")
+    temb = tctx.embeddings("teacher", teacher, cfg.teacher_preprocessing, tctx.teacher_key)
+    return cfg, data, ctx, teacher, temb, threads
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, help="folder for summary.md / summary.json (not needed with --train-only)")
@@ -106,40 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.train_only and args.out is None:
         ap.error("--out is required unless --train-only")
 
-    from edgecart.cache import Cache
-    from edgecart.threads import set_torch_threads
-    from edgecart.vision.demo import DEMO_CONFIG, grocery_search_data
     from edgecart.vision.metrics import means, paired_diff_ci
-    from edgecart.vision.pipeline import _Context
-
-    def say(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
 
     t_start = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    changes = parse_sets(args.set)
-    changes.setdefault("student", {}).update(baseline=True, seeds=1)
-    cfg = DEMO_CONFIG.replace(**changes)
-    threads = set_torch_threads(cfg.threads)
-    full = grocery_search_data(cfg, args.data)
-    # the students are compared on the 81 catalog pictures only: they do not embed the second catalog (the training
-    # photos; it changes no student and no cache key)
-    data = dataclasses.replace(full, extra_catalogs={})
-    ctx = _Context(data, cfg, Cache(args.cache, "vision"), {}, {}, say)
-    tctx = _Context(full, cfg, ctx.vc, {}, ctx.cached, say)  # the teacher's embeddings keep their cache key
-    if cfg.student.size != cfg.teacher.size:
-        # the same teacher as at the demo's size: its pictures decoded at its own size (not resized from the
-        # student's), so its cache key, weights and embeddings are those of the demo
-        tcfg = cfg.replace(student={"size": cfg.teacher.size})
-        tdata = grocery_search_data(tcfg, args.data)
-        if tdata.train.ids != data.train.ids or tdata.val.ids != data.val.ids or tdata.test.ids != data.test.ids:
-            raise SystemExit("the pictures read at the teacher's and the student's sizes differ")
-        tctx = _Context(tdata, tcfg, ctx.vc, {}, ctx.cached, say)
-    ctx.teacher_key = tctx.teacher_key
-    teacher, _ = tctx.teacher()
-    if not ctx.cached.get("teacher"):
-        say("note: the teacher was not in the cache and has been trained now")
-    temb = tctx.embeddings("teacher", teacher, cfg.teacher_preprocessing, tctx.teacher_key)
+    cfg, data, ctx, teacher, temb, threads = setup(args.cache, parse_sets(args.set), args.data)
     kinds = ("distilled", "labels") if args.kinds == "both" else (args.kinds,)
     students: dict[str, dict[str, Any]] = {}
     for seed in seeds:
