@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher", required=True, help="'+'-joined tags of the teacher's saved fits")
     p.add_argument("--size", type=_size, action="append", required=True,
                    help="DIM=DISTILLED,...:LABEL_ONLY,... (the seeds' fit tags of each side)")
+    p.add_argument("--exclude-seen", action="store_true",
+                   help="rank only items outside the user's history (the runtime's default; on MovieLens nobody "
+                   "rates a film twice)")
     p.add_argument("--recipe", default="", help="how the distilled students were trained (for the table)")
     p.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
     p.add_argument("--out", type=Path, required=True, help="output stem (.json, .md and .png are added)")
@@ -61,37 +64,42 @@ def main(argv: list[str] | None = None) -> int:
     data = _load(args.dataset, 5)
     split = leave_last_out(data)
     target = split.test_target
-    teacher_u = _seed_mean_ndcg(args.teacher, args.scores, target, None)
+    seen = split.test_history if args.exclude_seen else None
+    seen_v = split.valid_history if args.exclude_seen else None
+
+    def test_u(tags: str):
+        return _seed_mean_ndcg(tags, args.scores, target, seen)
+
+    def valid_mean(tags: str) -> float:
+        return float(_seed_mean_ndcg(tags, args.scores, split.valid_target, seen_v, "valid").mean())
+
+    teacher_u = test_u(args.teacher)
     t_params = _params(args.teacher, args.scores)
     t_ms = sum(_latency_ms(m, data, split) for m in load_fits(args.teacher, args.scores))
     teacher = {"fits": args.teacher, "params": t_params, "p50_ms": t_ms, "ci": _ci(teacher_u),
-               "valid_ndcg": float(_seed_mean_ndcg(args.teacher, args.scores, split.valid_target, None,
-                                                   "valid").mean())}
+               "valid_ndcg": valid_mean(args.teacher)}
     rows = []
     for dim, distilled, label_only in sorted(args.size):
         sides = {"distilled": ",".join(distilled), "label_only": ",".join(label_only)}
-        u = {k: _seed_mean_ndcg(v, args.scores, target, None) for k, v in sides.items()}
+        u = {k: test_u(v) for k, v in sides.items()}
         params = _params(distilled[0], args.scores)
         if params != _params(label_only[0], args.scores):
             raise SystemExit(f"size {dim}: the distilled and label-only fits differ in size")
-        per_seed = {k: [float(_seed_mean_ndcg(t, args.scores, target, None).mean()) for t in v.split(",")]
-                    for k, v in sides.items()}
+        per_seed = {k: [float(test_u(t).mean()) for t in v.split(",")] for k, v in sides.items()}
         rows.append({
             "dim": dim, "params": params, "params_ratio": params / t_params,
             "p50_ms": _latency_ms(load_fits(distilled[0], args.scores)[0], data, split), "fits": sides,
             "per_seed_test_ndcg": per_seed,
-            "valid_ndcg": {k: float(_seed_mean_ndcg(v, args.scores, split.valid_target, None, "valid").mean())
-                           for k, v in sides.items()},
+            "valid_ndcg": {k: valid_mean(v) for k, v in sides.items()},
             "ci_distilled": _ci(u["distilled"]), "ci_label_only": _ci(u["label_only"]),
             "distilled_minus_label_only": paired_bootstrap(u["distilled"], u["label_only"]),
             "distilled_over_teacher": paired_bootstrap(u["distilled"], teacher_u),
             "label_only_over_teacher": paired_bootstrap(u["label_only"], teacher_u),
-            "teacher_minus_each_label_only": [paired_bootstrap(teacher_u, _seed_mean_ndcg(t, args.scores, target,
-                                                                                         None))
-                                              for t in label_only]})
+            "teacher_minus_each_label_only": [paired_bootstrap(teacher_u, test_u(t)) for t in label_only]})
     command = "EDGECART_THREADS=1 .venv/bin/python scripts/recs_curve.py " + shlex.join(
         sys.argv[1:] if argv is None else argv)
     doc = {"dataset": data.describe(), "teacher": teacher, "rows": rows, "recipe": args.recipe,
+           "exclude_seen": args.exclude_seen,
            "seeds": "each side: per-user test NDCG@10 averaged over its seeds; intervals over test users",
            "latency": "p50 of one recommendation through ONNX Runtime (fp32 user-vector model + int8 item table, "
                       "1 thread), the seed-0 distilled student; the teacher: the sum of its members'",
@@ -99,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     md = [f"# Quality vs size, {data.describe()}", "",
           f"Teacher {args.teacher}: {t_params / 1e3:.1f}k params, valid NDCG@10 {teacher['valid_ndcg']:.4f}, test "
           f"{teacher['ci'][0]:.4f} [{teacher['ci'][1]:.4f}, {teacher['ci'][2]:.4f}], p50 {t_ms:.2f} ms. "
-          f"Distilled students: {args.recipe or 'see the fits'}. {doc['seeds']}.", "",
+          f"Distilled students: {args.recipe or 'see the fits'}. {doc['seeds']}. NDCG@10 "
+          + ("with the user's seen items excluded (the runtime's default)." if args.exclude_seen else
+             "over every item, seen ones included."), "",
           "| student | params (× teacher) | p50 ms | valid distilled / label-only | distilled NDCG@10 [95% CI] | "
           "label-only NDCG@10 [95% CI] | distilled − label-only [95% CI] | distilled / teacher | "
           "label-only / teacher | teacher − each label-only seed |",
