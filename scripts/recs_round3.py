@@ -85,8 +85,7 @@ def fit(args: argparse.Namespace) -> int:
         from edgecart.models.sasrec import as_teacher
         from edgecart.recs.train import teacher_soft_targets
 
-        teacher = as_teacher(teachers)
-        kw = {"soft": teacher_soft_targets(teacher, windows, distill,
+        kw = {"soft": teacher_soft_targets(as_teacher(teachers), windows, distill,
                                            exclude_seen=args.exclude_seen or args.soft_exclude_seen),
               "distill": distill}
         if args.pca_init != "none":
@@ -117,13 +116,12 @@ def _pca_init(model, teachers: list, how: str) -> None:
     ``concat``: every member's table side by side (whose dot products are the sum of the members'), projected on its
     top principal directions the same way."""
     import torch
-    from edgecart.recs.train import pca_init
+    from edgecart.recs.train import pca_init, pca_init_from_table
 
     if how == "first":
         pca_init(model, teachers[0])
-        return
-    table = torch.nn.Embedding.from_pretrained(torch.cat([t.items.weight.detach() for t in teachers], dim=1))
-    pca_init(model, type("Table", (), {"items": table})())
+    else:
+        pca_init_from_table(model, torch.cat([t.items.weight for t in teachers], dim=1))
 
 
 def load_fits(tags: str, where: Path) -> list:

@@ -97,12 +97,18 @@ def teacher_soft_targets(teacher: SASRec | SASRecEnsemble, inputs: np.ndarray, c
     return SoftTargets(np.concatenate(idx), np.concatenate(wts), np.concatenate(hid) if hid else None)
 
 
-@torch.no_grad()
 def pca_init(student: SASRec, teacher: SASRec | SASRecEnsemble) -> None:
     """Set the student's item table to the teacher's projected on its top ``student dim`` principal directions
     (uncentred SVD, so dot products between items are kept as well as a rank-d table can), rescaled to the spread
-    of the student's own random initialisation; the padding row stays zero."""
-    t = teacher.items.weight.detach().double()
+    of the student's own random initialisation; the padding row stays zero. An ensemble gives its first member's
+    table."""
+    pca_init_from_table(student, teacher.items.weight)
+
+
+@torch.no_grad()
+def pca_init_from_table(student: SASRec, table: torch.Tensor) -> None:
+    """:func:`pca_init` from any item table [num_items + 1, d] (row 0 padding), e.g. several members' side by side."""
+    t = table.detach().double()
     ds = student.cfg.dim
     if ds > t.shape[1]:
         raise ValueError(f"PCA init needs student dim {ds} <= teacher dim {t.shape[1]}")

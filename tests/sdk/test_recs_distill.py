@@ -75,6 +75,21 @@ def test_pca_init_keeps_the_teachers_item_geometry(setup):
         pca_init(SASRec(SASRecConfig(N, 8, 32, 1, 1, 2, 0.0)), teacher)
 
 
+def test_pca_init_from_side_by_side_tables_keeps_their_summed_similarities():
+    import torch
+    from edgecart.models.sasrec import SASRec, SASRecConfig
+    from edgecart.recs.train import pca_init_from_table
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(N + 1, 3, generator=g), torch.randn(N + 1, 3, generator=g)
+    student = SASRec(SASRecConfig(N, 8, 6, 1, 1, 2, 0.0))
+    pca_init_from_table(student, torch.cat([a, b], dim=1))  # full rank: nothing is lost but the scale
+    s = student.items.weight.detach().double()
+    gs, want = s[1:] @ s[1:].T, (a[1:] @ a[1:].T + b[1:] @ b[1:].T).double()
+    assert torch.all(s[0] == 0)
+    assert float((gs * want).sum() / (gs.norm() * want.norm())) > 0.9999
+
+
 def test_hint_loss_trains_and_needs_hidden_states(setup):
     import torch
     from edgecart.data.sequences import training_windows
