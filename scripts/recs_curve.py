@@ -21,6 +21,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).parent))
 from recs_experiments import _ci, _latency_ms, _plot  # noqa: E402
 from recs_round3 import _seed_mean_ndcg, load_fits  # noqa: E402
@@ -34,10 +36,10 @@ def _size(text: str) -> tuple[int, list[str], list[str]]:
     return int(dim), distilled.split(","), label_only.split(",")
 
 
-def _params(tag: str, where: Path) -> int:
+def _params(models: list) -> int:
     from edgecart.models.sasrec import num_params
 
-    return sum(num_params(m) for m in load_fits(tag, where))
+    return sum(num_params(m) for m in models)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,28 +76,30 @@ def main(argv: list[str] | None = None) -> int:
         return float(_seed_mean_ndcg(tags, args.scores, split.valid_target, seen_v, "valid").mean())
 
     teacher_u = test_u(args.teacher)
-    t_params = _params(args.teacher, args.scores)
-    t_ms = sum(_latency_ms(m, data, split) for m in load_fits(args.teacher, args.scores))
+    t_models = load_fits(args.teacher, args.scores)
+    t_params = _params(t_models)
+    t_ms = sum(_latency_ms(m, data, split) for m in t_models)
     teacher = {"fits": args.teacher, "params": t_params, "p50_ms": t_ms, "ci": _ci(teacher_u),
                "valid_ndcg": valid_mean(args.teacher)}
     rows = []
     for dim, distilled, label_only in sorted(args.size):
         sides = {"distilled": ",".join(distilled), "label_only": ",".join(label_only)}
-        u = {k: test_u(v) for k, v in sides.items()}
-        params = _params(distilled[0], args.scores)
-        if params != _params(label_only[0], args.scores):
+        seeds_u = {"distilled": [test_u(t) for t in distilled], "label_only": [test_u(t) for t in label_only]}
+        u = {k: np.mean(v, axis=0) for k, v in seeds_u.items()}  # as _seed_mean_ndcg of the ','-joined side
+        first = load_fits(distilled[0], args.scores)
+        params = _params(first)
+        if params != _params(load_fits(label_only[0], args.scores)):
             raise SystemExit(f"size {dim}: the distilled and label-only fits differ in size")
-        per_seed = {k: [float(test_u(t).mean()) for t in v.split(",")] for k, v in sides.items()}
         rows.append({
             "dim": dim, "params": params, "params_ratio": params / t_params,
-            "p50_ms": _latency_ms(load_fits(distilled[0], args.scores)[0], data, split), "fits": sides,
-            "per_seed_test_ndcg": per_seed,
+            "p50_ms": _latency_ms(first[0], data, split), "fits": sides,
+            "per_seed_test_ndcg": {k: [float(x.mean()) for x in v] for k, v in seeds_u.items()},
             "valid_ndcg": {k: valid_mean(v) for k, v in sides.items()},
             "ci_distilled": _ci(u["distilled"]), "ci_label_only": _ci(u["label_only"]),
             "distilled_minus_label_only": paired_bootstrap(u["distilled"], u["label_only"]),
             "distilled_over_teacher": paired_bootstrap(u["distilled"], teacher_u),
             "label_only_over_teacher": paired_bootstrap(u["label_only"], teacher_u),
-            "teacher_minus_each_label_only": [paired_bootstrap(teacher_u, test_u(t)) for t in label_only]})
+            "teacher_minus_each_label_only": [paired_bootstrap(teacher_u, x) for x in seeds_u["label_only"]]})
     command = "EDGECART_THREADS=1 .venv/bin/python scripts/recs_curve.py " + shlex.join(
         sys.argv[1:] if argv is None else argv)
     doc = {"dataset": data.describe(), "teacher": teacher, "rows": rows, "recipe": args.recipe,

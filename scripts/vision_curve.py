@@ -33,8 +33,9 @@ from vision_seeds import say, setup  # noqa: E402
 METRICS = ("map@10", "recall@10", "recall@1")
 
 
-def onnx_p50_ms(model: Any, size: int, channels: int, runs: int) -> float:
-    """p50 ms of one picture through ``model``'s fp32 ONNX export on ONNX Runtime (1 thread)."""
+def onnx_p50_ms(model: Any, runs: int) -> float:
+    """p50 ms of one picture (the shape of ``model.io_spec``'s input) through ``model``'s fp32 ONNX export on ONNX
+    Runtime (1 thread)."""
     import torch
     from edgecart.exporters.export import export
     from edgecart.runtime import open_bundle
@@ -43,7 +44,7 @@ def onnx_p50_ms(model: Any, size: int, channels: int, runs: int) -> float:
     from edgecart.vision.evaluate import latency
 
     model = model.eval()
-    x = torch.rand(1, channels, size, size)
+    x = torch.rand(*model.io_spec.inputs[0].shape)
     with tempfile.TemporaryDirectory() as tmp:
         export(model, (x,), ["onnx"], out=Path(tmp) / "b", io_spec=model.io_spec, name="curve")
         bundle = open_bundle(Path(tmp) / "b")
@@ -59,12 +60,14 @@ def _mean_ci(x: np.ndarray) -> tuple[float, float, float]:
     return float(x.mean()), lo, hi
 
 
-def width_row(cache: Path, width: int, seeds: list[int], runs: int, data_root: Path | None) -> dict[str, Any]:
-    """One width: both kinds of student over ``seeds``, their quality on validation and test, size and latency."""
+def width_row(cache: Path, width: int, seeds: list[int], runs: int,
+              data_root: Path | None) -> tuple[dict[str, Any], Any]:
+    """One width: both kinds of student over ``seeds``, their quality on validation and test, size and latency; and
+    the teacher model (the demo's, read from the cache)."""
     from edgecart.models.vision import embedding_params
     from edgecart.recs.metrics import paired_bootstrap
 
-    cfg, data, ctx, teacher, temb, _ = setup(cache, {"student": {"width": width}}, data_root)
+    _, data, ctx, teacher, temb, _ = setup(cache, {"student": {"width": width}}, data_root)
     splits = {"val": data.val, "test": data.test}
     per_query: dict[str, dict[str, dict[str, list[np.ndarray]]]] = {
         sp: {k: {m: [] for m in METRICS} for k in ("distilled", "labels")} for sp in splits}
@@ -80,7 +83,7 @@ def width_row(cache: Path, width: int, seeds: list[int], runs: int, data_root: P
     teacher_q = {sp: ctx._score(temb[sp], q, temb["catalog"], data.catalog) for sp, q in splits.items()}
     row: dict[str, Any] = {"width": width, "params": embedding_params(model), "seeds": seeds,
                            "teacher_params": embedding_params(teacher),
-                           "p50_ms": onnx_p50_ms(model, cfg.student.size, cfg.student_preprocessing.channels, runs),
+                           "p50_ms": onnx_p50_ms(model, runs),
                            "teacher_p50_ms": None, "cached": dict(ctx.cached)}
     for sp in splits:
         avg = {k: {m: np.mean(per_query[sp][k][m], axis=0) for m in METRICS} for k in ("distilled", "labels")}
@@ -95,8 +98,7 @@ def width_row(cache: Path, width: int, seeds: list[int], runs: int, data_root: P
                                        for m in METRICS},
             "teacher": {m: _mean_ci(np.asarray(teacher_q[sp][m], np.float64)) for m in METRICS},
         }
-    row["_teacher_model"] = teacher
-    return row
+    return row, teacher
 
 
 def _ci(c: tuple[float, float, float]) -> str:
@@ -173,18 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     if not widths or not seeds or min(widths) < 1:
         ap.error("--widths and --seeds need at least one value each; widths >= 1")
 
-    rows, teacher = [], None
+    rows = []
     for w in widths:
         say(f"width {w}")
-        rows.append(width_row(args.cache, w, seeds, args.runs, args.data))
+        row, teacher_model = width_row(args.cache, w, seeds, args.runs, args.data)
+        rows.append(row)
     first = rows[0]
-    teacher_model = first.pop("_teacher_model")
-    for r in rows[1:]:
-        r.pop("_teacher_model")
     from edgecart.vision.demo import DEMO_CONFIG
 
-    tsize = DEMO_CONFIG.teacher.size
-    teacher = {"params": first["teacher_params"], "p50_ms": onnx_p50_ms(teacher_model, tsize, 3, args.runs),
+    teacher = {"params": first["teacher_params"], "p50_ms": onnx_p50_ms(teacher_model, args.runs),
                **{sp: first[sp]["teacher"] for sp in ("val", "test")}}
     for r in rows:
         r["teacher_p50_ms"] = teacher["p50_ms"]
