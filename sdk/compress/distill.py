@@ -256,9 +256,18 @@ def _init_distributed() -> tuple[int, int]:
 
 
 def _close_group() -> None:
+    import datetime
+
     import torch.distributed as dist
 
     if dist.is_initialized():
+        # every rank reaches this point before any closes its connections: a rank that tears its group down while a
+        # peer's last messages are still in flight is one way gloo aborts at exit. A peer that never comes (it
+        # failed) is waited for a minute at most; the group is closed either way.
+        try:
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+        except RuntimeError:
+            pass
         dist.destroy_process_group()
 
 
