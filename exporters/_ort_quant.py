@@ -66,7 +66,7 @@ def quantize_onnx(float_path: Path, out_path: Path, request: ExportRequest, reci
     excluded = nodes_in_modules(float_path, recipe.exclude)
     base = {"recipe": recipe.name, "config": recipe_to_dict(recipe), "float_modules": list(recipe.exclude),
             "float_nodes": excluded, "weights": "int8 symmetric " + (
-                "per-channel" if recipe.per_channel else "per-tensor")}
+                "per-channel" if recipe.per_channel else "per-tensor") + ", 7-bit range"}
     with tempfile.TemporaryDirectory(prefix="edgecart-ortq-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
