@@ -101,18 +101,24 @@ def test_tflite_gate_falls_back_to_weight_only_when_static_ranges_do_not_fit(tmp
             ("static-int8-per-channel", False), ("static-int8-per-tensor", False), ("weight-only-int8", True)]
 
 
-def test_onnx_int8_weights_use_seven_bits_so_u8s8_kernels_cannot_saturate(tmp_path):
+@pytest.mark.parametrize("recipe", ["weight-only-int8", "dynamic-int8-per-channel", "static-int8-per-channel"])
+def test_onnx_int8_weights_use_seven_bits_so_u8s8_kernels_cannot_saturate(tmp_path, recipe):
     """On x86 without VNNI, ONNX Runtime's uint8 x int8 kernels add pairs of products in int16, which saturates when
     weights use the full int8 range (2 * 255 * 127 > 32767) and cost this test's model cosine 0.97 on such a CPU.
-    The exporter quantizes weights to 7 bits (|w| <= 64), whatever the machine that exports or runs the file."""
+    The exporter quantizes weights to 7 bits (|w| <= 64), whatever the machine that exports or runs the file, in
+    each of its ONNX int8 recipes (weight-only, dynamic, static)."""
     import onnx
     from onnx import numpy_helper
 
     model, x, w, golden = _bundle(tmp_path, "onnx")
+    calib = [(torch.randn(1, 64, generator=torch.Generator().manual_seed(i)),) for i in range(8)]
     with w:
         w.set_golden(*golden)
-        art = export_artifact(w, model, (x,), "onnx", precision="int8", recipe="weight-only-int8", golden=golden)
+        art = export_artifact(w, model, (x,), "onnx", precision="int8", recipe=recipe, calibration=calib,
+                              golden=golden)
         w.commit()
+    assert art.quantization["recipe"] == recipe and "7-bit" in art.quantization["weights"]
     m = onnx.load(str(tmp_path / "onnx" / art.path))
-    weights = [numpy_helper.to_array(t) for t in m.graph.initializer if t.data_type == onnx.TensorProto.INT8]
-    assert weights and max(int(np.abs(a.astype(np.int32)).max()) for a in weights) <= 64
+    int8 = [numpy_helper.to_array(t) for t in m.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    weights = [a for a in int8 if a.ndim == 2]  # the three linear layers' matrices (the rest: zero points)
+    assert len(weights) == 3 and max(int(np.abs(a.astype(np.int32)).max()) for a in weights) <= 64
