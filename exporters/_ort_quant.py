@@ -48,31 +48,29 @@ def quantize_onnx(float_path: Path, out_path: Path, request: ExportRequest, reci
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    # reduce_range everywhere: 7-bit weights. On x86 without VNNI, ONNX Runtime's uint8 x int8 kernels add pairs of
-    # products in int16, which saturates with full-range weights (2 * 255 * 127 > 32767): a 3-layer MLP's weight-only
-    # int8 fell to cosine 0.973 on such a CPU (AVX2 only). The file must be right on whatever CPU runs it.
-    if isinstance(recipe, WeightOnlyInt8):
-        with tempfile.TemporaryDirectory(prefix="edgecart-ortq-") as tmp:
-            pre = Path(tmp) / "pre.onnx"
-            quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
-            quantize_dynamic(str(pre), str(out_path), per_channel=True, weight_type=QuantType.QInt8,
-                             reduce_range=True)
-        return {"recipe": recipe.name, "config": recipe_to_dict(recipe), "method": "ONNX Runtime dynamic",
-                "weights": "int8 symmetric per-channel, 7-bit range",
-                "activations": "float in and out; quantized to uint8 per inference inside the integer kernels "
-                "(ONNX Runtime has no int8 weight-only CPU kernels)"}
-    if not isinstance(recipe, (StaticInt8, DynamicInt8)):
+    if not isinstance(recipe, (WeightOnlyInt8, StaticInt8, DynamicInt8)):
         raise UnsupportedRecipeError(f"ONNX Runtime's quantizer cannot apply {recipe.name}")
-    excluded = nodes_in_modules(float_path, recipe.exclude)
-    base = {"recipe": recipe.name, "config": recipe_to_dict(recipe), "float_modules": list(recipe.exclude),
-            "float_nodes": excluded, "weights": "int8 symmetric " + (
-                "per-channel" if recipe.per_channel else "per-tensor") + ", 7-bit range"}
+    # Every recipe: int8 weights in a 7-bit range (reduce_range). On x86 without VNNI, ONNX Runtime's uint8 x int8
+    # kernels add pairs of products in int16, which saturates with full-range weights (2 * 255 * 127 > 32767): a
+    # 3-layer MLP's weight-only int8 fell to cosine 0.973 on such a CPU (AVX2 only), the grocery student's static
+    # int8 to 0.907. The file must be right on whatever CPU runs it.
+    weights = {"weight_type": QuantType.QInt8, "reduce_range": True}
     with tempfile.TemporaryDirectory(prefix="edgecart-ortq-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
+        if isinstance(recipe, WeightOnlyInt8):
+            quantize_dynamic(str(pre), str(out_path), per_channel=True, **weights)
+            return {"recipe": recipe.name, "config": recipe_to_dict(recipe), "method": "ONNX Runtime dynamic",
+                    "weights": "int8 symmetric per-channel, 7-bit range",
+                    "activations": "float in and out; quantized to uint8 per inference inside the integer kernels "
+                    "(ONNX Runtime has no int8 weight-only CPU kernels)"}
+        excluded = nodes_in_modules(float_path, recipe.exclude)
+        base = {"recipe": recipe.name, "config": recipe_to_dict(recipe), "float_modules": list(recipe.exclude),
+                "float_nodes": excluded, "weights": "int8 symmetric " + (
+                    "per-channel" if recipe.per_channel else "per-tensor") + ", 7-bit range"}
         if isinstance(recipe, DynamicInt8):
-            quantize_dynamic(str(pre), str(out_path), per_channel=recipe.per_channel, weight_type=QuantType.QInt8,
-                             nodes_to_exclude=excluded, reduce_range=True)
+            quantize_dynamic(str(pre), str(out_path), per_channel=recipe.per_channel, nodes_to_exclude=excluded,
+                             **weights)
             return {**base, "method": "ONNX Runtime dynamic", "activations": "uint8 dynamic (per inference)"}
         ops = [t for k in recipe.ops for t in OP_TYPES[k]] or None
         method = {"auto": CalibrationMethod.MinMax, "minmax": CalibrationMethod.MinMax,
@@ -94,9 +92,9 @@ def quantize_onnx(float_path: Path, out_path: Path, request: ExportRequest, reci
         symmetric = not unsigned and method == CalibrationMethod.MinMax
         quantize_static(
             str(pre), str(out_path), _Reader(), quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
-            activation_type=QuantType.QUInt8 if unsigned else QuantType.QInt8, weight_type=QuantType.QInt8,
-            calibrate_method=method, extra_options={"ActivationSymmetric": True} if symmetric else {},
-            op_types_to_quantize=ops, nodes_to_exclude=excluded, reduce_range=True,
+            activation_type=QuantType.QUInt8 if unsigned else QuantType.QInt8, calibrate_method=method,
+            extra_options={"ActivationSymmetric": True} if symmetric else {}, op_types_to_quantize=ops,
+            nodes_to_exclude=excluded, **weights,
         )
     acts = "uint8 static, asymmetric" if unsigned else "int8 static" + (", symmetric" if symmetric else "")
     return {**base, "method": "ONNX Runtime static QDQ", "activations": acts, "calibration": method.name,
