@@ -15,7 +15,7 @@ demo: $(STAMP)
 	$(VENV)/bin/edgecart demo --out out
 
 test: $(STAMP)
-	@$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	@$(VENV)/bin/python -m pytest -q --durations=25 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing (a test run that tests nothing proves nothing)"; fi; \
 	exit $$rc
 

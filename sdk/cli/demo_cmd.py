@@ -9,6 +9,8 @@ from pathlib import Path
 TASKS = ("smoke", "image-search", "recommendations", "text")
 #: What ``make demo`` trains for recommendations: MovieLens-100K fits the demo's time budget, Instacart does not.
 DEMO_RECS_DATASETS = ("movielens-100k",)
+#: each task's cache namespace (where its shipped teachers go)
+NAMESPACES = {"image-search": "vision", "recommendations": "recs", "text": "text"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="which pipeline to run (default: all = smoke, image-search, recommendations, text)")
     p.add_argument("--out", default="out", help="where bundles go (default: ./out)")
     p.add_argument("--cache", default=None, help="cache for trained teachers and embeddings (default: OUT/cache)")
+    p.add_argument("--train-teachers", action="store_true",
+                   help="train the teachers here instead of starting from the ones shipped in data/teachers "
+                        "(verified by SHA-256, copied into the cache); adds ~15-25 min to a first run on 2 cores")
     p.add_argument("--recs-datasets", default=",".join(DEMO_RECS_DATASETS),
                    help="recommendation data sets, comma-separated, from instacart, movielens-100k (default: "
                         f"{','.join(DEMO_RECS_DATASETS)}: Instacart's build takes ~30 minutes on one core, beyond "
@@ -35,6 +40,16 @@ def _demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out / "cache"
     tasks = TASKS if args.task == "all" else (args.task,)
+    if not args.train_teachers:
+        from edgecart.teachers import seed_cache, shipped_dir
+
+        root = shipped_dir()
+        copied = seed_cache(cache, root, tuple(NAMESPACES[t] for t in tasks if t in NAMESPACES))
+        if root is None:
+            print("teachers: none shipped here (no data/teachers); they are trained", flush=True)
+        else:
+            print(f"teachers: starting from those shipped in {root} (SHA-256 checked; {len(copied)} files copied "
+                  f"into {cache}); --train-teachers trains them instead", flush=True)
     for task in tasks:
         t0 = time.perf_counter()
         print(f"== {task} ==", flush=True)

@@ -115,6 +115,18 @@ def teacher_key(data: SequenceData, cfg: RecsConfig) -> str:
     return key + (f"x{cfg.teacher_seeds}" if cfg.teacher_seeds > 1 else "")
 
 
+def member_keys(data: SequenceData, cfg: RecsConfig) -> dict[int, list[str]]:
+    """For each teacher width :func:`train_teacher` may try, the cache keys of its members by seed (cache entries
+    ``recs/<data set>-teacher-<key>``): the first member is trained at every width, the others at the chosen one."""
+    out = {}
+    for d in cfg.teacher_dims or (cfg.teacher.dim,):
+        c = _with_width(cfg, d)
+        mcfg = model_config(data, c, "teacher")
+        out[d] = [fingerprint(data, mcfg, dataclasses.replace(c.teacher_train, seed=c.teacher_train.seed + i))
+                  for i in range(cfg.teacher_seeds)]
+    return out
+
+
 def _with_width(cfg: RecsConfig, dim: int) -> RecsConfig:
     return dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, dim=dim))
 

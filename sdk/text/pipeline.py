@@ -153,6 +153,17 @@ def load_data(cfg: TextConfig) -> tuple[TextSplit, tuple[ProductText, ...]]:
     return split, grocery
 
 
+def _parts(split: TextSplit, grocery: Sequence[ProductText]) -> dict[str, tuple[str, ...]]:
+    return {"train": split.train.texts, "valid": split.valid.texts, "test": split.test.texts,
+            "g_desc": tuple(p.description for p in grocery), "g_title": tuple(p.title for p in grocery)}
+
+
+def teacher_keys(cfg: TextConfig, split: TextSplit, grocery: Sequence[ProductText]) -> dict[str, str]:
+    """The cache keys of the teacher's embeddings of each part (cache entries ``text/teacher-<part>-<key>``)."""
+    return {part: _key("minilm-l6-v2", cfg.max_len, list(texts) or ["<empty>"])
+            for part, texts in _parts(split, grocery).items()}
+
+
 def run(cfg: TextConfig, out: Path | None, cache: Path | None = None, progress: Progress = print,
         split: TextSplit | None = None, grocery: Sequence[ProductText] | None = None,
         name: str = "text-reviews") -> TextSummary:
@@ -179,12 +190,12 @@ def run(cfg: TextConfig, out: Path | None, cache: Path | None = None, progress: 
     full_json = (minilm_dir() / "tokenizer.json").read_text(encoding="utf-8")
     pre = TextPreprocessing("tokenizer.json", cfg.max_len)
     full_tok = TextTokenizer(full_json, pre)
-    parts = {"train": split.train.texts, "valid": split.valid.texts, "test": split.test.texts,
-             "g_desc": tuple(p.description for p in grocery), "g_title": tuple(p.title for p in grocery)}
+    parts = _parts(split, grocery)
+    keys = teacher_keys(cfg, split, grocery)
     t_emb: dict[str, np.ndarray] = {}
     teacher_s = 0.0
     for part, texts in parts.items():
-        key = _key("minilm-l6-v2", cfg.max_len, list(texts) or ["<empty>"])
+        key = keys[part]
         hit = store.load_arrays(f"teacher-{part}", key)
         if hit is not None:
             t_emb[part] = hit[0]["emb"]
@@ -477,4 +488,4 @@ def run_demo(out: Path, cache: Path | None = None, progress: Progress = print,
 
 
 __all__ = ["DEMO_CONFIG", "DISTILLED", "LABELS_ONLY", "TEACHER", "ModelEval", "TextSummary", "benchmark", "load_data",
-           "run", "run_demo", "targets", "teacher_bundle", "write_summary"]
+           "run", "run_demo", "targets", "teacher_bundle", "teacher_keys", "write_summary"]

@@ -59,6 +59,29 @@ def fingerprint(*sets: ImageSet) -> str:
     return h.hexdigest()[:16]
 
 
+def teacher_key(data: SearchData, cfg: BuildConfig) -> str:
+    """The cache key of the fine-tuned teacher (cache entry ``vision/teacher-<key>``)."""
+    return config_hash({"teacher": cfg.to_dict()["teacher"], "v": 2,
+                        "data": fingerprint(data.train, data.val, data.catalog)})
+
+
+def embeddings_key(data: SearchData, who: str, model_key: str) -> str:
+    """The cache key of ``who``'s embeddings of every set (cache entry ``vision/<who>-embeddings-<key>``)."""
+    sets = _sets(data)
+    return config_hash({"model": model_key, "sets": fingerprint(*[sets[n] for n in _embedded_sets(data)]),
+                        "who": who})
+
+
+def _sets(data: SearchData) -> dict[str, ImageSet]:
+    return {"train": data.train, "val": data.val, "test": data.test, "catalog": data.catalog,
+            "shipped": data.shipped, **{f"extra:{k}": v for k, v in data.extra_catalogs.items()}}
+
+
+def _embedded_sets(data: SearchData) -> dict[str, int]:
+    """The sets embedded, by name, with their sizes (the shipped catalog only when it is not the catalog itself)."""
+    return {name: len(s) for name, s in _sets(data).items() if not (name == "shipped" and s is data.catalog)}
+
+
 def run_build(data: SearchData, cfg: BuildConfig, out: str | Path, *, cache: str | Path | None = None,
               progress: Progress = print) -> dict[str, Any]:
     """Run the whole build into ``out`` (``out/bundle`` is the verified bundle); returns the summary dict that is
@@ -106,11 +129,8 @@ class _Context:
                  cached: dict[str, bool], progress: Progress) -> None:
         self.data, self.cfg, self.vc = data, cfg, vc
         self.timings, self.cached, self.progress = timings, cached, progress
-        self.teacher_key = config_hash({"teacher": self.cfg.to_dict()["teacher"], "v": 2, "data": fingerprint(
-            data.train, data.val, data.catalog)})
-        self.sets: dict[str, ImageSet] = {"train": data.train, "val": data.val, "test": data.test,
-                                          "catalog": data.catalog, "shipped": data.shipped,
-                                          **{f"extra:{k}": v for k, v in data.extra_catalogs.items()}}
+        self.teacher_key = teacher_key(data, cfg)
+        self.sets = _sets(data)
         self.eval: dict[str, dict[str, dict[str, np.ndarray]]] = {}
         self.t0 = time.perf_counter()
 
@@ -170,8 +190,8 @@ class _Context:
     def embeddings(self, who: str, model, pre, key: str) -> dict[str, np.ndarray]:
         """``model``'s embeddings of every set (cached under ``key``)."""
 
-        want = {name: len(s) for name, s in self.sets.items() if not (name == "shipped" and s is self.data.catalog)}
-        k = config_hash({"model": key, "sets": fingerprint(*[self.sets[n] for n in want]), "who": who})
+        want = _embedded_sets(self.data)
+        k = embeddings_key(self.data, who, key)
         hit = self.vc.load_arrays(f"{who}-embeddings", k)
         if hit is not None and all(n in hit[0] and len(hit[0][n]) == m for n, m in want.items()):
             self.cached[f"{who}_embeddings"] = True
@@ -486,4 +506,4 @@ def _catalog_label(name: str) -> str:
     return "evaluation catalog" if name == "catalog" else name.split(":", 1)[1]
 
 
-__all__ = ["SearchData", "fingerprint", "run_build"]
+__all__ = ["SearchData", "embeddings_key", "fingerprint", "run_build", "teacher_key"]
