@@ -10,7 +10,6 @@ a missing one stops the script (train it first). The old data/teachers is replac
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import shutil
@@ -28,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "data" / "teachers"), help="default: the repository's data/teachers")
     ap.add_argument("--made-by", default="", help="the command that trained the teachers (for the manifest)")
     args = ap.parse_args(argv)
+    from edgecart.runtime.bundle import sha256_file
     from edgecart.teachers import MANIFEST, demo_teacher_entries
 
     cache, out = Path(args.cache), Path(args.out)
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         dest = out / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
-        listed[rel] = {"bytes": dest.stat().st_size, "sha256": hashlib.sha256(dest.read_bytes()).hexdigest()}
+        listed[rel] = {"bytes": dest.stat().st_size, "sha256": sha256_file(dest)}
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     doc = {"what": "the demo's teachers as cache entries (edgecart.teachers); the pipelines find them by key",
            "made_by": args.made_by, "shipped_by": " ".join(["scripts/ship_teachers.py", *sys.argv[1:]]),

@@ -53,7 +53,7 @@ class Cache:
             return
         import torch
 
-        self._atomic(self.path(name, key, ".pt"), lambda f: torch.save(state, f))
+        write_atomic(self.path(name, key, ".pt"), lambda f: torch.save(state, f))
         self._save_info(name, key, info)
 
     def load_arrays(self, name: str, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
@@ -72,23 +72,25 @@ class Cache:
     def save_arrays(self, name: str, key: str, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        self._atomic(self.path(name, key, ".npz"), lambda f: np.savez(f, **arrays))
+        write_atomic(self.path(name, key, ".npz"), lambda f: np.savez(f, **arrays))
         self._save_info(name, key, info)
 
     def _save_info(self, name: str, key: str, info: dict[str, Any]) -> None:
-        self._atomic(self.path(name, key, ".json"), lambda f: f.write(json.dumps(info, indent=2).encode()))
-
-    @staticmethod
-    def _atomic(dest: Path, write: Callable[[IO[bytes]], Any]) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path(name, key, ".json"), lambda f: f.write(json.dumps(info, indent=2).encode()))
 
 
-__all__ = ["Cache"]
+
+def write_atomic(dest: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write ``dest`` through ``write(file)`` into a temporary file beside it, then rename: never a half file."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["Cache", "write_atomic"]

@@ -15,14 +15,14 @@ the shipped set holds them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgecart.cache import write_atomic
+from edgecart.runtime.bundle import sha256_file
 from edgecart.runtime.errors import EdgecartError
 
 MANIFEST = "MANIFEST.json"
@@ -44,14 +44,6 @@ def shipped_dir() -> Path | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify(root: str | os.PathLike[str]) -> dict[str, Any]:
     """Check every file of ``root``'s manifest (size, SHA-256) and that no other file is there; returns the
     manifest."""
@@ -69,7 +61,7 @@ def verify(root: str | os.PathLike[str]) -> dict[str, Any]:
             raise ShippedTeachersError(f"{root / MANIFEST}: unsafe path {rel!r}; {fix}")
         if not p.is_file():
             raise ShippedTeachersError(f"shipped teacher file {p} is missing; {fix}")
-        if p.stat().st_size != want["bytes"] or _sha256(p) != want["sha256"]:
+        if p.stat().st_size != want["bytes"] or sha256_file(p) != want["sha256"]:
             raise ShippedTeachersError(f"shipped teacher file {p} does not match its SHA-256 in {MANIFEST}; {fix}")
     listed = set(files) | {MANIFEST}
     extra = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
@@ -92,15 +84,8 @@ def seed_cache(cache: str | os.PathLike[str], root: str | os.PathLike[str] | Non
         dest = Path(cache) / rel
         if dest.exists() or (namespaces is not None and Path(rel).parts[0] not in namespaces):
             continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(root / rel, tmp)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with open(root / rel, "rb") as src:
+            write_atomic(dest, lambda f, src=src: shutil.copyfileobj(src, f))
         copied.append(rel)
     return copied
 

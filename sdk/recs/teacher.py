@@ -101,7 +101,7 @@ def train_teacher(data: SequenceData, split: Split, cfg: RecsConfig, cache: Path
     mcfg = model_config(data, cfg, "teacher")
     members = [firsts[dim]]
     for i in range(1, cfg.teacher_seeds):
-        tcfg = dataclasses.replace(cfg.teacher_train, seed=cfg.teacher_train.seed + i)
+        tcfg = _member_train(cfg, i)
         m, seconds = _train_one(data, split, mcfg, tcfg, cache, progress, f" seed {tcfg.seed}")
         members.append(m)
         if seconds is not None:
@@ -122,9 +122,13 @@ def member_keys(data: SequenceData, cfg: RecsConfig) -> dict[int, list[str]]:
     for d in cfg.teacher_dims or (cfg.teacher.dim,):
         c = _with_width(cfg, d)
         mcfg = model_config(data, c, "teacher")
-        out[d] = [fingerprint(data, mcfg, dataclasses.replace(c.teacher_train, seed=c.teacher_train.seed + i))
-                  for i in range(cfg.teacher_seeds)]
+        out[d] = [fingerprint(data, mcfg, _member_train(c, i)) for i in range(cfg.teacher_seeds)]
     return out
+
+
+def _member_train(cfg: RecsConfig, i: int) -> TrainConfig:
+    """Member ``i``'s training settings: the teacher's, from seed ``teacher_train.seed + i``."""
+    return dataclasses.replace(cfg.teacher_train, seed=cfg.teacher_train.seed + i)
 
 
 def _with_width(cfg: RecsConfig, dim: int) -> RecsConfig:
