@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._pt2e_patterns import reused_pattern_graphs
 from .base import ExportRequest, QATData, UnsupportedRecipeError, is_toolchain_error
 from .recipes import QAT, QAT_LOSSES, DynamicInt8, QuantRecipe, StaticInt8
 
@@ -102,8 +103,7 @@ def pt2e_quantize(model: Any, request: ExportRequest, quantizer: Any, fold_quant
         result = qat_fine_tune(model, quantizer, recipe, request.example_inputs, request.calibration, data)
         if info is not None:
             info.update(result.record())
-        with torch.no_grad():
-            return convert_pt2e(result.prepared, fold_quantize=fold_quantize)
+        return convert_qat(result.prepared, fold_quantize=fold_quantize)
     with torch.no_grad():
         graph = torch.export.export(model.eval(), tuple(request.example_inputs)).module()
     prepared = prepare_pt2e(graph, quantizer)
@@ -189,6 +189,16 @@ def _as_tuple(y: Any) -> tuple[Any, ...]:
     return (y,) if isinstance(y, torch.Tensor) else tuple(y)
 
 
+def convert_qat(prepared: Any, fold_quantize: bool = False) -> Any:
+    """``convert_pt2e`` of a QAT-prepared graph (such as :attr:`QATOutcome.prepared`), its conv-bn pattern
+    graphs reused across calls (see ``_pt2e_patterns``)."""
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    with reused_pattern_graphs(), torch.no_grad():
+        return convert_pt2e(prepared, fold_quantize=fold_quantize)
+
+
 def qat_fine_tune(model: Any, quantizer: Any, recipe: QAT, example_inputs: tuple[Any, ...],
                   calibration: Sequence[tuple[Any, ...]], data: QATData,
                   evaluate: Callable[[Any], float] | None = None, score_name: str | None = None,
@@ -198,7 +208,16 @@ def qat_fine_tune(model: Any, quantizer: Any, recipe: QAT, example_inputs: tuple
     with a dynamic batch), observers primed on ``calibration``, mini-batches of ``data.train`` matched to the float
     model's outputs, and the best of the evaluations on ``data.validation`` kept. ``evaluate(converted_int8_model)
     -> score`` (higher is better) replaces the default score, the SQNR of the int8 outputs against the float model's
-    on ``data.validation``."""
+    on ``data.validation``. The torchao pattern graphs of the train/eval switches and of each validation step's
+    conversion are exported once per process (``_pt2e_patterns``)."""
+    with reused_pattern_graphs():
+        return _qat_fine_tune(model, quantizer, recipe, example_inputs, calibration, data, evaluate, score_name,
+                              progress)
+
+
+def _qat_fine_tune(model: Any, quantizer: Any, recipe: QAT, example_inputs: tuple[Any, ...],
+                   calibration: Sequence[tuple[Any, ...]], data: QATData, evaluate: Callable[[Any], float] | None,
+                   score_name: str | None, progress: Callable[[str], None] | None) -> QATOutcome:
     import torch
     from torchao.quantization.pt2e import disable_observer, move_exported_model_to_eval, move_exported_model_to_train
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e

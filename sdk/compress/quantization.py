@@ -286,8 +286,7 @@ def quantize_aware(model: Any, recipe: QAT | str, train_inputs: Any, calibration
     model is not modified."""
     import torch
     from edgecart.exporters.base import QATData
-    from edgecart.exporters.calibrate import qat_fine_tune
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+    from edgecart.exporters.calibrate import convert_qat, qat_fine_tune
 
     typed = resolve_recipe(recipe)
     if not isinstance(typed, QAT):
@@ -303,9 +302,7 @@ def quantize_aware(model: Any, recipe: QAT | str, train_inputs: Any, calibration
                    [(val[i:i + 1],) for i in range(len(val))])
     out = qat_fine_tune(model, _xnnpack_quantizer(typed), typed, (train_inputs[:1],), calibration, data,
                         evaluate=evaluate, score_name="the caller's validation score", progress=progress)
-    with torch.no_grad():
-        converted = convert_pt2e(out.prepared, fold_quantize=False)
-    return QATResult(converted, out.best_step, out.best_score, out.history)
+    return QATResult(convert_qat(out.prepared, fold_quantize=False), out.best_step, out.best_score, out.history)
 
 
 __all__ += ["QATFineTune", "QATResult", "export_batched", "quantize_aware", "quantize_batched"]
