@@ -220,7 +220,7 @@ def _qat_fine_tune(model: Any, quantizer: Any, recipe: QAT, example_inputs: tupl
                    score_name: str | None, progress: Callable[[str], None] | None) -> QATOutcome:
     import torch
     from torchao.quantization.pt2e import disable_observer, move_exported_model_to_eval, move_exported_model_to_train
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
     say = progress or (lambda _m: None)
     loss_fn = QAT_LOSSES[recipe.loss]
@@ -270,7 +270,7 @@ def _qat_fine_tune(model: Any, quantizer: Any, recipe: QAT, example_inputs: tupl
                 for p, e in zip([p for p in snapshot.parameters() if p.is_floating_point()], ema, strict=True):
                     p.copy_(e)
         with torch.no_grad():
-            s = float(evaluate(convert_pt2e(copy.deepcopy(snapshot), fold_quantize=False)))
+            s = float(evaluate(convert_qat(copy.deepcopy(snapshot))))
         if was_training:
             move_exported_model_to_train(prepared)
         return s, snapshot
