@@ -3,10 +3,12 @@
 ``convert_pt2e`` on a QAT graph folds each fake-quantized conv + batch-norm back into one conv. To find them, torchao
 (0.18, ``qat_utils._fold_conv_bn_qat``) ``torch.export``s about a hundred small pattern functions, one per variant
 (conv1d/conv2d/transposed, per-channel or not, bias or not, ...), on every call; the train/eval switches
-(``move_exported_model_to_eval``/``_train``) do the same for their dropout and batch-norm patterns. A pattern graph
+(``move_exported_model_to_eval``/``_train``) do the same for their dropout and batch-norm patterns, and so does the
+XNNPACK quantizer's conv-bn annotation in ``prepare_qat_pt2e``. A pattern graph
 depends only on which pattern function it traces and the shapes of the example inputs, never on the model, so one
 export per variant and process is enough. Measured on a 2-core EPYC: a conv-bn ``convert_pt2e`` takes ~30 s uncached
-and ~0.8 s with the graphs reused, and the QAT fine-tune converts once per validation step.
+and ~0.8 s with the graphs reused, and the QAT fine-tune converts once per validation step; preparing the demo's
+student for QAT, 8.4 s and 0.4 s.
 
 :func:`reused_pattern_graphs` swaps torchao's pattern exporter for a memoised one while it is active; every caller
 gets its own deep copy, so nothing a matcher does to a graph reaches the next caller. A pattern whose identity cannot
@@ -24,7 +26,8 @@ from typing import Any
 
 _GRAPHS: dict[tuple[Any, ...], Any] = {}
 _LOCK = threading.RLock()
-_MODULES = ("torchao.quantization.pt2e.utils", "torchao.quantization.pt2e.qat_utils")
+_MODULES = ("torchao.quantization.pt2e.utils", "torchao.quantization.pt2e.qat_utils",
+            "executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils")
 _NAME = "_get_aten_graph_module_for_pattern"
 
 

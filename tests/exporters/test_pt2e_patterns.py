@@ -64,15 +64,22 @@ def test_a_pattern_whose_identity_cannot_be_read_is_exported_every_time(monkeypa
 
 
 def test_the_context_swaps_torchao_s_exporter_re_entrantly_and_restores_it() -> None:
-    originals = (pt2e_utils._get_aten_graph_module_for_pattern, qat_utils._get_aten_graph_module_for_pattern)
+    import importlib
+
+    modules = [importlib.import_module(name) for name in pp._MODULES]  # torchao's two, the XNNPACK quantizer's
+    assert len(modules) == 3
+
+    def current() -> list[object]:
+        return [getattr(m, pp._NAME) for m in modules]
+
+    originals = current()
     with pp.reused_pattern_graphs():
-        outer = (pt2e_utils._get_aten_graph_module_for_pattern, qat_utils._get_aten_graph_module_for_pattern)
+        outer = current()
         assert all(getattr(f, "edgecart_memoised", False) for f in outer)
         with pp.reused_pattern_graphs():
-            assert (pt2e_utils._get_aten_graph_module_for_pattern,
-                    qat_utils._get_aten_graph_module_for_pattern) == outer
-        assert (pt2e_utils._get_aten_graph_module_for_pattern, qat_utils._get_aten_graph_module_for_pattern) == outer
-    assert (pt2e_utils._get_aten_graph_module_for_pattern, qat_utils._get_aten_graph_module_for_pattern) == originals
+            assert current() == outer
+        assert current() == outer
+    assert current() == originals
 
 
 class ConvBN(nn.Module):
