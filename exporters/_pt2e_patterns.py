@@ -4,9 +4,9 @@
 (0.18, ``qat_utils._fold_conv_bn_qat``) ``torch.export``s about a hundred small pattern functions, one per variant
 (conv1d/conv2d/transposed, per-channel or not, bias or not, ...), on every call; the train/eval switches
 (``move_exported_model_to_eval``/``_train``) do the same for their dropout and batch-norm patterns, and so does the
-XNNPACK quantizer's conv-bn annotation in ``prepare_qat_pt2e``. A pattern graph
-depends only on which pattern function it traces and the shapes of the example inputs, never on the model, so one
-export per variant and process is enough. Measured on a 2-core EPYC: a conv-bn ``convert_pt2e`` takes ~30 s uncached
+XNNPACK quantizer's conv-bn annotation in ``prepare_qat_pt2e``. A pattern graph depends only on which pattern
+function it traces and the shapes of the example inputs, never on the model, so one export per variant and process
+is enough. Measured on a 2-core EPYC: a conv-bn ``convert_pt2e`` takes ~30 s uncached
 and ~0.8 s with the graphs reused, and the QAT fine-tune converts once per validation step; preparing the demo's
 student for QAT, 8.4 s and 0.4 s.
 
@@ -73,8 +73,9 @@ def _memoised(export: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextlib.contextmanager
 def reused_pattern_graphs() -> Iterator[None]:
-    """While active, torchao's QAT conv-bn folding and train/eval switches reuse pattern graphs already exported
-    in this process. Re-entrant; restores torchao's own function on exit."""
+    """While active, torchao's QAT conv-bn folding and train/eval switches, and the XNNPACK quantizer's QAT
+    annotation, reuse pattern graphs already exported in this process. Re-entrant; restores the original functions
+    on exit."""
     import importlib
 
     swapped: list[tuple[Any, Any]] = []
