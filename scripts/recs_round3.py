@@ -190,33 +190,39 @@ def _seed_mean_ndcg(side: str, where: Path, target: np.ndarray, exclude, which: 
 
 
 def compare(args: argparse.Namespace) -> int:
-    """Test NDCG@10 of fits / ensembles (A) against others (B): paired 95% bootstrap intervals, with and without
-    seen items; validation NDCG@10 alongside. Appends to round3/compare.jsonl."""
+    """NDCG@10 of fits / ensembles (A) against others (B) on the test split (or, with --split valid, the validation
+    split alone: for a choice, no test figure is computed): paired 95% bootstrap intervals, with and without seen
+    items; on test, validation NDCG@10 alongside. Appends to round3/compare.jsonl."""
     from edgecart.data.sequences import leave_last_out
     from edgecart.recs.metrics import paired_bootstrap
     from edgecart.recs.pipeline import _load
 
     split = leave_last_out(_load(args.dataset, 5))
+    on = args.split
+    target, history = ((split.test_target, split.test_history) if on == "test"
+                       else (split.valid_target, split.valid_history))
     rows = []
     for pair in args.pairs:
         a, b = pair.split(":")
-        row = {"a": a, "b": b, "dataset": args.dataset, "command": _command()}
-        for excl, suffix in ((None, ""), (split.test_history, "_unseen")):
-            ua, ub = (_seed_mean_ndcg(side, args.scores, split.test_target, excl) for side in (a, b))
-            row[f"test_a{suffix}"], row[f"test_b{suffix}"] = float(ua.mean()), float(ub.mean())
+        row = {"a": a, "b": b, "dataset": args.dataset, "split": on, "command": _command()}
+        for excl, suffix in ((None, ""), (history, "_unseen")):
+            ua, ub = (_seed_mean_ndcg(side, args.scores, target, excl, on) for side in (a, b))
+            row[f"{on}_a{suffix}"], row[f"{on}_b{suffix}"] = float(ua.mean()), float(ub.mean())
             row[f"diff{suffix}"] = paired_bootstrap(ua, ub)
-        for name, side in (("a", a), ("b", b)):
-            for excl, suffix in ((None, ""), (split.valid_history, "_unseen")):
-                row[f"valid_{name}{suffix}"] = float(_seed_mean_ndcg(side, args.scores, split.valid_target, excl,
-                                                                     "valid").mean())
+        if on == "test":
+            for name, side in (("a", a), ("b", b)):
+                for excl, suffix in ((None, ""), (split.valid_history, "_unseen")):
+                    row[f"valid_{name}{suffix}"] = float(_seed_mean_ndcg(side, args.scores, split.valid_target,
+                                                                         excl, "valid").mean())
         rows.append(row)
         d, du = row["diff"], row["diff_unseen"]
-        print(f"{a} vs {b}: valid {row['valid_a']:.4f}/{row['valid_b']:.4f} (unseen {row['valid_a_unseen']:.4f}/"
-              f"{row['valid_b_unseen']:.4f}); test {row['test_a']:.4f}/{row['test_b']:.4f} diff {d['diff']:+.4f} "
+        also = (f"valid {row['valid_a']:.4f}/{row['valid_b']:.4f} (unseen {row['valid_a_unseen']:.4f}/"
+                f"{row['valid_b_unseen']:.4f}); " if on == "test" else "")
+        print(f"{a} vs {b}: {also}{on} {row[f'{on}_a']:.4f}/{row[f'{on}_b']:.4f} diff {d['diff']:+.4f} "
               f"[{d['diff_lo']:+.4f}, {d['diff_hi']:+.4f}] ratio {d['ratio']:.3f} [{d['ratio_lo']:.3f}, "
-              f"{d['ratio_hi']:.3f}]; unseen {row['test_a_unseen']:.4f}/"
-              f"{row['test_b_unseen']:.4f} diff {du['diff']:+.4f} [{du['diff_lo']:+.4f}, {du['diff_hi']:+.4f}]",
-              flush=True)
+              f"{d['ratio_hi']:.3f}]; unseen {row[f'{on}_a_unseen']:.4f}/{row[f'{on}_b_unseen']:.4f} diff "
+              f"{du['diff']:+.4f} [{du['diff_lo']:+.4f}, {du['diff_hi']:+.4f}] ratio {du['ratio']:.3f} "
+              f"[{du['ratio_lo']:.3f}, {du['ratio_hi']:.3f}]", flush=True)
     if args.record:
         OUT.mkdir(parents=True, exist_ok=True)
         with open(OUT / "compare.jsonl", "a") as f:
@@ -284,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("pairs", nargs="+", help="A:B, each side a tag, '+'-joined tags (an ensemble), or ','-joined "
                    "tags or ensembles (per-user NDCG averaged over them, e.g. over seeds)")
     c.add_argument("--dataset", default="movielens-100k")
+    c.add_argument("--split", default="test", choices=("test", "valid"),
+                   help="valid: the validation split only (for a choice; no test figure is computed)")
     c.add_argument("--scores", type=Path, default=Path("/tmp/recs3"))
     c.add_argument("--record", action="store_true", help="append to round3/compare.jsonl")
     c.set_defaults(fn=compare)
