@@ -6,9 +6,10 @@
 (``move_exported_model_to_eval``/``_train``) do the same for their dropout and batch-norm patterns, and so does the
 XNNPACK quantizer's conv-bn annotation in ``prepare_qat_pt2e``. A pattern graph depends only on which pattern
 function it traces and the shapes of the example inputs, never on the model, so one export per variant and process
-is enough. Measured on a 2-core EPYC: a conv-bn ``convert_pt2e`` takes ~30 s uncached
-and ~0.8 s with the graphs reused, and the QAT fine-tune converts once per validation step; preparing the demo's
-student for QAT, 8.4 s and 0.4 s.
+is enough. Measured on one EPYC core (``scripts/qat_convert_speed.py``,
+``benchmarks/results/compression/qat-convert-epyc/``): one conversion of the demo's grocery student takes 36.9 s
+with torchao's exporter and 2.0 s with the graphs reused, of the Lite0 teacher 41.5 s and 7.7 s. The QAT fine-tune
+converts once per validation step.
 
 :func:`reused_pattern_graphs` swaps torchao's pattern exporter for a memoised one while it is active; every caller
 gets its own deep copy, so nothing a matcher does to a graph reaches the next caller. A pattern whose identity cannot
