@@ -22,6 +22,7 @@ import base64
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -88,15 +89,22 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         os.close(fd)
 
 
+_KEY_FILE_MAX = 64 * 1024
+
+
 def _read_key_bytes(key: Any, what: str) -> bytes | None:
     if isinstance(key, (bytes, bytearray)):
         return bytes(key)
     if isinstance(key, (str, os.PathLike)):
         p = Path(key)
         try:
-            if p.stat().st_size > 64 * 1024:
+            if not stat.S_ISREG(p.stat().st_mode):
+                raise SignatureError(f"{p}: not a regular file; pass the {what} key file 'edgecart keygen' wrote")
+            with open(p, "rb") as f:  # capped read: a device or a growing file cannot exhaust memory
+                data = f.read(_KEY_FILE_MAX + 1)
+            if len(data) > _KEY_FILE_MAX:
                 raise SignatureError(f"{p}: too large for an Ed25519 {what} key file")
-            return p.read_bytes()
+            return data
         except OSError as exc:
             raise SignatureError(f"{p}: cannot read the {what} key ({exc.strerror or exc})") from None
     return None

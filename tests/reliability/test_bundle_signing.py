@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from edgecart.runtime import EdgecartError, ManifestError, SignatureError, SigningUnavailableError, load, open_bundle
@@ -164,6 +166,8 @@ BAD_KEYS = {
     "not-pem": lambda tmp: b"hello",
     "private-key-as-public": None,
     "wrong-type": lambda tmp: 42,
+    "a-directory": lambda tmp: tmp,
+    "too-large": lambda tmp: (tmp / "big.pub").write_bytes(b"-" * (64 * 1024 + 1)) and tmp / "big.pub",
 }
 
 
@@ -172,6 +176,25 @@ def test_bad_public_key_is_a_signature_error(signed, keys, tmp_path, case):
     key = keys[0].read_bytes() if case == "private-key-as-public" else BAD_KEYS[case](tmp_path)
     with pytest.raises(SignatureError):
         open_bundle(signed, public_key=key)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_an_endless_key_file_is_refused_without_reading_it_all(signed):
+    # /dev/zero stats as 0 bytes: a size check alone would let read_bytes() run until memory ran out. A child process
+    # with capped memory, so that a regression fails this test instead of exhausting the machine.
+    code = ("import sys; from edgecart.runtime import open_bundle, SignatureError\n"
+            "try: open_bundle(sys.argv[1], public_key='/dev/zero')\n"
+            "except SignatureError as e: print('refused:', e); sys.exit(0)\n"
+            "sys.exit(1)")
+
+    def cap() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    r = subprocess.run([sys.executable, "-c", code, str(signed)], capture_output=True, text=True, timeout=120,
+                       preexec_fn=cap)
+    assert r.returncode == 0 and "not a regular file" in r.stdout, r.stdout + r.stderr[-2000:]
 
 
 def test_digest_is_stable_and_covers_every_file_hash(signed):
