@@ -18,7 +18,19 @@ from typing import Any
 
 from . import compare as _compare
 from . import overhead as _overhead
-from .jobs import MODES, TARGET_KINDS, TASKS, BenchConfig, Job, matching, parse_target, pick_jobs, plan, task_for
+from .jobs import (
+    MODES,
+    TARGET_KINDS,
+    TASKS,
+    BenchConfig,
+    BenchConfigError,
+    Job,
+    matching,
+    parse_target,
+    pick_jobs,
+    plan,
+    task_for,
+)
 from .report import BenchReport, write_report
 from .targets_adb import AdbTarget
 from .targets_cuda import run_cuda
@@ -48,7 +60,7 @@ def bench(bundle: str | os.PathLike[str], config: BenchConfig = DEFAULT_CONFIG, 
     opts = dict(target_options or {})
     if config.tasks:
         if kind != "local":
-            raise ValueError(f"task-level jobs run on the local target, not {target!r}")
+            raise BenchConfigError(f"task-level jobs run on the local target, not {target!r}")
         results, rows = run_tasks(path, jobs, config, progress)
         report = BenchReport.create("task", manifest, config.to_dict(), results, target=target, command=command,
                                     tasks=rows)
@@ -85,5 +97,5 @@ def overhead(bundle: str | os.PathLike[str], config: BenchConfig = DEFAULT_CONFI
     return _overhead.overhead(Path(bundle), config, out=out, progress=progress, command=command)
 
 
-__all__ = ["MODES", "TARGET_KINDS", "TASKS", "BenchConfig", "Job", "bench", "compare", "matching", "overhead",
-           "parse_target", "pick_jobs", "plan", "run_local", "task_for"]
+__all__ = ["MODES", "TARGET_KINDS", "TASKS", "BenchConfig", "BenchConfigError", "Job", "bench", "compare", "matching",
+           "overhead", "parse_target", "pick_jobs", "plan", "run_local", "task_for"]

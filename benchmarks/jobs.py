@@ -11,8 +11,15 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgecart.runtime.errors import EdgecartError
+
 from .remote_runner import MIN_WARMUP
 from .stats import BootstrapConfig
+
+
+class BenchConfigError(EdgecartError, ValueError):
+    """A benchmark setting (target, threads, iterations, mode, ...) is invalid; the message says what is allowed."""
+
 
 TARGET_KINDS = ("local", "cuda", "ssh", "adb", "qemu-arm64")
 MODES = ("session", "engine", "raw")
@@ -74,29 +81,29 @@ class BenchConfig:
         for b in self.backends or ():
             BACKENDS[b]  # an unknown name raises, listing the known ones
         if not self.threads or any(t is not None and int(t) < 1 for t in self.threads):
-            raise ValueError(f"threads must be a non-empty list of counts >= 1, got {self.threads}")
+            raise BenchConfigError(f"threads must be a non-empty list of counts >= 1, got {self.threads}")
         if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+            raise BenchConfigError(f"iterations must be >= 1, got {self.iterations}")
         if self.seconds < 0:
-            raise ValueError(f"seconds must be >= 0, got {self.seconds}")
+            raise BenchConfigError(f"seconds must be >= 0, got {self.seconds}")
         if self.warmup < MIN_WARMUP:
-            raise ValueError(f"warmup must be at least {MIN_WARMUP} calls (got {self.warmup}); fewer leaves "
+            raise BenchConfigError(f"warmup must be at least {MIN_WARMUP} calls (got {self.warmup}); fewer leaves "
                              "one-time costs in the timed runs")
         if self.mode not in MODES:
-            raise ValueError(f"mode {self.mode!r} is not one of {MODES}")
+            raise BenchConfigError(f"mode {self.mode!r} is not one of {MODES}")
         if self.rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+            raise BenchConfigError(f"rounds must be >= 1, got {self.rounds}")
         if self.cpus is not None:
             have = os.cpu_count() or 1
             bad = [c for c in self.cpus if not 0 <= int(c) < have]
             if bad or not self.cpus:
-                raise ValueError(f"cpus {list(self.cpus)} must be core numbers in 0..{have - 1}")
+                raise BenchConfigError(f"cpus {list(self.cpus)} must be core numbers in 0..{have - 1}")
         if self.tasks is not None:
             unknown = [t for t in self.tasks if t not in TASKS]
             if unknown or not self.tasks:
-                raise ValueError(f"tasks {list(self.tasks)} must be among {sorted(TASKS)}")
+                raise BenchConfigError(f"tasks {list(self.tasks)} must be among {sorted(TASKS)}")
         if not self.busy or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in self.busy):
-            raise ValueError(f"busy must be a non-empty list of process counts >= 0, got {self.busy}")
+            raise BenchConfigError(f"busy must be a non-empty list of process counts >= 0, got {self.busy}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -127,14 +134,14 @@ def plan(manifest: Any, config: BenchConfig) -> list[Job]:
     if config.tasks:
         wrong = [t for t in config.tasks if TASKS[t] != manifest.task]
         if wrong:
-            raise ValueError(f"task-level job(s) {wrong} need a bundle of task "
+            raise BenchConfigError(f"task-level job(s) {wrong} need a bundle of task "
                              f"{[TASKS[t] for t in wrong]}; {manifest.name!r} is a {manifest.task!r} bundle")
         tasks = config.tasks
     jobs = [Job(art.name, be.name, t, task) for task in tasks for art, be in matching(manifest.artifacts, config)
             for t in config.threads]
     if not jobs:
         have = ", ".join(f"{a.name} [{a.format}, {a.precision}]" for a in manifest.artifacts)
-        raise ValueError(f"nothing to benchmark: no artifact matches backends={config.backends}, "
+        raise BenchConfigError(f"nothing to benchmark: no artifact matches backends={config.backends}, "
                          f"artifacts={config.artifacts}, precision={config.precision}; the bundle has: {have}")
     return jobs
 
@@ -144,7 +151,7 @@ def task_for(manifest: Any) -> str:
     for name, task in TASKS.items():
         if task == manifest.task:
             return name
-    raise ValueError(f"bundle {manifest.name!r} is a {manifest.task!r} bundle; task-level figures exist for "
+    raise BenchConfigError(f"bundle {manifest.name!r} is a {manifest.task!r} bundle; task-level figures exist for "
                      f"{sorted(TASKS.values())}")
 
 
@@ -155,7 +162,7 @@ def pick_jobs(manifest: Any, config: Any, threads: int | None) -> list[Job]:
     for art, be in matching(sorted(manifest.artifacts, key=lambda a: order.get(a.precision, 9)), config):
         chosen.setdefault(be.name, art)
     if not chosen:
-        raise ValueError("nothing to compare: no artifact matches the backends/artifacts/precision asked for")
+        raise BenchConfigError("nothing to compare: no artifact matches the backends/artifacts/precision asked for")
     return [Job(a.name, b, threads) for b, a in chosen.items()]
 
 
@@ -169,9 +176,9 @@ def parse_target(target: str) -> tuple[str, str]:
         return "adb", target[len("adb:"):]
     if target == "qemu-arm64" or target.startswith("qemu-arm64:"):  # emulated ARM64 (targets_qemu): no latency
         return "qemu-arm64", target.partition(":")[2]
-    raise ValueError(f"target {target!r} is not one of: local, cuda, ssh://[user@]host[:port], adb:SERIAL, "
+    raise BenchConfigError(f"target {target!r} is not one of: local, cuda, ssh://[user@]host[:port], adb:SERIAL, "
                      "qemu-arm64[:CPU,CPU]")
 
 
-__all__ = ["MODES", "TARGET_KINDS", "TASKS", "BenchConfig", "Job", "matching", "parse_target", "pick_jobs", "plan",
-           "task_for"]
+__all__ = ["MODES", "TARGET_KINDS", "TASKS", "BenchConfig", "BenchConfigError", "Job", "matching", "parse_target",
+           "pick_jobs", "plan", "task_for"]

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .jobs import BenchConfigError
 from .qemu_host import (
     INSTALL_QEMU,
     MIN_QEMU_MAJOR,
@@ -73,22 +74,24 @@ _ET_DTYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "f
 
 def check(bundle: str | os.PathLike[str], cpus: tuple[str, ...] = DEFAULT_CPUS, *, cache: Path | None = None,
           artifacts: tuple[str, ...] | None = None, setup: bool = False, timeout_s: float = 1800.0,
-          progress: Any = None) -> EmulatedCheck:
-    """Run the bundle's artifacts under each emulated CPU model and compare with this machine (see module doc)."""
+          progress: Any = None, public_key: Any = None) -> EmulatedCheck:
+    """Run the bundle's artifacts under each emulated CPU model and compare with this machine (see module doc).
+
+    ``public_key``: refuse a bundle not signed by this key (checked before anything else is looked at or run)."""
     import numpy as np
     from edgecart.runtime import open_bundle
     from edgecart.runtime.backends import backend_for_format
 
     t0 = time.perf_counter()
-    if not cpus or any(not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", c) for c in cpus):
-        raise ValueError(f"cpus must be QEMU CPU model names such as {','.join(DEFAULT_CPUS)}, got {cpus}")
-    st = ensure_userland(cache, setup=setup)
     path = Path(bundle).resolve()
-    b = open_bundle(path)
+    b = open_bundle(path, public_key=public_key)
+    if not cpus or any(not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", c) for c in cpus):
+        raise BenchConfigError(f"cpus must be QEMU CPU model names such as {','.join(DEFAULT_CPUS)}, got {cpus}")
+    st = ensure_userland(cache, setup=setup)
     m = b.manifest
     arts = [a for a in m.artifacts if artifacts is None or a.name in artifacts]
     if not arts:
-        raise ValueError(f"no artifact of {m.name!r} matches {artifacts}; it has {[a.name for a in m.artifacts]}")
+        raise BenchConfigError(f"no artifact of {m.name!r} matches {artifacts}; it has {[a.name for a in m.artifacts]}")
     skipped: list[tuple[Any, str]] = []
     runnable = []
     native: list[tuple[str, str]] = []  # (artifact, backend) run by a native aarch64 runner (ExecuTorch)
@@ -252,7 +255,7 @@ def _run_guest(st: HostStatus, stage: Path, bundle: Path, runnable: list[tuple[s
     if proc.returncode != 0 or not out.is_file():
         msg = (proc.stderr or proc.stdout).strip()[-1500:]
         if "Invalid CPU model" in msg or "unable to find CPU model" in msg:
-            raise ValueError(f"QEMU does not know CPU model {cpu!r} (see 'qemu-aarch64 -cpu help')")
+            raise BenchConfigError(f"QEMU does not know CPU model {cpu!r} (see 'qemu-aarch64 -cpu help')")
         return {a: {"error": f"guest exited {proc.returncode}: {msg}"} for a, _ in runnable}
     return json.loads(out.read_text())
 
@@ -273,7 +276,8 @@ def parse_cpus(text: str | None) -> tuple[str, ...]:
     return DEFAULT_CPUS if not text else tuple(c.strip() for c in text.split(",") if c.strip())
 
 
-def cli_check(bundle: str, target: str, cpus: str | None, out: str | None = None, as_json: bool = False) -> int:
+def cli_check(bundle: str, target: str, cpus: str | None, out: str | None = None, as_json: bool = False,
+              public_key: Any = None) -> int:
     """``edgecart check BUNDLE --target qemu-arm64 [--cpu a,b] [--json]``: print the results; 0 ok, 1 failed,
     2 unavailable (what to install is said)."""
     def fail(msg: str) -> int:
@@ -287,7 +291,8 @@ def cli_check(bundle: str, target: str, cpus: str | None, out: str | None = None
     if target != TARGET_NAME:
         return fail(f"check target {target!r} is not one of: local, {TARGET_NAME}")
     try:
-        c = check(bundle, parse_cpus(cpus), progress=lambda s: print(s, file=sys.stderr, flush=True))
+        c = check(bundle, parse_cpus(cpus), progress=lambda s: print(s, file=sys.stderr, flush=True),
+                  public_key=public_key)
     except EmulatorUnavailableError as exc:
         return fail(f"{TARGET_NAME} unavailable: {exc}")
     code = 0 if c.ok else 1

@@ -161,7 +161,8 @@ def _check(args: argparse.Namespace) -> int:
     if args.target != "local":  # emulated ARM64 (benchmarks/targets_qemu.py)
         from edgecart.benchmarks.targets_qemu import cli_check
 
-        return cli_check(args.bundle, args.target, args.cpu, as_json=args.json)
+        return cli_check(args.bundle, args.target, args.cpu, as_json=args.json,
+                         public_key=getattr(args, "public_key", None))
     bundle = _open(args)
     here = set(available_backends())
     rows: list[dict[str, Any]] = []
