@@ -39,6 +39,7 @@ from .errors import (
     IntegrityError,
     ManifestError,
     MissingFileError,
+    OutputPathError,
     UnknownNameError,
     UnlistedFileError,
     UnsafePathError,
@@ -383,6 +384,21 @@ def remove_path(p: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
+def refuse_output_inside(dest: Path, bundle_root: Path | None, *, kind: str) -> None:
+    """Raise :class:`OutputPathError` when ``dest`` lies inside ``bundle_root`` (writing there would change or break
+    the bundle being read), or when ``dest`` exists as the other kind (``"file"`` or ``"folder"``)."""
+    where = dest.resolve()
+    if bundle_root is not None:
+        root = bundle_root.resolve()
+        if where == root or root in where.parents:
+            raise OutputPathError(f"{dest}: inside the bundle {root} it is made from; writing there would change or "
+                                  "break that bundle: choose a path outside it")
+    if kind == "file" and where.is_dir():
+        raise OutputPathError(f"{dest} is a folder; give the file's own path (e.g. {dest / 'bundle.tar.gz'})")
+    if kind == "folder" and where.exists() and not where.is_dir():
+        raise OutputPathError(f"{dest} is a file, not a folder; give a folder path")
+
+
 def unique_sibling(dest: Path, kind: str) -> Path:
     return dest.with_name(f".{dest.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
 
@@ -395,7 +411,7 @@ def pack_bundle(bundle: str | os.PathLike[str], dest: str | os.PathLike[str] | N
     ``private_key``: sign the packed manifest. Without one, a slim archive drops the (then invalid) signature.
     ``public_key``: refuse to pack a bundle that is not signed by this key.
     """
-    src = Path(bundle)
+    src = Path(bundle).resolve()  # '.' or '..' name no folder: the archive's top folder comes from the real one
     b = open_bundle(src, strict=True, public_key=public_key)
     manifest, notes = b.manifest, []
     top = src.name if src.is_dir() else manifest.name
@@ -413,6 +429,7 @@ def pack_bundle(bundle: str | os.PathLike[str], dest: str | os.PathLike[str] | N
         suffix = f".{'-'.join(sorted(set(formats)))}" if formats else ""
         dest = src.with_name(f"{top}{suffix}.tar.gz") if src.is_dir() else src.with_name(f"{top}{suffix}.packed.tar.gz")
     dest = Path(dest).absolute()
+    refuse_output_inside(dest, src if src.is_dir() else None, kind="file")
     dest.parent.mkdir(parents=True, exist_ok=True)
     for _kind_name, p in stale_leftovers(dest.parent, dest.name):
         remove_path(p)

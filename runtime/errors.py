@@ -35,6 +35,11 @@ class UnsafePathError(BundleError):
     """A path in the manifest escapes the bundle directory or is not a plain relative path."""
 
 
+class OutputPathError(EdgecartError, ValueError):
+    """An output path cannot be used: it lies inside the bundle being read, or is an existing folder where a file is
+    written (or the reverse). Nothing was written."""
+
+
 class SignatureError(BundleError):
     """A public key was given and the bundle is unsigned, signed by another key, or its signature does not match."""
 

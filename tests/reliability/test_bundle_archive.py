@@ -305,3 +305,31 @@ def test_unsafe_member_type_message_names_the_member(tmp_path):
         tar.addfile(ti)
     with pytest.raises(UnsafePathError, match="tiny/models.*symbolic link"):
         open_bundle(p)
+
+
+def test_pack_names_its_top_folder_from_the_resolved_bundle_path(bundle_copy, tmp_path, monkeypatch):
+    # 'edgecart pack .' from inside the bundle, or 'pack ..' from one of its folders: member names must still be
+    # '<bundle>/...' (never '/...' or '../...'), and the default archive lands beside the bundle, not inside it.
+    monkeypatch.chdir(bundle_copy / "models")
+    r = pack_bundle(Path(".."))
+    assert r.path == (bundle_copy.parent / f"{bundle_copy.name}.tar.gz")
+    with tarfile.open(r.path) as tar:
+        names = tar.getnames()
+    assert names and all(n.startswith(f"{bundle_copy.name}/") for n in names), names
+    monkeypatch.chdir(bundle_copy)
+    assert pack_bundle(Path("."), tmp_path / "dot.tar.gz").path == tmp_path / "dot.tar.gz"
+    open_bundle(bundle_copy)  # still whole: nothing was written into it
+
+
+@pytest.mark.parametrize("where", ["manifest.json", "inside.tar.gz", "models/x.tar.gz", "an-existing-folder"])
+def test_pack_refuses_a_destination_inside_the_bundle_or_a_folder(bundle_copy, tmp_path, where):
+    from edgecart.runtime import OutputPathError
+
+    dest = tmp_path / "an-existing-folder" if where == "an-existing-folder" else bundle_copy / where
+    if where == "an-existing-folder":
+        dest.mkdir()
+    before = sorted(p.relative_to(bundle_copy) for p in bundle_copy.rglob("*"))
+    with pytest.raises(OutputPathError, match="inside the bundle|is a folder"):
+        pack_bundle(bundle_copy, dest)
+    assert sorted(p.relative_to(bundle_copy) for p in bundle_copy.rglob("*")) == before
+    open_bundle(bundle_copy)
