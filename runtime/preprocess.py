@@ -150,16 +150,28 @@ def _check_array(a: np.ndarray) -> np.ndarray:
 def _read_file(p: Path) -> np.ndarray:
     if not p.is_file():
         raise ImageInputError(f"{p}: no such image file")
+    return _decode(p, str(p))
+
+
+def decode_bytes(data: bytes, name: str) -> np.ndarray:
+    """An encoded picture (JPEG, PNG) held in memory, e.g. bytes read and checked from a bundle, as uint8 (steps 1-3);
+    ``name`` labels it in errors."""
+    import io
+
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source: Any, name: str) -> np.ndarray:
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise EdgecartError("reading image files needs Pillow: pip install pillow (or pass a uint8 array)") from None
     try:
-        with Image.open(p) as img:
+        with Image.open(source) as img:
             img.load()
             return decode_pil(img)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageInputError(f"{p}: not a readable image ({exc}); pass a JPEG or PNG file") from None
+        raise ImageInputError(f"{name}: not a readable image ({exc}); pass a JPEG or PNG file") from None
 
 
 _GRAY_MODES = ("1", "L", "I;16", "I;16B", "I;16L", "I", "F")
@@ -217,7 +229,7 @@ def check_test_vectors(bundle: Any, run: Any = None) -> list[dict[str, Any]]:
     unit = float(pre.scale) / float(min(pre.std))
     rows = []
     for v in record.get("vectors", []):
-        x = preprocess(bundle.path(v["image"]), pre)
+        x = preprocess(decode_bytes(bundle.read_verified(v["image"]), v["image"]), pre)
         want = bundle.load_npy(v["input"])
         levels = JPEG_TOLERANCE_LEVELS if v["image"].lower().endswith((".jpg", ".jpeg")) else PNG_TOLERANCE_LEVELS
         d_in = float(np.max(np.abs(x - want))) if x.shape == want.shape else float("inf")

@@ -218,7 +218,7 @@ def read_catalog(bundle: Bundle, precision: str | None = None, scoring: str = "a
         if precision not in variants:
             raise BundleError(f"catalog of {m.name!r} has no {precision!r} embeddings; it has {sorted(variants)}")
         v = variants[precision]
-        items = json.loads(bundle.path(c["items_file"]).read_text(encoding="utf-8"))
+        items = json.loads(bundle.read_verified(c["items_file"]).decode("utf-8"))
         ids, cats = tuple(str(i) for i in items["ids"]), np.asarray(items["categories"], np.int64)
         emb = bundle.load_npy(v["path"])
         scales = None

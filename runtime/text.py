@@ -133,7 +133,7 @@ class TextSearch:
                                 f"[{pre.input_ids!r}, {pre.attention_mask!r}]; re-export it")
         if any(s.shape != (1, pre.max_len) for s in m.inputs):
             raise ManifestError(f"bundle {m.name!r}: model inputs must be [1, {pre.max_len}]; re-export it")
-        self.tokenizer = TextTokenizer(self.bundle.path(pre.tokenizer).read_text(encoding="utf-8"), pre)
+        self.tokenizer = TextTokenizer(self.bundle.read_verified(pre.tokenizer).decode("utf-8"), pre)
         self.session: Session = load(self.bundle, backend, artifact=artifact, precision=precision, threads=threads)
         self._out = m.outputs[0].name
         self.dim = int(m.outputs[0].shape[-1])
@@ -146,7 +146,7 @@ class TextSearch:
             raise BundleError(f"bundle {m.name!r} carries no text catalog (catalog.kind != 'text_embeddings'); "
                               "build it with 'edgecart build text'")
         try:
-            items = json.loads(b.path(c["items_file"]).read_text(encoding="utf-8"))
+            items = json.loads(b.read_verified(c["items_file"]).decode("utf-8"))
             self.ids = tuple(str(i) for i in items["ids"])
             self.texts = tuple(str(t) for t in items["texts"])
             self.labels = tuple(str(t) for t in items["labels"])

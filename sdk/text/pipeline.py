@@ -407,7 +407,7 @@ def benchmark(bundle: Path, teacher_dir: Path, full_json: str, texts: Sequence[s
 
     sb = open_bundle(bundle)
     pre = sb.manifest.preprocessing
-    student_tok = TextTokenizer(sb.path(pre.tokenizer).read_text(encoding="utf-8"), pre)
+    student_tok = TextTokenizer(sb.read_verified(pre.tokenizer).decode("utf-8"), pre)
     teacher_tok = TextTokenizer(full_json, TextPreprocessing("tokenizer.json", max_len))
     long_texts = [t for t in texts if int(teacher_tok.encode(t)[1].sum()) == max_len][:100] or list(texts)[:100]
     models = {"teacher fp32": TextModel(load(teacher_dir, "onnxruntime", threads=1), teacher_tok)}

@@ -106,7 +106,7 @@ def update_catalog(bundle: str | os.PathLike[str], action: str, *, images: str |
         raise CatalogUpdateError(f"bundle {m.name!r} has no image catalog; catalog updates are for image-search "
                                  "bundles")
     c = dict(m.catalog)
-    items = json.loads(src.path(c["items_file"]).read_text(encoding="utf-8"))
+    items = json.loads(src.read_verified(c["items_file"]).decode("utf-8"))
     old_ids = [str(i) for i in items["ids"]]
     where = {i: n for n, i in enumerate(old_ids)}
     names = list(c.get("categories", ()))

@@ -168,3 +168,17 @@ def test_check_command_runs_the_test_vectors(vector_bundle, capsys):
     assert main(["check", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.count("test vector") == 4 and "OUT OF TOLERANCE" not in out
+
+
+def test_a_test_vector_picture_swapped_after_opening_is_refused(vector_bundle, tmp_path):
+    import shutil
+
+    from edgecart.runtime import IntegrityError
+
+    path, record, _, _ = vector_bundle
+    copy = tmp_path / "b"
+    shutil.copytree(path, copy)
+    b = open_bundle(copy)  # verified here; the picture is replaced afterwards
+    Image.fromarray(_picture(40, 36, seed=9)).save(copy / record["vectors"][0]["image"], format="JPEG")
+    with pytest.raises(IntegrityError):
+        check_test_vectors(b)

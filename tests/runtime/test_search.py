@@ -346,3 +346,22 @@ def test_without_threadpoolctl_one_query_avoids_blas(monkeypatch):
         assert limited is False
     np.testing.assert_allclose(cat.score_one(q), with_blas, rtol=1e-5, atol=1e-6)
     assert cat.search_one(q, 1)[0].tolist() == [7]
+
+
+def test_catalog_items_swapped_after_opening_are_refused(search_bundle, tmp_path):
+    # The bundle is verified when opened; every file read later is checked again as it is read, the catalog's
+    # ids and metadata as well as its embeddings, so a swap in between is refused rather than served.
+    import shutil
+
+    from edgecart.runtime import IntegrityError, open_bundle
+
+    path, _, _ = search_bundle
+    copy = tmp_path / "b"
+    shutil.copytree(path, copy)
+    b = open_bundle(copy)
+    items = copy / b.manifest.catalog["items_file"]
+    doc = json.loads(items.read_text(encoding="utf-8"))
+    doc["ids"][0] = "ATTACKER"
+    items.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(IntegrityError):
+        ImageSearch(b, "onnxruntime")

@@ -185,3 +185,19 @@ def test_text_sections_are_required_by_schema_and_parser(text_bundle):
                                                             "weights": "catalog/not-listed.npy"}}
     with pytest.raises(ManifestError, match="not-listed"):
         Manifest.from_dict({**data, "catalog": {**data["catalog"], "routing": routing}})
+
+
+@pytest.mark.parametrize("which", ["tokenizer", "items"])
+def test_text_files_swapped_after_opening_are_refused(text_bundle, tmp_path, which):
+    from edgecart.runtime import TextSearch, open_bundle
+
+    copy = tmp_path / "b"
+    shutil.copytree(text_bundle["path"], copy)
+    b = open_bundle(copy)
+    m = b.manifest
+    rel = m.preprocessing.tokenizer if which == "tokenizer" else m.catalog["items_file"]
+    doc = json.loads((copy / rel).read_text(encoding="utf-8"))
+    doc["edited"] = True
+    (copy / rel).write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(IntegrityError):
+        TextSearch(b, "onnxruntime")
