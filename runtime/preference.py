@@ -99,6 +99,10 @@ def record_preference(bundle: str | os.PathLike[str], order: Sequence[str], *, m
     old = open_bundle(src)  # verified before anything is written
     new = with_preference(old.manifest, order, machine=machine, measured=measured, version=version)
     dest = Path(out) if out is not None else src
+    if out is not None:
+        from .archive import refuse_output_inside
+
+        refuse_output_inside(dest, src, kind="folder")
     if out is not None and dest.exists():
         raise ManifestError(f"{dest} already exists; choose another --out")
     dest.parent.mkdir(parents=True, exist_ok=True)

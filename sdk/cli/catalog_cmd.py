@@ -41,16 +41,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         a.set_defaults(func=_run)
 
 
-def _task(bundle: str) -> str | None:
-    from edgecart.runtime import open_bundle
-
-    return open_bundle(bundle).manifest.task
-
-
 def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edgecart.runtime import open_bundle
+    from edgecart.runtime.archive import refuse_output_inside
+
+    from .prefer_cmd import unsigned_note
+
     ids = [i.strip() for i in args.ids.split(",") if i.strip()] if getattr(args, "ids", None) else None
-    if _task(args.bundle) == "recommendations":
-        return _run_items(args, ids)
+    m = open_bundle(args.bundle).manifest
+    if args.out is not None:
+        refuse_output_inside(Path(args.out), Path(args.bundle), kind="folder")
+    code = _run_items(args, ids) if m.task == "recommendations" else _run_images(args, ids)
+    if code == 0 and m.signature is not None:
+        unsigned_note(args.out or args.bundle)
+    return code
+
+
+def _run_images(args: argparse.Namespace, ids: list[str] | None) -> int:
     if args.items is not None:
         print(f"edgecart catalog: {args.bundle} is not a recommendations bundle; --items is for recommendations, "
               "an image-search bundle takes --images or --catalog", file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -84,7 +85,16 @@ def _prefer(args: argparse.Namespace) -> int:
         new = with_preference(open_bundle(args.bundle).manifest, order, machine=plat, measured=measured)
         print(f"would record for {plat}: {order} -> 'auto' order {list(preferred_order(new, plat))} (dry run)")
         return 0
+    was_signed = open_bundle(args.bundle).manifest.signature is not None
     path, new = record_preference(args.bundle, order, machine=plat, measured=measured, out=args.out)
     print(f"recorded for {plat}: {', '.join(order)}; 'auto' now tries {', '.join(preferred_order(new, plat))}; "
           f"wrote {new.name} {new.version} to {path} (verified)")
+    if was_signed:
+        unsigned_note(path)
     return 0
+
+
+def unsigned_note(path: object) -> None:
+    """Say that a new version of a signed bundle is unsigned: its manifest changed, so the old signature cannot hold."""
+    print(f"note: {path} is unsigned: the signature covered the old manifest; sign the new version with "
+          f"'edgecart sign {path} --key KEY'", file=sys.stderr)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from edgecart.data.interactions import json_value
+from edgecart.runtime.archive import refuse_output_inside
 from edgecart.runtime.bundle import open_bundle
 from edgecart.runtime.errors import BundleError, EdgecartError, InputSpecError
 from edgecart.runtime.item_to_item import ItemToItem, read_item_to_item
@@ -114,7 +114,7 @@ def update_item_table(bundle: str | os.PathLike[str], out: str | os.PathLike[str
 
     records = None
     if isinstance(cat.get("metadata"), str):
-        doc = json.loads(src.path(cat["metadata"]).read_text(encoding="utf-8"))
+        doc = json.loads(src.read_verified(cat["metadata"]).decode("utf-8"))
         records = list(doc["records"]) + [{} for _ in new]
         for item, rec in (metadata or {}).items():
             records[idx(item, "metadata") - 1] = dict(rec)
@@ -148,7 +148,7 @@ def update_item_table(bundle: str | os.PathLike[str], out: str | os.PathLike[str
         for f in m.files:
             if f.path in replaced:
                 continue
-            shutil.copyfile(src.path(f.path), w.file_path(f.path))
+            w.file_path(f.path).write_bytes(src.read_verified(f.path))  # checked as copied
             w.add_file(f.path, f.role)
         w.add_file(cat["items"], "catalog", item_arr)
         w.add_file(cat["popularity"], "catalog", pop.astype(np.float32))
@@ -320,6 +320,8 @@ def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os
         raise ItemUpdateError(f"unknown catalog action {action!r}; known: {', '.join(ACTIONS)}")
     src = open_bundle(bundle)
     m = src.manifest
+    if out is not None:
+        refuse_output_inside(Path(out), Path(src.root), kind="folder")
     if m.task != "recommendations":
         raise ItemUpdateError(f"bundle {m.name!r} is a {m.task} bundle; --items updates recommendation bundles "
                               "(use --images or --catalog for image search)")
@@ -401,5 +403,5 @@ def _records(src: Any, n: int) -> list[dict[str, Any]] | None:
     name = (src.manifest.catalog or {}).get("metadata")
     if not isinstance(name, str):
         return None
-    doc = json.loads(src.path(name).read_text(encoding="utf-8"))
+    doc = json.loads(src.read_verified(name).decode("utf-8"))
     return [dict(r) for r in doc["records"]][:n]

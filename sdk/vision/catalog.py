@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgecart.runtime.archive import refuse_output_inside
 from edgecart.runtime.errors import BundleError, EdgecartError
 
 ACTIONS = ("add", "remove", "update")
@@ -102,6 +102,8 @@ def update_catalog(bundle: str | os.PathLike[str], action: str, *, images: str |
     timings: dict[str, float] = {}
     src = open_bundle(bundle)
     m = src.manifest
+    if out is not None:
+        refuse_output_inside(Path(out), Path(src.root), kind="folder")
     if m.task != "image_search" or not m.catalog or m.catalog.get("kind") != "image_embeddings":
         raise CatalogUpdateError(f"bundle {m.name!r} has no image catalog; catalog updates are for image-search "
                                  "bundles")
@@ -235,7 +237,7 @@ def _write(src: Any, dest: Path, version: str, c: dict[str, Any], ids: list[str]
         for f in m.files:
             if f.role == "catalog" or f.path in golden_paths:
                 continue
-            shutil.copyfile(src.path(f.path), w.file_path(f.path))
+            w.file_path(f.path).write_bytes(src.read_verified(f.path))  # checked as copied
             w.add_file(f.path, f.role)
         for a in m.artifacts:
             w.add_artifact(a)

@@ -91,3 +91,24 @@ def test_prefer_command_measures_and_records(bundle_copy, capsys):
     p50 = [measured["p50_ms"][b] for b in order]  # fastest first (the manifest's JSON sorts keys)
     assert set(measured["p50_ms"]) == set(order) and p50 == sorted(p50)
     assert load(bundle_copy).backend.name == order[0]
+
+
+def test_record_refuses_an_out_inside_the_bundle(bundle_copy):
+    from edgecart.runtime import OutputPathError
+
+    before = open_bundle(bundle_copy).manifest
+    with pytest.raises(OutputPathError, match="inside the bundle"):
+        record_preference(bundle_copy, ["litert"], out=bundle_copy / "v2")
+    assert open_bundle(bundle_copy).manifest == before  # still whole: nothing was written into it
+
+
+def test_prefer_says_when_the_new_version_loses_its_signature(bundle_copy, tmp_path, capsys):
+    from edgecart.cli import main
+
+    assert main(["keygen", "--out", str(tmp_path / "k")]) == 0
+    assert main(["sign", str(bundle_copy), "--key", str(tmp_path / "k" / "edgecart-signing.key")]) == 0
+    capsys.readouterr()
+    assert main(["prefer", str(bundle_copy), "--order", "litert,onnxruntime"]) == 0
+    err = capsys.readouterr().err
+    assert "unsigned" in err and "edgecart sign" in err, err
+    assert open_bundle(bundle_copy).manifest.signature is None

@@ -230,6 +230,9 @@ def test_catalog_add_update_remove_round_trip(built, tmp_path, capsys):
         arr = np.clip(np.array([220, 210, 30])[None, None] + rng.normal(0, 20, (40, 60, 3)), 0, 255)
         Image.fromarray(arr.astype(np.uint8)).save(new / "yellow" / f"y{i}.png")
     (new / "yellow" / "broken.png").write_bytes(b"nope")
+    assert _cli("catalog", "add", src, "--images", new, "--out", src / "v2") == 2  # inside the bundle it reads
+    assert "inside the bundle" in capsys.readouterr().err
+    assert open_bundle(src).manifest.version == before.version  # still whole, nothing written into it
     v2 = tmp_path / "v2"
     assert _cli("catalog", "add", src, "--images", new, "--out", v2) == 0
     io = capsys.readouterr()
@@ -244,9 +247,14 @@ def test_catalog_add_update_remove_round_trip(built, tmp_path, capsys):
     assert "yellow/y1.png" in r.ids and r.categories == ("yellow",) * 3
     assert _cli("catalog", "add", v2, "--images", new) == 2
     assert "already in the catalog" in capsys.readouterr().err
-    # update re-embeds an existing id from a new picture; in place, atomically
+    # update re-embeds an existing id from a new picture; in place, atomically. v2 is signed first: the new version's
+    # manifest differs, so it cannot keep the signature, and the command must say so (not drop it silently)
+    assert _cli("keygen", "--out", tmp_path / "k") == 0 and _cli("sign", v2, "--key", tmp_path / "k" /
+                                                                  "edgecart-signing.key") == 0
+    capsys.readouterr()
     (tmp_path / "u.csv").write_text("image,id,category,note\nnew/yellow/y2.png,yellow/y1.png,yellow,re-shot\n")
     assert _cli("catalog", "update", v2, "--catalog", tmp_path / "u.csv") == 0
+    assert "unsigned" in capsys.readouterr().err and open_bundle(v2).manifest.signature is None
     m3 = open_bundle(v2).manifest
     assert m3.version == "1.0.2" and m3.catalog["items"] == 27
     r = ImageSearch(v2, "onnxruntime").search(new / "yellow" / "y2.png", k=2)
