@@ -24,6 +24,19 @@ class ConfigError(EdgecartError, ValueError):
     """A configuration (dict, JSON or TOML file) names an unknown key or holds a value of the wrong shape."""
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (a bad value is a usage error, exit 2, naming the option)."""
+    import argparse
+
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a dataclass: tuples become lists, nested dataclasses become dicts."""
     if not (dataclasses.is_dataclass(config) and not isinstance(config, type)):

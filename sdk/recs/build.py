@@ -18,6 +18,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgecart.config import ConfigError, positive_int
+from edgecart.runtime.errors import EdgecartError
+
 if TYPE_CHECKING:
     from edgecart.data.sequences import SequenceData
 
@@ -41,9 +44,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="TOML", help="build.toml: [data] loader settings and the recommendations "
                    "settings (teacher, student, teacher_train, student_train, distill, formats, ...)")
     p.add_argument("--name", help="bundle name (default: the log's file name)")
-    p.add_argument("--threads", type=int, help="torch threads (default: the cores free now)")
+    p.add_argument("--threads", type=positive_int, help="torch threads, >= 1 (default: the cores free now)")
     p.add_argument("--cache", help="cache for the teacher (default: OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="train everything afresh and cache nothing")
+
+
+class BuildOutputError(EdgecartError, OSError):
+    """``--out`` (or ``--cache``) cannot take the build's files: a file stands there, the folder cannot be written, or
+    its ``bundle`` folder is not an edgecart bundle that may be replaced."""
 
 
 #: [data] keys of build.toml
@@ -54,7 +62,11 @@ DATA_KEYS = {"user_col": "user_id", "item_col": "item_id", "time_col": None, "or
 def load_config(path: str | Path | None) -> tuple[dict[str, Any], RecsConfig]:
     """(data settings, RecsConfig) from a build.toml; its top-level keys other than [data] are RecsConfig fields
     (unknown keys are an error that lists the known ones). Without a file: the build defaults. A file that sets
-    ``[teacher] dim`` without ``teacher_dims`` gets that width only (no choice among the default widths)."""
+    ``[teacher] dim`` without ``teacher_dims`` gets that width only (no choice among the default widths).
+
+    ``min_item_count`` (items seen fewer times are dropped from the log) belongs under ``[data]``; the RecsConfig
+    field of that name is honoured at the top level too, and the two are kept equal (the bundle's manifest records
+    the value used). Every problem is a :class:`~edgecart.config.ConfigError`."""
     import tomllib
 
     from .config import RecsConfig
@@ -63,17 +75,24 @@ def load_config(path: str | Path | None) -> tuple[dict[str, Any], RecsConfig]:
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise SystemExit(f"edgecart build recommendations: --config {p}: no such file")
+            raise ConfigError(f"--config {p}: no such file")
         try:
             doc = tomllib.loads(p.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise SystemExit(f"edgecart build recommendations: --config {p} is not valid TOML: {exc}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--config {p} is not valid TOML: {exc}") from None
     data = dict(DATA_KEYS)
     given = doc.pop("data", {})
+    if not isinstance(given, dict):
+        raise ConfigError("config: [data] must be a table (a [data] section)")
     unknown = sorted(set(given) - set(DATA_KEYS))
     if unknown:
-        raise SystemExit(f"edgecart build recommendations: unknown [data] keys {unknown}; known: {sorted(DATA_KEYS)}")
+        raise ConfigError(f"config: unknown [data] keys {unknown}; known: {sorted(DATA_KEYS)}")
     data.update(given)
+    if "min_item_count" in given:
+        if "min_item_count" in doc and doc["min_item_count"] != given["min_item_count"]:
+            raise ConfigError(f"config: min_item_count is set twice, {doc['min_item_count']!r} at the top level and "
+                              f"{given['min_item_count']!r} under [data]; keep only [data] min_item_count")
+        doc["min_item_count"] = given["min_item_count"]
     base = build_defaults().to_dict()
     if "dim" in doc.get("teacher", {}) and "teacher_dims" not in doc:
         base["teacher_dims"] = []  # a width the user names is the teacher's width, not one candidate among the defaults
@@ -82,7 +101,8 @@ def load_config(path: str | Path | None) -> tuple[dict[str, Any], RecsConfig]:
     try:
         cfg = RecsConfig.from_dict(base)
     except (TypeError, ValueError) as exc:
-        raise SystemExit(f"edgecart build recommendations: config: {exc}") from None
+        raise ConfigError(f"config: {exc}") from None
+    data["min_item_count"] = cfg.min_item_count
     return data, cfg
 
 
@@ -122,6 +142,64 @@ def build(data: SequenceData, cfg: RecsConfig, out: Path, *, cache: Path | None,
     return res
 
 
+def check_out(out: Path, cache: Path | None) -> list[Path]:
+    """Refuse, before anything is read or trained, an ``out`` (or ``cache``) the build could not write: a file
+    standing there (or above it), a folder that cannot be written (read-only mount, no permission), or an
+    ``out/bundle`` that is not an edgecart bundle (the build replaces a bundle there, and would delete anything
+    else). Makes the folders and probes each with a temporary file; returns the folders it made (outermost first),
+    for :func:`remove_made` should the build stop before it starts."""
+    made: list[Path] = []
+    for folder, flag in ((out, "--out"), (cache, "--cache")):
+        if folder is not None:
+            try:
+                made += _writable_folder(folder, flag)
+            except BuildOutputError:
+                remove_made(made)
+                raise
+    b = out / "bundle"
+    if b.is_symlink() or (b.exists() and not (b.is_dir() and (b / "manifest.json").is_file())):
+        remove_made(made)
+        raise BuildOutputError(f"--out {out}: {b} is not an edgecart bundle (no manifest.json), and the build would "
+                               "replace it, deleting it; move it away or choose another --out")
+    return made
+
+
+def _writable_folder(folder: Path, flag: str) -> list[Path]:
+    import os
+    import tempfile
+
+    missing = []
+    p = folder
+    while not (p.exists() or p.is_symlink()) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    if not p.is_dir():
+        what = "a broken link" if p.is_symlink() and not p.exists() else "a file, not a folder"
+        raise BuildOutputError(f"{flag} {folder}: {p} is {what}; choose another {flag}")
+    made: list[Path] = []
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            made.append(d)
+        fd, probe = tempfile.mkstemp(prefix=".edgecart-write-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        remove_made(made)
+        raise BuildOutputError(f"{flag} {folder}: cannot write into it ({exc.strerror or exc}); choose another "
+                               f"{flag} on a writable disk, or make it writable") from None
+    return made
+
+
+def remove_made(made: list[Path]) -> None:
+    """Remove the folders :func:`check_out` made, innermost first, where they are still empty."""
+    for d in reversed(made):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
 def run(args: argparse.Namespace) -> int:
     from edgecart.data.interactions import InteractionLogError, load_interactions, load_item_metadata
 
@@ -135,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
         import dataclasses
 
         cfg = dataclasses.replace(cfg, threads=args.threads)
+    cache = None if args.no_cache else Path(args.cache) if args.cache else out / "cache"
+    made = check_out(out, cache if args.cache and not args.no_cache else None)
     try:
         data, info = load_interactions(args.interactions, user_col=user_col, item_col=item_col, time_col=time_col,
                                        order_cols=order_cols, min_item_count=settings["min_item_count"],
@@ -146,15 +226,28 @@ def run(args: argparse.Namespace) -> int:
                                                  id_col=args.items_id_col or settings["items_id_col"] or item_col)
             notes.append(f"items {args.items}: metadata for {len(metadata)} items carried into the bundle"
                          + (f"; {extra} rows name items not in the kept log (ignored)" if extra else ""))
+        from .pipeline import check_student_size
+
+        check_student_size(data, cfg)
     except InteractionLogError as exc:
+        remove_made(made)
         print(f"edgecart build recommendations: {exc}", file=sys.stderr)
         return 2
+    except BaseException:
+        remove_made(made)
+        raise
     for n in notes:
         print(n, flush=True)
     if not (time_col or order_cols):
         print("note: no --time-col or --order-col: each user's rows are taken in the file's order", flush=True)
-    cache = None if args.no_cache else Path(args.cache) if args.cache else out / "cache"
-    res = build(data, cfg, out, cache=cache, metadata=metadata, notes=tuple(notes))
+    try:
+        res = build(data, cfg, out, cache=cache, metadata=metadata, notes=tuple(notes))
+    except OSError as exc:
+        if isinstance(exc, EdgecartError):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise BuildOutputError(f"the build stopped on a file error: {exc.strerror or exc}{where}; free space or fix "
+                               "the permissions there, or choose another --out (or --cache)") from None
     print((out / "summary.md").read_text(encoding="utf-8"))
     print(f"bundle: {res.bundle}")
     return 0

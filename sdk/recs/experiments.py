@@ -19,7 +19,7 @@ from edgecart.data.sequences import SequenceData, Split, leave_last_out, trainin
 from edgecart.models.sasrec import SASRec, num_params
 
 from .config import DistillConfig, ModelSize, RecsConfig, TrainConfig
-from .metrics import paired_bootstrap, target_ranks, user_ndcg
+from .metrics import format_ratio, paired_bootstrap, target_ranks, user_ndcg
 from .train import eager_scores, pca_init, teacher_soft_targets, train
 
 Say = Callable[[str], None]
@@ -104,7 +104,7 @@ def fit(label: str, data: SequenceData, split: Split, size: ModelSize, max_len: 
     return Fit(label, num_params(model), v, t, r, log.best_epoch, len(log.losses), log.seconds, cfg, u), model
 
 
-def compare(a: Fit, b: Fit) -> dict[str, float]:
+def compare(a: Fit, b: Fit) -> dict[str, float | None]:
     return paired_bootstrap(a.user_ndcg, b.user_ndcg)
 
 
@@ -141,10 +141,10 @@ def _plain(obj: Any) -> Any:
     raise TypeError(type(obj).__name__)
 
 
-def fmt_ci(c: dict[str, float], key: str = "diff") -> str:
+def fmt_ci(c: dict[str, float | None], key: str = "diff") -> str:
     if key == "diff":
         return f"{c['diff']:+.4f} [{c['diff_lo']:+.4f}, {c['diff_hi']:+.4f}]"
-    return f"{c['ratio']:.3f} [{c['ratio_lo']:.3f}, {c['ratio_hi']:.3f}]"
+    return format_ratio(c)
 
 
 def fits_table(fits: Sequence[Fit], reference: Fit | None = None, teacher: Fit | None = None) -> str:

@@ -70,9 +70,13 @@ def user_ndcg(ranks: np.ndarray, k: int = 10) -> np.ndarray:
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, samples: int = 2000, level: float = 0.95,
-                     seed: int = 0) -> dict[str, float]:
+                     seed: int = 0) -> dict[str, float | None]:
     """Paired bootstrap over users of ``mean(a) - mean(b)`` and ``mean(a) / mean(b)`` (same users, resampled
-    together). Returns the observed difference and ratio with their percentile intervals at ``level``."""
+    together). Returns the observed difference and ratio with their percentile intervals at ``level``.
+
+    The ratio is undefined when ``mean(b)`` is 0 (a baseline that never scores, as on a tiny log): then ``ratio``,
+    ``ratio_lo`` and ``ratio_hi`` are None (plain JSON, no NaN; :func:`format_ratio` writes "undefined: baseline is
+    0"). Resamples whose ``b`` mean is 0 are left out of the ratio's interval."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
         raise ValueError(f"paired_bootstrap needs two equal-length 1-d arrays, got {a.shape} and {b.shape}")
@@ -81,10 +85,31 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, samples: int = 2000, level
     idx = np.random.default_rng(seed).integers(0, a.size, size=(samples, a.size))
     ma, mb = a[idx].mean(axis=1), b[idx].mean(axis=1)
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-    ratio = np.divide(ma, mb, out=np.full_like(ma, np.nan), where=mb > 0)
     mean_b = float(b.mean())
+    defined = mb > 0
+    ratio: float | None = None
+    ratio_lo: float | None = None
+    ratio_hi: float | None = None
+    if mean_b > 0:
+        ratio = float(a.mean() / mean_b)
+        if defined.any():
+            r = ma[defined] / mb[defined]
+            ratio_lo, ratio_hi = float(np.percentile(r, lo)), float(np.percentile(r, hi))
     return {"diff": float(a.mean() - mean_b), "diff_lo": float(np.percentile(ma - mb, lo)),
             "diff_hi": float(np.percentile(ma - mb, hi)),
-            "ratio": float(a.mean() / mean_b) if mean_b > 0 else float("nan"),
-            "ratio_lo": float(np.nanpercentile(ratio, lo)), "ratio_hi": float(np.nanpercentile(ratio, hi)),
+            "ratio": ratio, "ratio_lo": ratio_lo, "ratio_hi": ratio_hi,
             "level": level, "samples": samples, "users": int(a.size)}
+
+
+#: how a report writes a ratio that :func:`paired_bootstrap` could not define
+UNDEFINED_RATIO = "undefined: baseline is 0"
+
+
+def format_ratio(c: dict[str, float | None]) -> str:
+    """A :func:`paired_bootstrap` ratio and its interval as text (``0.950 [0.900, 1.000]``), or
+    ``undefined: baseline is 0`` when the baseline's mean is 0."""
+    if c["ratio"] is None:
+        return UNDEFINED_RATIO
+    if c["ratio_lo"] is None or c["ratio_hi"] is None:
+        return f"{c['ratio']:.3f} [interval undefined]"
+    return f"{c['ratio']:.3f} [{c['ratio_lo']:.3f}, {c['ratio_hi']:.3f}]"

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from edgecart.cache import Cache
+from edgecart.config import ConfigError
 from edgecart.data.sequences import SequenceData, Split, leave_last_out
 from edgecart.models.sasrec import SASRec, SASRecEnsemble, num_params
 from edgecart.runtime.buy_again import BuyAgain
@@ -27,8 +28,8 @@ from edgecart.runtime.item_to_item import ItemToItem
 from .baselines import CoOccurrence, Popularity
 from .bundle import ArtifactRow, write_bundle
 from .config import RecsConfig
-from .metrics import evaluate_scores, paired_bootstrap, rank_metrics, target_ranks, user_ndcg
-from .teacher import fingerprint, model_config, teacher_key, train_teacher
+from .metrics import evaluate_scores, format_ratio, paired_bootstrap, rank_metrics, target_ranks, user_ndcg
+from .teacher import _with_width, fingerprint, model_config, teacher_key, train_teacher
 from .train import eager_scores, pca_init, teacher_soft_targets, train
 
 Progress = Callable[[str], None] | None
@@ -117,7 +118,7 @@ class RecsSummary:
         for r in self.results:
             for pair, c in compare_models(r.models).items():
                 lines.append(f"| {r.dataset} | {pair} | {c['diff']:+.4f} [{c['diff_lo']:+.4f}, {c['diff_hi']:+.4f}] | "
-                             f"{c['ratio']:.3f} [{c['ratio_lo']:.3f}, {c['ratio_hi']:.3f}] |")
+                             f"{format_ratio(c)} |")
         lines += ["", "Artifacts: the exported student's user-vector model, scored against the bundle's int8 item "
                   "table (and blended with its item-to-item table where the bundle ships one) through the runtime "
                   "(test users; NDCG@10 without / with exclude_seen; p50 of one Recommender.recommend call, "
@@ -165,6 +166,7 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
     evaluation. The bundle goes to ``out`` (skipped when ``out`` is None)."""
     from edgecart.threads import set_torch_threads
 
+    check_student_size(data, cfg)
     t0 = time.perf_counter()
     say = progress or (lambda _m: None)
     threads = set_torch_threads(cfg.threads)
@@ -185,9 +187,10 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
 
     scfg = model_config(data, cfg, "student")
     ratio = num_params(SASRec(scfg)) / num_params(teacher)  # an ensemble teacher: all its members
-    if ratio > cfg.max_student_ratio:
-        raise ValueError(f"student has {ratio:.2f} of the teacher's parameters, above max_student_ratio "
-                         f"{cfg.max_student_ratio}; shrink the student (dim, layers) or raise the limit")
+    if ratio > cfg.max_student_ratio:  # only where validation chose a width that check_student_size let through
+        raise ConfigError(f"student has {ratio:.2f} of the {cfg.teacher.dim}-d teacher's parameters, chosen on "
+                          f"validation among teacher_dims {list(cfg.teacher_dims)}, above max_student_ratio "
+                          f"{cfg.max_student_ratio}; {_SHRINK}")
     students = {}
     store = Cache(cache, "recs")
     tkey = teacher_key(data, cfg)
@@ -273,6 +276,30 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
                          time.perf_counter() - t0, None if i2i is None else i2i.blend,
                          None if again is None else (again.weight, again.decay), cfg.teacher.dim,
                          chosen.widths)
+
+
+_SHRINK = ("shrink the student ([student] dim or layers), widen the teacher ([teacher] dim, teacher_dims or "
+           "teacher_seeds) or raise max_student_ratio")
+
+
+def _count_params(data: SequenceData, cfg: RecsConfig, which: str) -> int:
+    with torch.device("meta"):  # sizes only: no memory, no initialisation
+        return num_params(SASRec(model_config(data, cfg, which)))
+
+
+def check_student_size(data: SequenceData, cfg: RecsConfig) -> None:
+    """Refuse, before anything trains, a student above ``cfg.max_student_ratio`` of the teacher's parameters (all
+    ``teacher_seeds`` members) at every width the teacher may take (``teacher_dims``, else ``teacher.dim``): a
+    :class:`~edgecart.config.ConfigError` that says the fix. Where only some widths are too narrow they are still
+    tried; the limit is checked again against the width validation chooses."""
+    student = _count_params(data, cfg, "student")
+    ratios = {d: student / (cfg.teacher_seeds * _count_params(data, _with_width(cfg, d), "teacher"))
+              for d in cfg.teacher_dims or (cfg.teacher.dim,)}
+    if min(ratios.values()) > cfg.max_student_ratio:
+        each = ", ".join(f"{r:.2f} ({d}-d teacher)" for d, r in ratios.items())
+        members = f"{cfg.teacher_seeds} member{'s' if cfg.teacher_seeds > 1 else ''}"
+        raise ConfigError(f"the student would hold {each} of the teacher's parameters ({members}), above "
+                          f"max_student_ratio {cfg.max_student_ratio}; {_SHRINK}")
 
 
 #: model rows of the blends with the item-to-item table (weights chosen on validation)
@@ -388,8 +415,10 @@ COMPARISONS = ((SHIPPED_AGAIN, BUY_AGAIN), (SHIPPED_AGAIN, STUDENT_BLEND), (SHIP
                ("student, no distillation", "co-occurrence"), ("co-occurrence", "popularity"))
 
 
-def compare_models(models: tuple[ModelRow, ...] | list[ModelRow], samples: int = 2000) -> dict[str, dict[str, float]]:
-    """Paired bootstrap (over test users) of the test NDCG@10 difference and ratio for each pair in COMPARISONS."""
+def compare_models(models: tuple[ModelRow, ...] | list[ModelRow],
+                   samples: int = 2000) -> dict[str, dict[str, float | None]]:
+    """Paired bootstrap (over test users) of the test NDCG@10 difference and ratio for each pair in COMPARISONS
+    (the ratio None where b's NDCG@10 is 0: see :func:`edgecart.recs.metrics.paired_bootstrap`)."""
     by = {m.model: m for m in models}
     out = {}
     for a, b in COMPARISONS:

@@ -46,12 +46,15 @@ class Teacher:
 
 
 def fingerprint(data: SequenceData, cfg: SASRecConfig, train_cfg: Any) -> str:
-    """The cache key of one model: its size, its training settings and the data it learns from."""
+    """The cache key of one model: its size, its training settings and the data it learns from (the item ids, each
+    user's sequence, and the sequences' lengths, so that logs whose items run in the same order end to end but split
+    differently between users get different keys)."""
     h = hashlib.sha256()
     h.update(json.dumps([dataclasses.asdict(cfg), train_key(train_cfg), data.name], sort_keys=True).encode())
     h.update(np.ascontiguousarray(data.item_ids).tobytes())
     for s in data.sequences:
         h.update(np.ascontiguousarray(s).tobytes())
+    h.update(np.array([len(s) for s in data.sequences], dtype="<i8").tobytes())
     return h.hexdigest()[:16]
 
 

@@ -437,7 +437,8 @@ def targets(summary: TextSummary) -> dict[str, Any]:
         "student_params_ratio<=0.1": {"value": ex["student_to_teacher_params"],
                                       "reached": ex["student_to_teacher_params"] <= 0.1},
         "recall@10>=0.9*teacher": {"value": r10["ratio"], "ci": [r10["ratio_lo"], r10["ratio_hi"]],
-                                   "reached": r10["ratio"] >= 0.9, "retrieval_as_shipped": shipped},
+                                   "reached": r10["ratio"] is not None and r10["ratio"] >= 0.9,
+                                   "retrieval_as_shipped": shipped},
     }
     for lv in ("department", "class"):
         c = paired_bootstrap(st[f"{lv}_acc"], t[f"{lv}_acc"])

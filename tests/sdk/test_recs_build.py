@@ -130,14 +130,15 @@ def test_cli_reports_log_errors(tmp_path, capsys):
 
 
 def test_config_rejects_unknown_keys(tmp_path):
+    from edgecart.config import ConfigError
     from edgecart.recs.build import load_config
 
     bad = tmp_path / "b.toml"
     bad.write_text("[data]\nuser = 'x'\n")
-    with pytest.raises(SystemExit, match="unknown \\[data\\] keys"):
+    with pytest.raises(ConfigError, match="unknown \\[data\\] keys"):
         load_config(bad)
     bad.write_text("[teacher]\nwidth = 3\n")
-    with pytest.raises(SystemExit, match=r"teacher: unknown option\(s\) \['width'\]; known: \['dim'"):
+    with pytest.raises(ConfigError, match=r"teacher: unknown option\(s\) \['width'\]; known: \['dim'"):
         load_config(bad)
 
 
@@ -296,6 +297,12 @@ def test_catalog_cli_updates_item_metadata_models_untouched(built, tmp_path, cap
     src = open_bundle(built / "bundle")
     f = tmp_path / "names.csv"
     f.write_text("item,name,price\nsku-2,Item two (new name),2.5\nsku-9,,9\n")
+    from edgecart.recs.catalog import update_items
+    from edgecart.runtime import OutputPathError
+
+    with pytest.raises(OutputPathError, match="inside the bundle"):  # would write into the bundle it reads
+        update_items(built / "bundle", "update", items=f, out=built / "bundle" / "v2")
+    assert not (built / "bundle" / "v2").exists()
     assert _catalog(["update", built / "bundle", "--items", f, "--out", tmp_path / "v2"]) == 0
     assert "update: 2 item(s)" in capsys.readouterr().out
     b2, meta = _meta(tmp_path / "v2")
@@ -383,3 +390,44 @@ def test_a_bundle_built_without_items_gets_metadata_from_its_first_update(built,
     assert _catalog(["update", plain, "--items", f, "--out", tmp_path / "v2"]) == 0
     _, meta = _meta(tmp_path / "v2")
     assert meta["sku-1"] == {"name": "One"} and meta["sku-2"] == {} and len(meta) == NUM_ITEMS
+
+
+def test_recommendations_carry_item_metadata_and_a_key_is_checked(built, tmp_path, capsys):
+    from edgecart.runtime import Recommender, SignatureError
+
+    rec = Recommender(built / "bundle", backend="onnxruntime")
+    r = rec.recommend(["sku-1", "sku-2"], k=3)
+    assert len(r.metadata) == 3 and r.metadata == tuple({"name": f"Item {i.split('-')[1]}"} for i in r.items)
+    assert _recommend_cli(["--bundle", built / "bundle", "--history", "sku-1", "--k", "2", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["metadata"] == [{"name": f"Item {i.split('-')[1]}"} for i in doc["items"]]
+    # the bundle is unsigned: with a key it is refused, from the library and from the command line
+    assert _cli_main(["keygen", "--out", tmp_path / "k"]) == 0
+    with pytest.raises(SignatureError, match="not signed"):
+        Recommender(built / "bundle", backend="onnxruntime", public_key=tmp_path / "k" / "edgecart-signing.pub")
+    capsys.readouterr()
+    assert _recommend_cli(["--bundle", built / "bundle", "--history", "sku-1", "--public-key",
+                           tmp_path / "k" / "edgecart-signing.pub"]) == 2
+    assert "not signed" in capsys.readouterr().err
+
+
+def _cli_main(argv):
+    from edgecart.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def _recommend_cli(argv):
+    return _cli_main(["recommend", *argv])
+
+
+def test_item_ids_are_looked_up_exactly_first():
+    from edgecart.runtime.recommender import item_index, lookup
+
+    index = item_index(["00007", "7", "12", "sku-1"])
+    assert lookup(index, "00007") == 1 and lookup(index, "7") == 2  # two items, never merged
+    assert lookup(index, 7) is None  # int 7 matches both "00007" and "7": ambiguous, so unknown
+    assert lookup(index, 12) == 3 and lookup(index, " 12 ") == 3 and lookup(index, "012") == 3  # unambiguous
+    assert lookup(index, "sku-1") == 4 and lookup(index, "sku-2") is None
+    ints = item_index([5, 6])
+    assert lookup(ints, "5") == 1 and lookup(ints, 6.0) == 2 and lookup(ints, "05") == 1

@@ -159,3 +159,39 @@ def test_nan_on_other_items_never_outranks_the_target():
     assert target_ranks(scores, np.array([2]))[0] == 4.0  # the NaN target ranks last
     with pytest.raises(ValueError, match="NaN"):
         rank_metrics(np.array([0.0, np.nan]))
+
+
+def test_paired_bootstrap_ratio_is_none_when_the_baseline_is_zero():
+    """A baseline that never scores (e.g. popularity on a tiny log) has no ratio: recorded as None, never NaN."""
+    import json
+
+    from edgecart.recs.metrics import format_ratio, paired_bootstrap
+
+    a = np.random.default_rng(0).random(30)
+    c = paired_bootstrap(a, np.zeros(30), samples=200)
+    assert c["ratio"] is None and c["ratio_lo"] is None and c["ratio_hi"] is None
+    assert c["diff"] == pytest.approx(a.mean()) and math.isfinite(c["diff_lo"]) and math.isfinite(c["diff_hi"])
+    json.dumps(c, allow_nan=False)  # plain JSON: no NaN
+    assert format_ratio(c) == "undefined: baseline is 0"
+    ok = paired_bootstrap(a, a / 2, samples=200)
+    assert format_ratio(ok) == f"{ok['ratio']:.3f} [{ok['ratio_lo']:.3f}, {ok['ratio_hi']:.3f}]"
+
+
+def test_an_undefined_ratio_passes_the_manifest_checks_and_reads_as_undefined_in_the_summary(tmp_path):
+    import json
+
+    from edgecart.recs.pipeline import BUY_AGAIN, DatasetResult, ModelRow, RecsSummary, compare_models, write_summary
+    from edgecart.runtime.manifest_checks import _json_safe
+
+    good = np.array([1.0, 0.5, 0.0, 0.0])
+    rows = (ModelRow("popularity", None, 0.0, 0.0, 0.0, user_ndcg=np.zeros(4)),
+            ModelRow(BUY_AGAIN, None, 0.5, good.mean(), 0.1, user_ndcg=good))
+    comp = compare_models(rows, samples=100)
+    assert comp[f"{BUY_AGAIN} vs popularity"]["ratio"] is None
+    _json_safe({"test_ndcg@10_paired_bootstrap_95": comp}, "quality")  # what the bundle's manifest refused
+    res = DatasetResult("tiny", "tiny log", rows, (), None, "student, distilled",
+                        {"fp32_bytes": 0, "int8_bytes": 0, "saved_bytes": 0}, 1.0)
+    write_summary(RecsSummary((res,), 1.0), tmp_path)
+    assert "undefined: baseline is 0" in (tmp_path / "summary.md").read_text()
+    doc = json.loads((tmp_path / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert doc["comparisons"]["tiny"][f"{BUY_AGAIN} vs popularity"]["ratio"] is None

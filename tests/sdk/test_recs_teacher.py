@@ -81,3 +81,20 @@ def test_the_build_distils_from_the_chosen_width_and_reports_the_choice(cycle, t
     # the students' size limit is against the chosen teacher: a 2-d student is above half of a 1-d teacher's
     with pytest.raises(ValueError, match="max_student_ratio"):
         run_dataset(data, dataclasses.replace(cfg, teacher_dims=(1,)), None, tmp_path, None)
+
+
+def test_the_cache_key_tells_apart_logs_that_differ_only_in_where_one_user_ends():
+    """Moving one interaction from a user to the next keeps the items in the same order end to end: the key must
+    still change, or a build would reuse a model trained on other data."""
+    import numpy as np
+    from edgecart.data.sequences import SequenceData
+    from edgecart.recs.config import FAST
+    from edgecart.recs.teacher import fingerprint, model_config
+
+    ids, users = np.arange(101, 107), np.arange(2)
+    a = SequenceData("log", ids, users, (np.array([1, 2, 3]), np.array([4, 5, 6])))
+    b = SequenceData("log", ids, users, (np.array([1, 2, 3, 4]), np.array([5, 6])))
+    mcfg = model_config(a, FAST, "teacher")
+    assert fingerprint(a, mcfg, FAST.teacher_train) != fingerprint(b, mcfg, FAST.teacher_train)
+    assert fingerprint(a, mcfg, FAST.teacher_train) == fingerprint(
+        SequenceData("log", ids, users, tuple(s.copy() for s in a.sequences)), mcfg, FAST.teacher_train)
