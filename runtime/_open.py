@@ -7,6 +7,7 @@ Private to :mod:`edgecart.runtime` (``ImageSearch``, ``TextSearch``, ``Recommend
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from .bundle import Bundle, open_bundle
 from .errors import BundleError, ManifestError
@@ -20,11 +21,18 @@ TASK_READERS: dict[str, str] = {
 
 
 def open_task_bundle(bundle: str | os.PathLike[str] | Bundle, task: str, preprocessing: type,
-                     reader: str) -> Bundle:
+                     reader: str, public_key: Any = None) -> Bundle:
     """``bundle`` opened and verified (unless already a :class:`Bundle`), refused unless its manifest's task is
     ``task`` (:class:`BundleError`) and its preprocessing an instance of ``preprocessing`` (:class:`ManifestError`).
     ``reader`` is the calling class's name, for the messages."""
-    b = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+    if isinstance(bundle, Bundle):
+        b = bundle
+        if public_key is not None:  # opened earlier, perhaps without a key: its manifest's signature is checked now
+            from .signing import verify_manifest_signature
+
+            verify_manifest_signature(b.manifest, public_key)
+    else:
+        b = open_bundle(bundle, public_key=public_key)
     m = b.manifest
     if m.task != task:
         other = TASK_READERS.get(m.task)

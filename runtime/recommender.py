@@ -46,6 +46,7 @@ class Recommendation:
     unknown: tuple[Any, ...] = ()
     used: int = 0  # known history items that reached the model (after truncation to max_len)
     artifact: str | None = None
+    metadata: tuple[dict[str, Any], ...] = ()  # each item's record from the bundle's item metadata ({} without one)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -145,8 +146,9 @@ class Recommender:
     """
 
     def __init__(self, bundle_or_path: Bundle | str | os.PathLike[str], backend: str = "auto",
-                 threads: int | None = None, *, artifact: str | None = None, precision: str | None = None) -> None:
-        bundle = open_task_bundle(bundle_or_path, "recommendations", SequencePreprocessing, "Recommender")
+                 threads: int | None = None, *, artifact: str | None = None, precision: str | None = None,
+                 public_key: Any = None) -> None:
+        bundle = open_task_bundle(bundle_or_path, "recommendations", SequencePreprocessing, "Recommender", public_key)
         m = bundle.manifest
         cat = m.catalog or {}
         self.bundle = bundle
@@ -169,7 +171,8 @@ class Recommender:
         else:
             raise BundleError(f"bundle {m.name!r}: catalog.scoring {self.scoring!r} is not one of "
                               f"{(USER_VECTOR, MODEL_SCORES)}; upgrade edgecart or re-export the bundle")
-        self._index: dict[Any, int] = {_key(v): i + 1 for i, v in enumerate(self.table.ids.tolist())}
+        self._index = item_index(self.table.ids.tolist())
+        self._metadata = read_item_metadata(bundle)
         self.session: Session = load(bundle, backend, artifact=artifact, precision=precision, threads=threads)
         self._input = m.inputs[0]
         self._output = m.outputs[0].name
@@ -194,7 +197,7 @@ class Recommender:
     def index_of(self, item_id: Any) -> int | None:
         """The item-table index of a shop item id, or None when the bundle does not know it."""
         try:
-            return self._index.get(_key(item_id))
+            return lookup(self._index, item_id)
         except TypeError:  # unhashable (a list, a dict ...): not an item id
             raise InputSpecError(f"item id {item_id!r} is a {type(item_id).__name__} and cannot be an item id; ids are "
                                  "numbers or strings") from None
@@ -215,8 +218,14 @@ class Recommender:
             scores = self.output_scores(out, known, exclude_seen)
             source, used, artifact = "model", min(len(model_known), self.max_len), self.session.artifact.name
         top = _top_k(scores, int(k))
-        return Recommendation(tuple(self.table.ids[i - 1].item() for i in top), tuple(float(scores[i]) for i in top),
-                              source, tuple(unknown), used, artifact)
+        items = tuple(self.table.ids[i - 1].item() for i in top)
+        return Recommendation(items, tuple(float(scores[i]) for i in top), source, tuple(unknown), used, artifact,
+                              self._records(items))
+
+    def _records(self, items: Sequence[Any]) -> tuple[dict[str, Any], ...]:
+        if self._metadata is None:
+            return ()
+        return tuple(dict(self._metadata.get(i, {})) for i in items)
 
     def output_scores(self, output: np.ndarray, known: list[int], exclude_seen: bool | None = None) -> np.ndarray:
         """The ranking scores [num_items + 1] (float64) of one model output ([1, width]: the user vector, or item
@@ -255,8 +264,9 @@ class Recommender:
         sims[~t.available] = -np.inf
         sims[idx] = -np.inf
         top = _top_k(sims, int(k))
-        return Recommendation(tuple(t.ids[i - 1].item() for i in top), tuple(float(sims[i]) for i in top),
-                              "item-embeddings", (), 1, None)
+        items = tuple(t.ids[i - 1].item() for i in top)
+        return Recommendation(items, tuple(float(sims[i]) for i in top), "item-embeddings", (), 1, None,
+                              self._records(items))
 
     def _split(self, history: Iterable[Any]) -> tuple[list[int], list[Any]]:
         if isinstance(history, (str, bytes)) or not isinstance(history, Iterable):
@@ -308,6 +318,47 @@ def _check_k(k: Any) -> None:
     """k is a positive integer (InputSpecError, a ValueError, otherwise)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InputSpecError(f"k must be a positive integer, got {k!r}")
+
+
+def item_index(ids: Sequence[Any]) -> tuple[dict[Any, int], dict[Any, int]]:
+    """Lookup tables of item-table indices (1-based): each id as written (strings stripped), and a loose key where
+    it is unambiguous (``"7"``, ``7`` and ``7.0`` as one; an id whose loose key two items share is found only as
+    written, so ``"00007"`` and ``"7"`` stay two items)."""
+    exact = {_exact(v): i + 1 for i, v in enumerate(ids)}
+    loose: dict[Any, list[int]] = {}
+    for k, i in exact.items():
+        loose.setdefault(_key(k), []).append(i)
+    return exact, {k: found[0] for k, found in loose.items() if len(found) == 1}
+
+
+def lookup(index: tuple[dict[Any, int], dict[Any, int]], item: Any) -> int | None:
+    """The index of ``item`` in :func:`item_index`'s tables: as written first, else by its loose key (None: unknown).
+    An unhashable item raises TypeError."""
+    exact, loose = index
+    found = exact.get(_exact(item))
+    return found if found is not None else loose.get(_key(item))
+
+
+def read_item_metadata(bundle: Bundle) -> dict[Any, dict[str, Any]] | None:
+    """id -> record of the bundle's item metadata (``catalog.metadata``: ids and records, read and checked), or None
+    when the bundle carries none."""
+    name = (bundle.manifest.catalog or {}).get("metadata")
+    if not isinstance(name, str):
+        return None
+    import json
+
+    try:
+        doc = json.loads(bundle.read_verified(name).decode("utf-8"))
+        return {i: dict(r) for i, r in zip(doc["ids"], doc["records"], strict=True)}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"bundle {bundle.manifest.name!r}: item metadata {name} is malformed ({exc}); rebuild it or "
+                          "update it with 'edgecart catalog update --items'") from None
+
+
+def _exact(item: Any) -> Any:
+    if isinstance(item, np.generic):
+        item = item.item()
+    return item.strip() if isinstance(item, str) else _key(item)
 
 
 def _key(item: Any) -> Any:

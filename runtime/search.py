@@ -290,12 +290,12 @@ class ImageSearch:
     def __init__(self, bundle: str | os.PathLike[str] | Bundle, backend: str = "auto", threads: int | None = None, *,
                  artifact: str | None = None, precision: str | None = None,
                  catalog_precision: str | None = None, scoring: str = "auto", index: str = "auto",
-                 nprobe: int | None = None) -> None:
+                 nprobe: int | None = None, public_key: Any = None) -> None:
         if index not in ("auto", "exact", "ivf"):
             raise InputSpecError(f"index {index!r} is not one of ('auto', 'exact', 'ivf')")
         if nprobe is not None and (isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1):
             raise InputSpecError(f"nprobe must be an integer >= 1, got {nprobe!r}")
-        self.bundle = open_task_bundle(bundle, "image_search", ImagePreprocessing, "ImageSearch")
+        self.bundle = open_task_bundle(bundle, "image_search", ImagePreprocessing, "ImageSearch", public_key)
         m = self.bundle.manifest
         self.preprocessing = m.preprocessing
         self.session: Session = load(self.bundle, backend, artifact=artifact, precision=precision, threads=threads)

@@ -123,8 +123,8 @@ class TextSearch:
     """``TextSearch(bundle).search("message", k=10)`` and ``.route("message")`` on a ``text_search`` bundle."""
 
     def __init__(self, bundle: str | os.PathLike[str] | Bundle, backend: str = "auto", threads: int | None = None, *,
-                 artifact: str | None = None, precision: str | None = None) -> None:
-        self.bundle = open_task_bundle(bundle, "text_search", TextPreprocessing, "TextSearch")
+                 artifact: str | None = None, precision: str | None = None, public_key: Any = None) -> None:
+        self.bundle = open_task_bundle(bundle, "text_search", TextPreprocessing, "TextSearch", public_key)
         m = self.bundle.manifest
         self.preprocessing = pre = m.preprocessing
         names = [s.name for s in m.inputs]

@@ -42,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="directory for JSON, Markdown and PNG plots")
     p.add_argument("--no-samples", action="store_true", help="leave raw per-call samples out of the JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--public-key", default=None, help="refuse the bundle unless it is signed by this Ed25519 public "
+                   "key (checked before anything runs)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--compare", action="store_true",
                    help="ExecuTorch vs ONNX Runtime vs LiteRT, same inputs and threads, interleaved rounds")
@@ -71,12 +73,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from edgecart.benchmarks.harness import BenchConfig, bench, compare, overhead, parse_target, task_for
     from edgecart.benchmarks.report import to_markdown
+    from edgecart.runtime import open_bundle
 
+    manifest = open_bundle(args.bundle, public_key=args.public_key).manifest  # checked before anything runs
     tasks = None
     if args.task_level:
-        from edgecart.runtime import open_bundle
-
-        tasks = (task_for(open_bundle(args.bundle).manifest),)
+        tasks = (task_for(manifest),)
     elif args.busy != (0,):
         print("edgecart: error: --busy goes with --task-level", file=sys.stderr)
         return 2
@@ -102,6 +104,11 @@ def _bench(args: argparse.Namespace) -> int:
             if args.port:
                 opts["port"] = args.port
         elif kind == "adb":
+            bad = [t for t in args.adb_tool if "=" not in t]
+            if bad:
+                print(f"edgecart: error: --adb-tool {bad[0]!r} is not BACKEND=PATH (e.g. "
+                      "litert=/data/local/tmp/benchmark_model)", file=sys.stderr)
+                return 2
             tools = dict(t.split("=", 1) for t in args.adb_tool)
             opts = {"tools": tools, "adb": args.adb}
         report = bench(args.bundle, config, args.target, target_options=opts, **common)

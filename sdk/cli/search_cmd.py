@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from edgecart.config import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="find the catalog items most similar to a picture (image_search bundles)")
     p.add_argument("image", help="a JPEG or PNG file")
     p.add_argument("--bundle", required=True, help="bundle folder or .tar.gz")
-    p.add_argument("--k", type=int, default=10, help="how many items to return (default: 10)")
+    p.add_argument("--k", type=positive_int, default=10, help="how many items to return (default: 10)")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime, litert or executorch (default: auto)")
     p.add_argument("--artifact", default=None, help="artifact name (default: int8 first, then fp32)")
     p.add_argument("--catalog", choices=("int8", "fp32"), default=None, help="catalog embeddings to scan")
@@ -19,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="auto: the bundle's approximate index when it has one; exact: scan every item; ivf: require "
                         "the index")
     p.add_argument("--nprobe", type=int, default=None, help="index lists to search (default: the bundle's)")
+    p.add_argument("--public-key", default=None, help="refuse the bundle unless it is signed by this Ed25519 public "
+                   "key (PEM, from 'edgecart keygen')")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_search)
 
@@ -26,10 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _search(args: argparse.Namespace) -> int:
     from edgecart.runtime.search import ImageSearch
 
-    if args.k < 1:
-        raise SystemExit("edgecart search: --k must be >= 1")
     s = ImageSearch(args.bundle, args.backend, args.threads, artifact=args.artifact, catalog_precision=args.catalog,
-                    index=args.index, nprobe=args.nprobe)
+                    index=args.index, nprobe=args.nprobe, public_key=args.public_key)
     r = s.search(args.image, k=args.k)
     if args.json:
         print(json.dumps({"artifact": s.session.artifact.name, "backend": s.session.backend.name,

@@ -6,16 +6,20 @@ from __future__ import annotations
 import argparse
 import json
 
+from edgecart.config import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search-text", help="route a message and find the most similar texts (text_search bundles)")
     p.add_argument("message", help="the customer's message (quote it)")
     p.add_argument("--bundle", required=True, help="bundle folder or .tar.gz")
-    p.add_argument("-k", "--k", type=int, default=10, help="how many similar texts to return (default: 10)")
+    p.add_argument("-k", "--k", type=positive_int, default=10, help="how many similar texts to return (default: 10)")
     p.add_argument("--route", action="store_true", help="also print the routing (department, class) probabilities")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime, litert or executorch (default: auto)")
     p.add_argument("--artifact", default=None, help="artifact name (default: int8 first, then fp32)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--public-key", default=None, help="refuse the bundle unless it is signed by this Ed25519 public "
+                   "key (PEM, from 'edgecart keygen')")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_search_text)
 
@@ -23,9 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _search_text(args: argparse.Namespace) -> int:
     from edgecart.runtime.text import TextSearch
 
-    if args.k < 1:
-        raise SystemExit("edgecart search-text: --k must be >= 1")
-    s = TextSearch(args.bundle, args.backend, args.threads, artifact=args.artifact)
+    s = TextSearch(args.bundle, args.backend, args.threads, artifact=args.artifact, public_key=args.public_key)
     e = s.embed(args.message)
     hits = s.search_embedding(e, k=args.k)
     route = s.route_embedding(e) if args.route else None

@@ -27,3 +27,13 @@ def test_emulated_check_checks_the_signature_first(tiny_bundle, tmp_path, capsys
                  "--public-key", str(tmp_path / "k" / "edgecart-signing.pub")])
     err = capsys.readouterr().err
     assert code == 3 and "not signed" in err, err
+
+
+def test_bench_checks_the_signature_before_anything_runs(tiny_bundle, tmp_path, capsys):
+    assert main(["keygen", "--out", str(tmp_path / "k")]) == 0
+    capsys.readouterr()
+    code = main(["bench", str(tiny_bundle), "--iterations", "1", "--quiet", "--out", str(tmp_path / "o"),
+                 "--public-key", str(tmp_path / "k" / "edgecart-signing.pub")])
+    err = capsys.readouterr().err
+    assert code == 2 and "not signed" in err, err
+    assert not (tmp_path / "o").exists()  # refused before any measurement or report

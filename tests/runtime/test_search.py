@@ -365,3 +365,23 @@ def test_catalog_items_swapped_after_opening_are_refused(search_bundle, tmp_path
     items.write_text(json.dumps(doc), encoding="utf-8")
     with pytest.raises(IntegrityError):
         ImageSearch(b, "onnxruntime")
+
+
+def test_a_key_is_checked_by_imagesearch_and_search(search_bundle, tmp_path, capsys):
+    from edgecart.cli import main
+    from edgecart.runtime import SignatureError
+
+    path, gallery, _ = search_bundle
+    assert main(["keygen", "--out", str(tmp_path / "k")]) == 0
+    pub = tmp_path / "k" / "edgecart-signing.pub"
+    with pytest.raises(SignatureError, match="not signed"):
+        ImageSearch(path, "onnxruntime", public_key=pub)
+    from PIL import Image
+
+    Image.fromarray(gallery.images[0]).save(tmp_path / "q.png")
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "q.png"), "--bundle", str(path), "--public-key", str(pub)]) == 2
+    assert "not signed" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # --k below 1 is a usage error (exit 2), not a failed check (1)
+        main(["search", str(tmp_path / "q.png"), "--bundle", str(path), "--k", "0"])
+    assert usage.value.code == 2

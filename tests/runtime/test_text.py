@@ -201,3 +201,24 @@ def test_text_files_swapped_after_opening_are_refused(text_bundle, tmp_path, whi
     (copy / rel).write_text(json.dumps(doc), encoding="utf-8")
     with pytest.raises(IntegrityError):
         TextSearch(b, "onnxruntime")
+
+
+def test_a_key_is_checked_by_textsearch_and_search_text(text_bundle, tmp_path, capsys):
+    from edgecart.cli import main
+    from edgecart.runtime import SignatureError, TextSearch, open_bundle
+
+    assert main(["keygen", "--out", str(tmp_path / "k")]) == 0
+    pub = tmp_path / "k" / "edgecart-signing.pub"
+    with pytest.raises(SignatureError, match="not signed"):
+        TextSearch(text_bundle["path"], "onnxruntime", public_key=pub)
+    with pytest.raises(SignatureError, match="not signed"):  # also a bundle opened earlier without the key
+        TextSearch(open_bundle(text_bundle["path"]), "onnxruntime", public_key=pub)
+    capsys.readouterr()
+    assert main(["search-text", "the dress is too small", "--bundle", str(text_bundle["path"]), "--public-key",
+                 str(pub)]) == 2
+    assert "not signed" in capsys.readouterr().err
+    signed = tmp_path / "signed"
+    shutil.copytree(text_bundle["path"], signed)
+    assert main(["sign", str(signed), "--key", str(tmp_path / "k" / "edgecart-signing.key")]) == 0
+    assert main(["search-text", "the dress is too small", "--bundle", str(signed), "--public-key",
+                 str(pub), "--k", "2", "--backend", "onnxruntime"]) == 0
