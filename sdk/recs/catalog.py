@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from edgecart.runtime.archive import refuse_output_inside
 from edgecart.runtime.bundle import open_bundle
 from edgecart.runtime.errors import BundleError, EdgecartError, InputSpecError
 from edgecart.runtime.item_to_item import ItemToItem, read_item_to_item
-from edgecart.runtime.recommender import USER_VECTOR, read_item_table
+from edgecart.runtime.recommender import USER_VECTOR, item_index, lookup, read_item_table
 from edgecart.runtime.search import quantize_rows
 
 AVAILABLE = "catalog/available.npy"
@@ -66,7 +66,8 @@ def update_item_table(bundle: str | os.PathLike[str], out: str | os.PathLike[str
     if table.q is None or table.scales is None:
         raise BundleError(f"bundle {m.name!r} carries no item embeddings; re-export it")
     ids = table.ids.tolist()
-    index = {_norm(v): i + 1 for i, v in enumerate(ids)}
+    canon = _canon(ids)
+    index = {v: i + 1 for i, v in enumerate(ids)}
     rows = table.q.astype(np.float32) * table.scales[:, None]
     pop = table.popularity.copy()
     avail = table.available.copy()
@@ -79,7 +80,7 @@ def update_item_table(bundle: str | os.PathLike[str], out: str | os.PathLike[str
         return a
 
     def idx(item: Any, what: str) -> int:
-        i = index.get(_norm(item))
+        i = index.get(canon(item))
         if i is None:
             raise InputSpecError(f"{what}: item {item!r} is not in the bundle's item table")
         return i
@@ -90,24 +91,24 @@ def update_item_table(bundle: str | os.PathLike[str], out: str | os.PathLike[str
         avail[idx(item, "remove")] = False
     new = list((add or {}).items())
     for item, _ in new:
-        if _norm(item) in index:
+        if canon(item) in index:
             raise InputSpecError(f"add: item {item!r} is already in the table; use embeddings= to change it")
     if new:
-        kinds = {type(_norm(v)) for v in ids}
+        kinds = {type(v) for v in ids}
         for item, _ in new:
-            if type(_norm(item)) not in kinds:
+            if type(canon(item)) not in kinds:
                 raise InputSpecError(f"add: item id {item!r} is a {type(item).__name__}, the table's ids are "
                                      f"{sorted(k.__name__ for k in kinds)}")
         rows = np.concatenate([rows, np.stack([vec(v, f"add[{k!r}]") for k, v in new])])
         pop = np.concatenate([pop, np.zeros(len(new))])
         avail = np.concatenate([avail, np.ones(len(new), bool)])
-        ids = ids + [k for k, _ in new]
-        index.update({_norm(k): len(ids) - len(new) + j + 1 for j, (k, _) in enumerate(new)})
+        ids = ids + [canon(k) for k, _ in new]
+        index.update({canon(k): len(ids) - len(new) + j + 1 for j, (k, _) in enumerate(new)})
     for item, c in (popularity or {}).items():
         pop[idx(item, "popularity")] = float(c)
     i2i = read_item_to_item(src)
     if i2i is not None and new:
-        twins = {index[_norm(k)]: idx(like[k], f"like[{k!r}]") for k, _ in new if like and k in like}
+        twins = {index[canon(k)]: idx(like[k], f"like[{k!r}]") for k, _ in new if like and k in like}
         i2i = _with_twins(i2i, len(ids) + 1, twins)
     q, scale = quantize_rows(rows)
     q[0], scale[0] = 0, 1.0
@@ -195,12 +196,25 @@ def _with_twins(i2i: ItemToItem, rows: int, twins: Mapping[int, int]) -> ItemToI
                       i2i.decay, i2i.smoothing)
 
 
-def _norm(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
-        return int(v.strip())
-    return v
+def _canon(table_ids: list[Any]) -> Callable[[Any], Any]:
+    """A function mapping an id a user gives onto the bundle's own id, by the runtime's lookup rules (as written
+    first, then a loose key where it is unambiguous: ``"7"`` finds item 7, but ``"00007"`` and ``"7"`` stay two
+    items). An id the bundle lacks comes back stripped, as an integer when every id of the bundle is one."""
+    index = item_index(table_ids)
+    ints = bool(table_ids) and all(isinstance(v, int) for v in table_ids)
+
+    def canon(v: Any) -> Any:
+        if isinstance(v, np.generic):
+            v = v.item()
+        i = lookup(index, v)
+        if i is not None:
+            return table_ids[i - 1]
+        if isinstance(v, str):
+            s = v.strip()
+            return int(s) if ints and s.lstrip("-").isdigit() else s
+        return v
+
+    return canon
 
 
 def _plain(v: Any) -> Any:
@@ -249,7 +263,9 @@ def read_item_file(path: str | os.PathLike[str], id_col: str | None = None) -> t
         if suffix == ".csv":
             import pyarrow.csv as pcsv
 
-            table = pcsv.read_csv(p)
+            # id columns as text: '007' stays '007' (matched to the bundle's ids as the runtime matches them)
+            text = {c: pa.string() for c in (*ID_COLUMNS, *([id_col] if id_col else []))}
+            table = pcsv.read_csv(p, convert_options=pcsv.ConvertOptions(column_types=text))
         else:
             import pyarrow.parquet as pq
 
@@ -271,7 +287,7 @@ def read_item_file(path: str | os.PathLike[str], id_col: str | None = None) -> t
     blank = [n + 2 for n, v in enumerate(ids) if v is None or (isinstance(v, str) and not v.strip())]
     if blank:
         raise ItemUpdateError(f"items file {p}: empty id on line(s) {blank[:5]}; give every row an id")
-    ids = [_norm(v.strip() if isinstance(v, str) else v) for v in ids]
+    ids = [_plain(v.strip() if isinstance(v, str) else v) for v in ids]
     seen: dict[Any, int] = {}
     dup = []
     for n, v in enumerate(ids):
@@ -326,14 +342,15 @@ def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os
         raise ItemUpdateError(f"bundle {m.name!r} is a {m.task} bundle; --items updates recommendation bundles "
                               "(use --images or --catalog for image search)")
     table = read_item_table(src)
-    known = {_norm(v) for v in table.ids.tolist()}
+    canon = _canon(table.ids.tolist())
+    known = set(table.ids.tolist())
     dest = Path(out) if out is not None else Path(src.root)
     if dest.exists() and dest.absolute() != Path(src.root).absolute():
         raise BundleError(f"{dest} already exists; choose another --out (or leave --out out to replace the bundle)")
     version = _bump(m.version)
 
     def unknown(names: Sequence[Any], what: str, fix: str) -> None:
-        bad = [v for v in names if _norm(v) not in known]
+        bad = [v for v in names if canon(v) not in known]
         if bad:
             raise ItemUpdateError(f"{what}: {len(bad)} id(s) are not in the bundle's {len(known)} items (e.g. "
                                   f"{bad[:5]}); {fix}")
@@ -345,7 +362,7 @@ def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os
     if action == "remove":
         if (items is None) == (ids is None):
             raise ItemUpdateError("catalog remove needs exactly one of --items FILE or --ids")
-        gone = read_item_file(items, id_col)[1] if items is not None else [_norm(i) for i in ids or ()]
+        gone = [canon(i) for i in (read_item_file(items, id_col)[1] if items is not None else ids or ())]
         if not gone:
             raise ItemUpdateError("catalog remove: no ids given")
         if len(set(gone)) != len(gone):
@@ -357,6 +374,10 @@ def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os
         if items is None:
             raise ItemUpdateError(f"catalog {action} needs --items FILE (an id column and metadata columns)")
         _, new_ids, records = read_item_file(items, id_col)
+        new_ids = [canon(i) for i in new_ids]
+        if len(set(new_ids)) != len(new_ids):
+            raise ItemUpdateError(f"items file {items}: two rows name the same item of the bundle; keep one row per "
+                                  "item")
         if action == "update":
             if skip_unknown:
                 keep = [n for n, i in enumerate(new_ids) if i in known]
@@ -367,7 +388,7 @@ def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os
             unknown(new_ids, "update", "use 'catalog add' for new items, or skip_unknown (--skip-unknown) to "
                     "ignore rows of items the bundle does not hold")
             old = _records(src, len(table.ids))
-            where = {_norm(v): n for n, v in enumerate(table.ids.tolist())}
+            where = {v: n for n, v in enumerate(table.ids.tolist())}
             merged = {i: {**(old[where[i]] if old is not None else {}), **r} for i, r in zip(new_ids, records,
                                                                                             strict=True)}
             path = update_item_table(src.root, dest, metadata=merged, version=version)
@@ -381,13 +402,13 @@ def update_items(bundle: str | os.PathLike[str], action: str, *, items: str | os
             if there:
                 raise ItemUpdateError(f"add: {len(there)} id(s) are already in the bundle (e.g. {there[:5]}); use "
                                       "'catalog update' to change their metadata")
-            likes = [_norm(r[LIKE_COLUMN]) for r in records]
+            likes = [None if r[LIKE_COLUMN] is None else canon(r[LIKE_COLUMN]) for r in records]
             unknown([v for v in likes if v is not None], f"add: column {LIKE_COLUMN!r}",
                     "name a known item for each new one")
             if any(v is None for v in likes):
                 raise ItemUpdateError(f"add: every new item needs a {LIKE_COLUMN!r} value naming a known item")
             rows = table.q.astype(np.float32) * table.scales[:, None]
-            where = {_norm(v): n + 1 for n, v in enumerate(table.ids.tolist())}
+            where = {v: n + 1 for n, v in enumerate(table.ids.tolist())}
             vectors = {i: rows[where[lk]] for i, lk in zip(new_ids, likes, strict=True)}
             meta = {i: {k: v for k, v in r.items() if k != LIKE_COLUMN} for i, r in zip(new_ids, records,
                                                                                             strict=True)}

@@ -431,3 +431,30 @@ def test_item_ids_are_looked_up_exactly_first():
     assert lookup(index, "sku-1") == 4 and lookup(index, "sku-2") is None
     ints = item_index([5, 6])
     assert lookup(ints, "5") == 1 and lookup(ints, 6.0) == 2 and lookup(ints, "05") == 1
+
+
+def test_zero_padded_item_ids_survive_build_recommend_and_catalog_updates(tmp_path):
+    # A shop whose ids are '001' ... '011' and '1': the bundle keeps them as written ('001' and '1' are two items),
+    # and a catalog update names them the same way (both once became the number 1 and were merged or refused).
+    from edgecart.runtime import Recommender, open_bundle
+
+    def shop_id(sku: str) -> str:
+        n = int(sku.split("-")[1])
+        return "1" if n == NUM_ITEMS else f"{n:03d}"
+
+    rows = [(u, shop_id(i), ts, pos) for u, i, ts, pos in _log_rows()]
+    log = _write_csv(tmp_path / "log.csv", rows)
+    (tmp_path / "build.toml").write_text(TINY)
+    args = _parser().parse_args(["build", "recommendations", "--interactions", str(log), "--user-col", "user",
+                                 "--item-col", "item", "--time-col", "ts", "--config", str(tmp_path / "build.toml"),
+                                 "--out", str(tmp_path / "out"), "--threads", "1"])
+    assert args.func(args) == 0
+    bundle = tmp_path / "out" / "bundle"
+    r = Recommender(bundle, backend="onnxruntime").recommend(["006"], k=3)
+    assert all(isinstance(i, str) for i in r.items) and set(r.items) <= {"1", *(f"{n:03d}" for n in range(1, 12))}
+    f = tmp_path / "names.csv"
+    f.write_text("item,name\n001,One\n1,Twelve\n8,Eight\n")  # '8' finds '008': the only item it can mean
+    assert _catalog(["update", bundle, "--items", f]) == 0
+    _, meta = _meta(bundle)
+    assert meta["001"] == {"name": "One"} and meta["1"] == {"name": "Twelve"} and meta["008"] == {"name": "Eight"}
+    assert open_bundle(bundle).manifest.catalog["num_items"] == NUM_ITEMS
