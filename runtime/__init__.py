@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os as _os
+
+# ONNX Runtime (1.32) otherwise keeps a telemetry database and a device id under ~/.cache/Microsoft: running a bundle
+# writes nothing outside the paths its user gave. Set ORT_DISABLE_TELEMETRY=0 before importing edgecart to allow it.
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 from .bundle import Bundle, open_bundle, sha256_file, verify
 from .errors import (
     ArchiveLimitError,

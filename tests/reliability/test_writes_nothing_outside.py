@@ -1,0 +1,25 @@
+"""Running a bundle writes nothing outside the paths the user gave: ONNX Runtime 1.32 keeps a telemetry database and
+a device id under ~/.cache/Microsoft unless ORT_DISABLE_TELEMETRY is set, which edgecart.runtime does by default."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def test_running_a_bundle_on_onnxruntime_leaves_home_untouched(tiny_bundle, tmp_path):
+    pytest.importorskip("onnxruntime")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    code = ("import sys; from edgecart.runtime import load\n"
+            "load(sys.argv[1], 'onnxruntime', self_test=True)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tiny_bundle)], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+    assert written == [], written
