@@ -281,10 +281,9 @@ def _task_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def plot_latency(report: BenchReport, path: Path) -> Path:
     """Horizontal bars of p50 with its CI, and p90/p99 markers, one bar per result."""
-    import matplotlib
+    from edgecart.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ok = [r for r in report.results if r.ok]
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * max(1, len(ok))))
@@ -313,10 +312,9 @@ def plot_latency(report: BenchReport, path: Path) -> Path:
 
 def plot_tradeoff(report: BenchReport, path: Path) -> Path:
     """Latency (p50) against file size, each point coloured and labelled by the artifact's quality figure."""
-    import matplotlib
+    from edgecart.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ok = [r for r in report.results if r.ok and r.file_bytes]
     fig, ax = plt.subplots(figsize=(8, 5))

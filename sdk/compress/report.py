@@ -172,10 +172,9 @@ def _f(v: Any, digits: int = 4) -> str:
 
 
 def _plot(rows: Sequence[StepRow], path: Path, title: str, quality_key: str) -> Path:
-    import matplotlib
+    from edgecart.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fmts = sorted({a["format"] for r in rows for a in r.artifacts.values()})
     fig, axes = plt.subplots(1, max(len(fmts), 1), figsize=(5 * max(len(fmts), 1), 4.2), squeeze=False)

@@ -21,10 +21,9 @@ def mean_ci(values: np.ndarray | None, samples: int = 2000, seed: int = 0) -> tu
 def plot_summary(summary: Any, dest: Path) -> Path:
     """One row of two panels per data set: test NDCG@10 (95% CI) of every model against its parameters
     (baselines as lines), and every exported artifact's NDCG@10 against its p50 latency (marker area ~ bytes)."""
-    import matplotlib
+    from edgecart.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     results = summary.results
     fig, axes = plt.subplots(len(results), 2, figsize=(12, 4.2 * len(results)), squeeze=False)

@@ -129,10 +129,9 @@ def markdown(s: dict[str, Any]) -> str:
 
 def plot(s: dict[str, Any], path: Path) -> None:
     """Instance R@1 against p50 latency (log scale); marker area proportional to the artifact's bytes."""
-    import matplotlib
+    from edgecart.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     arts = s["artifacts"]

@@ -23,3 +23,20 @@ def test_running_a_bundle_on_onnxruntime_leaves_home_untouched(tiny_bundle, tmp_
     assert r.returncode == 0, r.stderr[-2000:]
     written = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
     assert written == [], written
+
+
+def test_drawing_a_report_leaves_home_untouched(tmp_path):
+    # matplotlib keeps a font cache under ~/.cache/matplotlib (or ~/.matplotlib) unless MPLCONFIGDIR is set
+    pytest.importorskip("matplotlib")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME")}
+    env["HOME"] = str(home)
+    code = ("import sys; from pathlib import Path; from edgecart.vision.report import plot\n"
+            "plot({'artifacts': [], 'models': [], 'name': 'x'}, Path(sys.argv[1]))\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.png")], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "s.png").stat().st_size > 0
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    assert written == [], written
