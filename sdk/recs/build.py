@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgecart.config import ConfigError, positive_int
+from edgecart.outputs import BuildOutputError, check_out, remove_made
 from edgecart.runtime.errors import EdgecartError
 
 if TYPE_CHECKING:
@@ -47,11 +48,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int, help="torch threads, >= 1 (default: the cores free now)")
     p.add_argument("--cache", help="cache for the teacher (default: OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="train everything afresh and cache nothing")
-
-
-class BuildOutputError(EdgecartError, OSError):
-    """``--out`` (or ``--cache``) cannot take the build's files: a file stands there, the folder cannot be written, or
-    its ``bundle`` folder is not an edgecart bundle that may be replaced."""
 
 
 #: [data] keys of build.toml
@@ -140,64 +136,6 @@ def build(data: SequenceData, cfg: RecsConfig, out: Path, *, cache: Path | None,
     write_summary(summary, out, notes=notes)
     plot_summary(summary, out / "summary.png")
     return res
-
-
-def check_out(out: Path, cache: Path | None) -> list[Path]:
-    """Refuse, before anything is read or trained, an ``out`` (or ``cache``) the build could not write: a file
-    standing there (or above it), a folder that cannot be written (read-only mount, no permission), or an
-    ``out/bundle`` that is not an edgecart bundle (the build replaces a bundle there, and would delete anything
-    else). Makes the folders and probes each with a temporary file; returns the folders it made (outermost first),
-    for :func:`remove_made` should the build stop before it starts."""
-    made: list[Path] = []
-    for folder, flag in ((out, "--out"), (cache, "--cache")):
-        if folder is not None:
-            try:
-                made += _writable_folder(folder, flag)
-            except BuildOutputError:
-                remove_made(made)
-                raise
-    b = out / "bundle"
-    if b.is_symlink() or (b.exists() and not (b.is_dir() and (b / "manifest.json").is_file())):
-        remove_made(made)
-        raise BuildOutputError(f"--out {out}: {b} is not an edgecart bundle (no manifest.json), and the build would "
-                               "replace it, deleting it; move it away or choose another --out")
-    return made
-
-
-def _writable_folder(folder: Path, flag: str) -> list[Path]:
-    import os
-    import tempfile
-
-    missing = []
-    p = folder
-    while not (p.exists() or p.is_symlink()) and p != p.parent:
-        missing.append(p)
-        p = p.parent
-    if not p.is_dir():
-        what = "a broken link" if p.is_symlink() and not p.exists() else "a file, not a folder"
-        raise BuildOutputError(f"{flag} {folder}: {p} is {what}; choose another {flag}")
-    made: list[Path] = []
-    try:
-        for d in reversed(missing):
-            d.mkdir()
-            made.append(d)
-        fd, probe = tempfile.mkstemp(prefix=".edgecart-write-check-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        remove_made(made)
-        raise BuildOutputError(f"{flag} {folder}: cannot write into it ({exc.strerror or exc}); choose another "
-                               f"{flag} on a writable disk, or make it writable") from None
-    return made
-
-
-def remove_made(made: list[Path]) -> None:
-    """Remove the folders :func:`check_out` made, innermost first, where they are still empty."""
-    for d in reversed(made):
-        try:
-            d.rmdir()
-        except OSError:
-            pass
 
 
 def run(args: argparse.Namespace) -> int:
