@@ -102,7 +102,11 @@ class BundleWriter:
                  inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
                  preprocessing: Preprocessing | None = None, overwrite: bool = False) -> None:
         self.out = Path(out).absolute()
-        self.out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BundleError(f"{self.out.parent}: cannot make the folder ({exc.strerror or exc}); choose another "
+                              "output folder") from None
         recover_leftovers(self.out)
         if self.out.exists() or self.out.is_symlink():
             if not overwrite:
@@ -110,7 +114,12 @@ class BundleWriter:
             _refuse_non_bundle(self.out)
         self.overwrite = overwrite
         self.staging = unique_sibling(self.out, "staging")
-        os.mkdir(self.staging, 0o777)  # the process's umask applies: a bundle is as shared as the user's files
+        try:
+            os.mkdir(self.staging, 0o777)  # the process's umask applies: a bundle is as shared as the user's files
+        except OSError as exc:
+            raise BundleError(f"{self.out.parent}: the folder is not writable ({exc.strerror or exc}); the bundle is "
+                              "staged beside its destination, so write it elsewhere (--out on a writable disk) or make "
+                              "that folder writable") from None
         self._files: dict[str, FileEntry] = {}
         self._artifacts: dict[str, Artifact] = {}
         self._golden: Golden | None = None

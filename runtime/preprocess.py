@@ -166,11 +166,23 @@ def _decode(source: Any, name: str) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise EdgecartError("reading image files needs Pillow: pip install pillow (or pass a uint8 array)") from None
+    import warnings
+
     try:
-        with Image.open(source) as img:
+        with warnings.catch_warnings():
+            # the size is checked below, from the header, before anything is decoded (Pillow only warns up to 2x)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(source)
+        with img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageInputError(f"{name}: image of {h}x{w} pixels is larger than {MAX_PIXELS} pixels (Pillow's "
+                                      "decompression-bomb limit); downscale it first")
             img.load()
             return decode_pil(img)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, ImageInputError):
+            raise
         raise ImageInputError(f"{name}: not a readable image ({exc}); pass a JPEG or PNG file") from None
 
 

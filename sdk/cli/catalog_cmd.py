@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from .prefer_cmd import unsigned_note
 
-    ids = [i.strip() for i in args.ids.split(",") if i.strip()] if getattr(args, "ids", None) else None
+    ids = parse_ids(getattr(args, "ids", None))
     m = open_bundle(args.bundle).manifest
     if args.out is not None:
         refuse_output_inside(Path(args.out), Path(args.bundle), kind="folder")
@@ -57,6 +57,20 @@ def _run(args: argparse.Namespace) -> int:
     if code == 0 and m.signature is not None:
         unsigned_note(args.out or args.bundle)
     return code
+
+
+def parse_ids(text: str | None) -> list[str] | None:
+    """``--ids a,b``: the ids, blanks dropped; None without --ids. A list with no id (``--ids ", ,"``) is an error
+    (a remove that removes nothing would still write a new version)."""
+    if text is None:
+        return None
+    ids = [i.strip() for i in text.split(",") if i.strip()]
+    if not ids:
+        from edgecart.vision.catalog import CatalogUpdateError
+
+        raise CatalogUpdateError(f"--ids {text!r}: no ids to remove (the list is empty); name at least one id, "
+                                 "comma-separated")
+    return ids
 
 
 def _run_images(args: argparse.Namespace, ids: list[str] | None) -> int:

@@ -130,7 +130,9 @@ def load_image_folder(root: str | os.PathLike[str], pre: ImagePreprocessing, *,
 
     ``<label>`` is a category or a product; labels follow the sorted sub-folder names. Item ids are the paths
     relative to ``root``. An empty sub-folder is an error (it would be a category nothing can be found in). An
-    unreadable picture is skipped and listed in ``skipped`` (or raises when ``skip_unreadable=False``).
+    unreadable picture is skipped and listed in ``skipped`` (or raises when ``skip_unreadable=False``); so are the
+    entries that are not read at all, with the reason: files of other formats (e.g. .webp, .bmp), broken links,
+    linked sub-folders (not followed) and files at the top level of ``root`` (outside any category folder).
     """
     base = Path(root)
     if not base.is_dir():
@@ -142,29 +144,90 @@ def load_image_folder(root: str | os.PathLike[str], pre: ImagePreprocessing, *,
     files: list[Path] = []
     labels: list[int] = []
     empty = []
+    passed: list[tuple[str, str]] = []  # files that are not read, listed with the reason (never dropped silently)
+    for p in sorted(base.iterdir()):
+        if not p.name.startswith(".") and not p.is_dir():
+            passed.append((p.name, _not_read(p) or f"not in a category sub-folder; move it into one of "
+                                                  f"{', '.join(cats[:3])}{', ...' if len(cats) > 3 else ''}"))
     for label, cat in enumerate(cats):
-        found = [p for p in sorted((base / cat).rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                 and not any(part.startswith(".") for part in p.relative_to(base).parts)]
+        found, other = picture_files(base / cat, base)
+        passed += other
         if not found:
             empty.append(cat)
         files += found
         labels += [label] * len(found)
     if empty:
-        raise ImageFolderError(f"{base}: no JPEG or PNG pictures in the sub-folder(s) {', '.join(empty)}; add "
+        also = f" ({len(passed)} file(s) not read: {_first(passed)})" if passed else ""
+        raise ImageFolderError(f"{base}: no JPEG or PNG pictures in the sub-folder(s) {', '.join(empty)}{also}; add "
                                "pictures or remove the empty folder(s)")
     images, kept, skipped = read_pictures(files, pre, desc=f"read {base.name}")
     if skipped and not skip_unreadable:
         raise ImageFolderError(f"{skipped[0][0]}: unreadable ({skipped[0][1]}); remove it or skip unreadable files")
     if not kept:
-        raise ImageFolderError(f"{base}: none of the {len(files)} pictures could be read")
+        raise ImageFolderError(f"{base}: none of the {len(files)} pictures could be read: {_first(skipped)}")
     lab = np.asarray([labels[i] for i in kept], np.int64)
     lost = [cats[c] for c in range(len(cats)) if not (lab == c).any()]
     if lost:
-        raise ImageFolderError(f"{base}: no readable picture in {', '.join(lost)} (all were skipped as unreadable)")
+        raise ImageFolderError(f"{base}: no readable picture in {', '.join(lost)} (all were skipped as unreadable: "
+                               f"{_first(skipped)})")
     ids = tuple(files[i].relative_to(base).as_posix() for i in kept)
     meta = tuple({"path": i} for i in ids)
     return ImageSet(images, lab, tuple(cats), ids, source=str(base), metadata=meta,
-                    skipped=tuple((Path(p).relative_to(base).as_posix(), why) for p, why in skipped))
+                    skipped=tuple(passed) + tuple((Path(p).relative_to(base).as_posix(), why) for p, why in skipped))
+
+
+def picture_files(folder: Path, base: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The JPEG/PNG files under ``folder`` (sorted; hidden files and folders left out), and the other entries that
+    are not read, as (path relative to ``base``, reason): files of other formats, broken links, linked folders
+    (not followed)."""
+    found: list[Path] = []
+    other: list[tuple[str, str]] = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(base)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if p.is_file():
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                found.append(p)
+            else:
+                other.append((rel.as_posix(), _not_read(p)))
+        elif p.is_symlink():
+            other.append((rel.as_posix(), _not_read(p)))
+    return found, other
+
+
+def _not_read(p: Path) -> str:
+    """Why a file or link under an image folder is not read ("" for a JPEG/PNG file)."""
+    if p.is_symlink() and not p.exists():
+        return "a broken link (its target does not exist); fix or remove it"
+    if p.is_symlink() and p.is_dir():
+        return "a linked folder, not followed; copy the pictures in, or pass the folder itself"
+    if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES:
+        return (f"not a JPEG or PNG picture ({p.suffix or 'no extension'}); convert it to JPEG or PNG (e.g. "
+                "mogrify -format png) or remove it")
+    return ""
+
+
+def _first(skipped: list[tuple[str, str]] | tuple[tuple[str, str], ...], n: int = 3) -> str:
+    """The first ``n`` (path, reason) pairs, for an error message."""
+    more = f"; and {len(skipped) - n} more" if len(skipped) > n else ""
+    return "; ".join(f"{p}: {why.removeprefix(f'{p}: ')}" for p, why in skipped[:n]) + more
+
+
+def read_csv_rows(p: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a CSV in UTF-8 (with or without a byte-order mark), cells stripped; another encoding is an
+    :class:`ImageFolderError` that says how to convert the file."""
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items() if isinstance(v, str) or v is None}
+                    for r in reader]
+    except UnicodeDecodeError as exc:
+        raise ImageFolderError(f"{p}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                               f"save it as UTF-8, e.g. iconv -f latin1 -t utf-8 {p} > {p.with_suffix('')}-utf8.csv"
+                               ) from None
+    return header, rows
 
 
 #: columns a catalog CSV must have (``image`` may also be called ``path``; ``id`` may be ``product_id``)
@@ -181,10 +244,7 @@ def load_image_catalog(csv_path: str | os.PathLike[str], pre: ImagePreprocessing
     p = Path(csv_path)
     if not p.is_file():
         raise ImageFolderError(f"{p}: no such catalog CSV; pass a CSV with columns image, id, category")
-    with p.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    header, rows = read_csv_rows(p)
     col = {}
     for want, names in CSV_COLUMNS.items():
         hit = next((n for n in names if n in header), None)
@@ -210,7 +270,12 @@ def load_image_catalog(csv_path: str | os.PathLike[str], pre: ImagePreprocessing
     if skipped and not skip_unreadable:
         raise ImageFolderError(f"{skipped[0][0]}: unreadable ({skipped[0][1]}); fix the row or skip unreadable files")
     if not kept:
-        raise ImageFolderError(f"{p}: none of the {len(rows)} pictures could be read")
+        raise ImageFolderError(f"{p}: none of the {len(rows)} pictures could be read: {_first(skipped)}")
+    present = {rows[i][col["category"]] for i in kept}
+    lost = [c for c in cats if c not in present]
+    if lost:
+        raise ImageFolderError(f"{p}: no readable picture in {', '.join(lost)} (all were skipped as unreadable: "
+                               f"{_first(skipped)}); fix those rows' pictures or remove the rows")
     extra = [h for h in header if h not in col.values()]
     by_path = {str(f): rows[i][col["id"]] for i, f in enumerate(files)}
     meta = tuple({k: rows[i][k] for k in extra} for i in kept)
@@ -249,4 +314,4 @@ def split_per_label(labels: np.ndarray, val: float = 0.15, test: float = 0.15, s
 
 
 __all__ = ["CSV_COLUMNS", "ImageFolderError", "ImageSet", "Split", "concat", "load_image_catalog",
-           "load_image_folder", "read_pictures", "split_per_label"]
+           "load_image_folder", "picture_files", "read_csv_rows", "read_pictures", "split_per_label"]

@@ -51,13 +51,38 @@ def build_image_search(out: str | os.PathLike[str], cfg: Any = None, *, images: 
                        catalog: str | os.PathLike[str] | None = None, cache: str | os.PathLike[str] | None = None,
                        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The library face of ``edgecart build image-search``: returns the summary dict."""
+    from edgecart.outputs import remove_made
+
     from .config import BuildConfig
     from .pipeline import run_build
 
     cfg = cfg or BuildConfig()
     progress = progress or _log
-    data = user_data(cfg, images=images, catalog=catalog)
+    made = check_build_paths(out, cache, images=images)
+    try:
+        data = user_data(cfg, images=images, catalog=catalog)
+    except BaseException:
+        remove_made(made)  # nothing is left behind when the pictures are refused
+        raise
     return run_build(data, cfg, out, cache=cache, progress=progress)
+
+
+def check_build_paths(out: str | os.PathLike[str], cache: str | os.PathLike[str] | None, *,
+                      images: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Refuse, before any picture is read, an ``out`` or ``cache`` the build could not write (a file there or above
+    it, a folder that cannot be written, an ``out/bundle`` that is not a bundle) or one inside the ``images`` folder
+    (the next build would read the build's own outputs as pictures). Makes the folders; returns those it made, for
+    :func:`edgecart.outputs.remove_made`. Errors are :class:`edgecart.outputs.BuildOutputError`."""
+    from edgecart.outputs import BuildOutputError, check_out
+
+    out, cache = Path(out), (None if cache is None else Path(cache))
+    if images is not None:
+        src = Path(images).resolve()
+        for folder, flag in ((out, "--out"), (cache, "--cache")):
+            if folder is not None and folder.resolve().is_relative_to(src):
+                raise BuildOutputError(f"{flag} {folder} is inside the --images folder {images}: the next build would "
+                                       "read its files as pictures; choose a folder outside it")
+    return check_out(out, cache)
 
 
 def user_data(cfg: Any, *, images: str | os.PathLike[str] | None = None,
@@ -71,6 +96,11 @@ def user_data(cfg: Any, *, images: str | os.PathLike[str] | None = None,
         raise ImageFolderError("give exactly one of images (a folder) or catalog (a CSV)")
     pre = cfg.storage_preprocessing
     allset = load_image_folder(images, pre) if images is not None else load_image_catalog(catalog, pre)
+    if len(allset.category_names) < 2:
+        raise ImageFolderError(f"{allset.source}: only one category ({allset.category_names[0]!r}); an image-search "
+                               "build needs at least 2 categories (every search would hit it, so recall, precision "
+                               "and mAP would all read 1.0 and the int8 gate could not tell models apart); add "
+                               "pictures of other categories")
     d = cfg.data
     sp = split_per_label(allset.labels, d.val, d.test, d.seed)
     if d.limit_per_class is not None:
@@ -110,7 +140,7 @@ def _log(msg: str) -> None:
 def _print_result(s: dict[str, Any], out: Path) -> None:
     skipped = s["data"]["skipped"]
     if skipped:
-        print(f"skipped {len(skipped)} unreadable picture(s):", file=sys.stderr)
+        print(f"skipped {len(skipped)} picture(s) or file(s) not read:", file=sys.stderr)
         for x in skipped:
             print(f"  {x['path']}: {x['reason']}", file=sys.stderr)
     print(f"bundle: {s['bundle']}")
@@ -120,4 +150,4 @@ def _print_result(s: dict[str, Any], out: Path) -> None:
     print(f"report: {out / 'summary.md'} (and summary.json, summary.png); total {s['timings']['total_s']:.0f} s")
 
 
-__all__ = ["add_arguments", "build_image_search", "run", "user_data"]
+__all__ = ["add_arguments", "build_image_search", "check_build_paths", "run", "user_data"]

@@ -11,7 +11,6 @@ A manifest signature does not survive the update (the manifest changes): sign th
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -58,28 +57,44 @@ def ids_from(images: str | os.PathLike[str] | None = None, catalog: str | os.Pat
              ids: Sequence[str] | None = None) -> list[str]:
     """Item ids named by a folder (its pictures' relative paths), a CSV (its id column) or a list."""
     from edgecart.data.image_folder import CSV_COLUMNS, ImageFolderError
-    from edgecart.runtime.preprocess import IMAGE_SUFFIXES
 
     if ids is not None:
         return [str(i) for i in ids]
     if images is not None:
+        from edgecart.data.image_folder import picture_files
+
         base = Path(images)
         if not base.is_dir():
             raise ImageFolderError(f"{base}: no such folder")
-        return [p.relative_to(base).as_posix() for p in sorted(base.rglob("*"))
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        return [p.relative_to(base).as_posix() for c in sorted(base.iterdir())
+                if c.is_dir() and not c.name.startswith(".") for p in picture_files(c, base)[0]]
     if catalog is not None:
+        from edgecart.data.image_folder import read_csv_rows
+
         p = Path(catalog)
         if not p.is_file():
             raise ImageFolderError(f"{p}: no such catalog CSV")
-        with p.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            col = next((n for n in CSV_COLUMNS["id"] if n in header), None)
-            if col is None:
-                raise ImageFolderError(f"{p}: missing column 'id' (accepted names: {', '.join(CSV_COLUMNS['id'])})")
-            return [(r.get(col) or "").strip() for r in reader if (r.get(col) or "").strip()]
+        header, rows = read_csv_rows(p)
+        col = next((n for n in CSV_COLUMNS["id"] if n in header), None)
+        if col is None:
+            raise ImageFolderError(f"{p}: missing column 'id' (accepted names: {', '.join(CSV_COLUMNS['id'])})")
+        return [r.get(col, "") for r in rows if r.get(col, "")]
     raise CatalogUpdateError("name the products: images (a folder), catalog (a CSV) or ids")
+
+
+def removal_ids(images: str | os.PathLike[str] | None = None, catalog: str | os.PathLike[str] | None = None,
+                ids: Sequence[str] | None = None) -> list[str]:
+    """The ids to remove (as :func:`ids_from`); an empty list or an id named twice is a :class:`CatalogUpdateError`
+    (nothing would change, or the count reported would be wrong)."""
+    gone = ids_from(images, catalog, ids)
+    if not gone:
+        raise CatalogUpdateError("no ids to remove (the list is empty); name at least one product id")
+    seen: set[str] = set()
+    twice = [i for i in gone if i in seen or seen.add(i)]
+    if twice:
+        raise CatalogUpdateError(f"{len(set(twice))} id(s) named more than once: {sorted(set(twice))[:5]}; name each "
+                                 "product once")
+    return gone
 
 
 def update_catalog(bundle: str | os.PathLike[str], action: str, *, images: str | os.PathLike[str] | None = None,
@@ -104,6 +119,10 @@ def update_catalog(bundle: str | os.PathLike[str], action: str, *, images: str |
     m = src.manifest
     if out is not None:
         refuse_output_inside(Path(out), Path(src.root), kind="folder")
+    parent = (Path(out) if out is not None else Path(src.root)).absolute().parent
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):  # checked before any picture is embedded
+        raise CatalogUpdateError(f"{parent}: the folder is not writable; the new version is staged beside the bundle, "
+                                 "so pass --out on a writable disk or make that folder writable")
     if m.task != "image_search" or not m.catalog or m.catalog.get("kind") != "image_embeddings":
         raise CatalogUpdateError(f"bundle {m.name!r} has no image catalog; catalog updates are for image-search "
                                  "bundles")
@@ -127,7 +146,7 @@ def update_catalog(bundle: str | os.PathLike[str], action: str, *, images: str |
     embedder = None
 
     if action == "remove":
-        gone = ids_from(images, catalog, ids)
+        gone = removal_ids(images, catalog, ids)
         missing = [i for i in gone if i not in where]
         if missing:
             raise CatalogUpdateError(f"cannot remove {len(missing)} id(s) not in the catalog: {missing[:5]}")
@@ -270,4 +289,4 @@ def _write(src: Any, dest: Path, version: str, c: dict[str, Any], ids: list[str]
 
 
 __all__ = ["ACTIONS", "CatalogUpdate", "CatalogUpdateError", "bump_version", "embed_pictures", "ids_from",
-           "update_catalog"]
+           "removal_ids", "update_catalog"]

@@ -192,6 +192,8 @@ def test_build_refuses_bad_input_with_clear_errors(tmp_path, capsys):
                 tmp_path / "bad.toml") == 2
     assert "config.teacher: unknown option(s) ['sise']; known: [" in capsys.readouterr().err
     (tmp_path / "pics" / "empty").rmdir()
+    (tmp_path / "pics" / "other").mkdir()  # two categories (one is refused before the split), too few pictures
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "pics" / "other" / "b.png")
     assert _cli("build", "image-search", "--images", tmp_path / "pics", "--out", tmp_path / "o") == 2
     assert "at least 3 readable pictures" in capsys.readouterr().err
     assert not (tmp_path / "o" / "bundle").exists()
