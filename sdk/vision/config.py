@@ -273,7 +273,9 @@ def _check_types(cls: type, d: dict[str, Any], section: str) -> None:
         base = next((a for a in args if a is not type(None)), hint) if type(None) in args else hint
         if typing.get_origin(base) is tuple:
             inner = typing.get_args(base)[0]
-            if not isinstance(value, (list, tuple)) or not all(isinstance(v, inner) for v in value):
+            if not isinstance(value, (list, tuple)) or not all(
+                    isinstance(v, inner) or (inner is float and isinstance(v, int) and not isinstance(v, bool))
+                    for v in value):
                 raise BuildConfigError(f"{where} must be a list of {inner.__name__ if inner is not str else 'strings'}"
                                        f" (e.g. {where.rpartition('.')[2]} = [\"a\", \"b\"]), got {value!r}")
             continue
