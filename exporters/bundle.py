@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgecart.runtime.archive import pack_bundle, remove_path, stale_leftovers, unique_sibling
+from edgecart.runtime.archive import (
+    enclosing_bundle,
+    pack_bundle,
+    refuse_output_inside,
+    remove_path,
+    stale_leftovers,
+    unique_sibling,
+)
 from edgecart.runtime.bundle import Bundle, fsync_dir, sha256_file
 from edgecart.runtime.errors import BundleError
 from edgecart.runtime.manifest import (
@@ -102,6 +109,9 @@ class BundleWriter:
                  inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
                  preprocessing: Preprocessing | None = None, overwrite: bool = False) -> None:
         self.out = Path(out).absolute()
+        inside = enclosing_bundle(self.out.parent)
+        if inside is not None:  # a bundle in another's folder would be an unlisted file there: it breaks that bundle
+            refuse_output_inside(self.out, inside, kind="folder")
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

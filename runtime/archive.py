@@ -399,6 +399,15 @@ def refuse_output_inside(dest: Path, bundle_root: Path | None, *, kind: str) -> 
         raise OutputPathError(f"{dest} is a file, not a folder; give a folder path")
 
 
+def enclosing_bundle(path: Path) -> Path | None:
+    """The nearest folder at or above ``path`` that holds a bundle manifest (None when there is none)."""
+    p = path.absolute()
+    for folder in (p, *p.parents):
+        if (folder / MANIFEST_NAME).is_file():
+            return folder
+    return None
+
+
 def unique_sibling(dest: Path, kind: str) -> Path:
     return dest.with_name(f".{dest.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
 

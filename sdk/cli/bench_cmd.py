@@ -76,6 +76,12 @@ def _bench(args: argparse.Namespace) -> int:
     from edgecart.runtime import open_bundle
 
     manifest = open_bundle(args.bundle, public_key=args.public_key).manifest  # checked before anything runs
+    if args.out is not None:  # before anything runs: a report into a bundle breaks it, a file in the way fails late
+        from edgecart.runtime.archive import enclosing_bundle, refuse_output_inside
+
+        out = Path(args.out)
+        inside = enclosing_bundle(out) or (Path(args.bundle) if Path(args.bundle).is_dir() else None)
+        refuse_output_inside(out, inside, kind="folder")
     tasks = None
     if args.task_level:
         tasks = (task_for(manifest),)

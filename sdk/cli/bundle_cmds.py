@@ -164,6 +164,15 @@ def _check(args: argparse.Namespace) -> int:
         return cli_check(args.bundle, args.target, args.cpu, as_json=args.json,
                          public_key=getattr(args, "public_key", None))
     bundle = _open(args)
+    if not bundle.manifest.artifacts:  # nothing to run: a bundle without models cannot pass a check
+        msg = (f"bundle {bundle.manifest.name!r} holds no artifact (no model), so there is nothing to check; "
+               "re-export it with at least one format")
+        if args.json:
+            _emit({"ok": False, "exit_code": EXIT_CHECK_FAILED, "name": bundle.manifest.name, "artifacts": [],
+                   "failed": 0, "skipped": 0, "error": msg})
+        else:
+            print(f"edgecart: {msg}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
     here = set(available_backends())
     rows: list[dict[str, Any]] = []
     for art in bundle.manifest.artifacts:

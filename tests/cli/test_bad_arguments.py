@@ -37,3 +37,43 @@ def test_bench_checks_the_signature_before_anything_runs(tiny_bundle, tmp_path, 
     err = capsys.readouterr().err
     assert code == 2 and "not signed" in err, err
     assert not (tmp_path / "o").exists()  # refused before any measurement or report
+
+
+@pytest.mark.parametrize("where", ["the-bundle-itself", "a-file"])
+def test_bench_out_is_checked_before_anything_runs(bundle_copy, tmp_path, capsys, where):
+    out = bundle_copy if where == "the-bundle-itself" else tmp_path / "f"
+    if where == "a-file":
+        out.write_text("x")
+    code = main(["bench", str(bundle_copy), "--iterations", "1", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and ("inside the bundle" in err or "is a file" in err), err
+    from edgecart.runtime import open_bundle
+
+    open_bundle(bundle_copy)  # still whole: no report was written into it
+
+
+def test_a_bundle_is_not_written_inside_another(bundle_copy, tiny_model, tiny_inputs):
+    from edgecart.exporters import BundleWriter
+    from edgecart.runtime import OutputPathError, open_bundle
+
+    with pytest.raises(OutputPathError, match="inside the bundle"):
+        BundleWriter(bundle_copy / "models" / "sub", name="x", version="0.1.0", task="generic",
+                     inputs=tiny_model.io_spec.inputs, outputs=tiny_model.io_spec.outputs)
+    open_bundle(bundle_copy)
+    assert not (bundle_copy / "models" / "sub").exists()
+
+
+def test_check_fails_a_bundle_without_artifacts(bundle_copy, capsys):
+    import json
+
+    m = json.loads((bundle_copy / "manifest.json").read_text())
+    m["artifacts"] = []
+    kept = {f["path"] for f in m["files"] if f.get("role") != "model"}
+    for f in list(m["files"]):
+        if f["path"] not in kept:
+            (bundle_copy / f["path"]).unlink()
+    m["files"] = [f for f in m["files"] if f["path"] in kept]
+    (bundle_copy / "manifest.json").write_text(json.dumps(m))
+    code = main(["check", str(bundle_copy)])
+    out = capsys.readouterr()
+    assert code == 1 and "no artifact" in (out.out + out.err), out
