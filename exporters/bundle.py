@@ -120,7 +120,8 @@ class BundleWriter:
         recover_leftovers(self.out)
         if self.out.exists() or self.out.is_symlink():
             if not overwrite:
-                raise BundleError(f"{self.out} already exists; choose another --out or pass overwrite=True")
+                raise BundleError(f"{self.out} already exists; choose another output folder or allow "
+                                  "replacing it (--overwrite on the command line, overwrite=True in Python)")
             _refuse_non_bundle(self.out)
         self.overwrite = overwrite
         self.staging = unique_sibling(self.out, "staging")
@@ -229,7 +230,8 @@ class BundleWriter:
         _fsync_tree(self.staging)
         if self.out.exists() or self.out.is_symlink():
             if not self.overwrite:
-                raise BundleError(f"{self.out} appeared while exporting; choose another --out or pass overwrite=True")
+                raise BundleError(f"{self.out} appeared while exporting; choose another output folder or allow "
+                                  "replacing it (--overwrite, overwrite=True in Python)")
             _refuse_non_bundle(self.out)
             if _exchange(self.staging, self.out):  # one step: out is the new bundle, staging holds the old one
                 fsync_dir(self.out.parent)
