@@ -307,7 +307,67 @@ def _teacher_batch(teacher: Any, data: DistillData, rows: np.ndarray, xs: tuple[
         t = data.teacher_outputs
         return {k: v[ix] for k, v in t.items()} if isinstance(t, dict) else t[ix]
     with torch.no_grad():
-        return teacher(*xs)
+        return _forward(teacher, xs)
+
+
+def fixed_batch(module: Any) -> int | None:
+    """The batch size a module accepts and no other, or None: the module of a ``torch.export`` program (a ``.pt2``
+    loaded by ``torch.export.load(...).module()``) checks its inputs against the static shapes it was exported
+    with (``Guard failed: x.size()[0] == 1``) unless the batch axis was exported as dynamic."""
+    inner = getattr(module, "module", module)  # DistributedDataParallel
+    graph = getattr(inner, "graph", None)
+    if graph is None or not hasattr(graph, "nodes"):
+        return None
+    find = getattr(graph, "find_nodes", None)
+    nodes = find(op="placeholder") if find is not None else [n for n in graph.nodes if n.op == "placeholder"]
+    for node in nodes:
+        val = node.meta.get("val")
+        shape = getattr(val, "shape", None)
+        if shape is not None and len(shape) >= 1:
+            return shape[0] if isinstance(shape[0], int) else None
+    return None
+
+
+def _forward(module: Any, xs: tuple[Any, ...]) -> Any:
+    """``module(*xs)``; for a module that takes only a fixed batch size (:func:`fixed_batch`) the rows go through
+    in chunks of that size (the last one padded by repeating its rows, the padding's outputs dropped) and the
+    outputs are concatenated, so training batches of any size work with a batch-1 ``.pt2``."""
+    import torch
+
+    fixed = fixed_batch(module)
+    n = len(xs[0]) if xs and hasattr(xs[0], "shape") and len(xs[0].shape) else None
+    if fixed is None or n is None or n == fixed:
+        return module(*xs)
+    outs = []
+    for start in range(0, n, fixed):
+        chunk = tuple(x[start:start + fixed] for x in xs)
+        k = len(chunk[0])
+        if k < fixed:
+            chunk = tuple(torch.cat([c] * -(-fixed // k))[:fixed] for c in chunk)
+        outs.append(_rows(module(*chunk), k))
+    return _concat(outs)
+
+
+def _rows(out: Any, k: int) -> Any:
+    if isinstance(out, dict):
+        return {key: _rows(v, k) for key, v in out.items()}
+    if isinstance(out, (tuple, list)):
+        return type(out)(_rows(v, k) for v in out)
+    return out[:k] if hasattr(out, "shape") and len(out.shape) else out
+
+
+def _concat(outs: list[Any]) -> Any:
+    import torch
+
+    first = outs[0]
+    if isinstance(first, dict):
+        return {key: _concat([o[key] for o in outs]) for key in first}
+    if isinstance(first, (tuple, list)):
+        return type(first)(_concat([o[i] for o in outs]) for i in range(len(first)))
+    if hasattr(first, "shape") and len(first.shape):
+        return torch.cat(outs)
+    raise DistillError("a model that takes a fixed batch size returned a value without a batch axis; export it "
+                       "with a dynamic batch (torch.export.Dim) or give it as a factory 'package.module:function'")
 
 
 def _batch_loss(model: Any, teacher: Any, data: DistillData, config: DistillConfig, projections: dict[str, Any],
@@ -315,7 +375,7 @@ def _batch_loss(model: Any, teacher: Any, data: DistillData, config: DistillConf
     import torch
 
     xs = data.batch_inputs(rows)
-    s_out = model(*xs)
+    s_out = _forward(model, xs)
     t_out = _teacher_batch(teacher, data, rows, xs) if any(t.needs_teacher for t in config.losses) else None
     labels = data.labels[torch.from_numpy(rows)] if data.labels is not None else None
     total = None
@@ -342,7 +402,7 @@ def _projections(student: Any, teacher: Any, data: DistillData, config: DistillC
     was = student.training
     student.eval()
     with torch.no_grad():
-        s_out = student(*xs)
+        s_out = _forward(student, xs)
         t_out = _teacher_batch(teacher, data, rows, xs)
     student.train(was)
     out = {}
@@ -408,4 +468,4 @@ def _load_checkpoint(path: Path, student: Any, projections: dict[str, Any], opt:
     return int(state["epoch"])
 
 
-__all__ = ["DistillConfig", "DistillData", "DistillError", "DistillResult", "distill"]
+__all__ = ["DistillConfig", "DistillData", "DistillError", "DistillResult", "distill", "fixed_batch"]

@@ -149,6 +149,8 @@ def _structured(model: Any, cfg: StructuredPruning, example_inputs: tuple[Any, .
     import torch
     import torch_pruning as tp
 
+    if not any(isinstance(m, _kinds(MODULE_KINDS)) for m in model.modules()):
+        raise ConfigError(f"structured pruning found no {list(MODULE_KINDS)} layers to prune{_no_layers_hint(model)}")
     pruned = copy.deepcopy(model).eval()
     torch.manual_seed(cfg.seed)
     names = dict(pruned.named_modules())
@@ -170,8 +172,13 @@ def _structured(model: Any, cfg: StructuredPruning, example_inputs: tuple[Any, .
     pruner = tp.pruner.BasePruner(pruned, example_inputs, importance=importance, pruning_ratio=cfg.ratio,
                                   global_pruning=cfg.global_pruning, ignored_layers=ignored, round_to=cfg.round_to,
                                   iterative_steps=cfg.iterative_steps, **kw)
+    params = sum(p.numel() for p in pruned.parameters())
     for _ in range(cfg.iterative_steps):
         pruner.step()
+    if sum(p.numel() for p in pruned.parameters()) == params:
+        raise ConfigError(f"structured pruning (ratio {cfg.ratio}) removed nothing: every conv/linear layer is "
+                          "ignored, produces an output (kept whole) or has too few channels; prune another model or "
+                          "drop the [prune] stage")
     for n, h in cfg.heads:  # the module holding the q/k/v projection splits its output by head_dim
         parent = names[n.rpartition(".")[0]] if "." in n else pruned
         if hasattr(parent, "head_dim"):
@@ -183,6 +190,18 @@ def _structured(model: Any, cfg: StructuredPruning, example_inputs: tuple[Any, .
                           f"{before} -> {_output_shapes(pruned, example_inputs)}; keep protect_outputs=true (or "
                           "list the output layer in structured.ignore)")
     return pruned
+
+
+def _no_layers_hint(model: Any) -> str:
+    """Why a model has no conv/linear modules and what to do: the module of a ``torch.export`` program (a
+    ``.pt2``) keeps only its graph and weights, no ``nn.Conv2d``/``nn.Linear`` objects to prune."""
+    if hasattr(model, "graph") and any(True for _ in model.parameters()):
+        return (": a model loaded from a .pt2 (torch.export) has only its graph, no nn.Conv/nn.Linear modules, so it "
+                "cannot be pruned; give the model as a factory 'package.module:function' returning the nn.Module "
+                "(model = 'mypkg.models:build' with weights = 'model.safetensors' in compress.toml, or "
+                "edgecart export mypkg.models:build --weights model.safetensors)")
+    return ": pruning works on nn.Conv1d/2d/3d and nn.Linear modules; give a model built from them (a factory " \
+           "'package.module:function')"
 
 
 def _output_shapes(model: Any, example_inputs: tuple[Any, ...]) -> list[tuple[int, ...]]:
@@ -202,7 +221,9 @@ def _magnitude(model: Any, cfg: MagnitudePruning) -> Any:
                if isinstance(m, _kinds(cfg.modules)) and n not in cfg.ignore
                and not any(n.startswith(i + ".") for i in cfg.ignore)]
     if not targets:
-        raise ConfigError(f"magnitude pruning found no {list(cfg.modules)} layers to prune")
+        present = any(isinstance(m, _kinds(cfg.modules)) for m in pruned.modules())
+        why = ": every one is in magnitude.ignore" if present else _no_layers_hint(pruned)
+        raise ConfigError(f"magnitude pruning found no {list(cfg.modules)} layers to prune{why}")
     if cfg.scope == "global":
         tprune.global_unstructured(targets, pruning_method=tprune.L1Unstructured, amount=cfg.amount)
     else:

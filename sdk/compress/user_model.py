@@ -24,7 +24,7 @@ def load_model(spec: str, weights: str | None = None) -> tuple[Any, tuple[Any, .
         if not path.is_file():
             raise ConfigError(f"{path}: no such file (save one with torch.export.save(torch.export.export(m, x), "
                               "'model.pt2'))")
-        ep = torch.export.load(str(path))
+        ep = _load_exported(path)
         example = None
         saved = getattr(ep, "example_inputs", None)
         if saved is not None:
@@ -54,6 +54,33 @@ def load_model(spec: str, weights: str | None = None) -> tuple[Any, tuple[Any, .
     return model.eval(), None
 
 
+def _load_exported(path: Path) -> Any:
+    """``torch.export.load`` of ``path``; a file that is not such an archive (truncated, empty, random bytes, a
+    ``torch.save`` checkpoint) raises a ConfigError saying how to write one. torch logs its own traceback before
+    raising; that log is kept out of the user's terminal and its last line goes into the message."""
+    import logging
+
+    import torch
+
+    seen: list[str] = []
+
+    def swallow(record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            seen.append(str(record.exc_info[1]).split(". This is an internal miniz error")[0])
+        return False
+
+    log = logging.getLogger("torch.export")
+    log.addFilter(swallow)
+    try:
+        return torch.export.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - zipfile.BadZipFile, RuntimeError, KeyError...: all the same to the user
+        why = seen[-1] if seen else f"{type(exc).__name__}: {exc}".strip()
+        raise ConfigError(f"{path}: not a torch.export.save archive ({why}); save one with "
+                          f"torch.export.save(torch.export.export(model, example_inputs), {str(path)!r})") from None
+    finally:
+        log.removeFilter(swallow)
+
+
 def _fixed_mode(module: Any) -> Any:
     """The module of an exported program runs in the mode it was exported in (export it from ``model.eval()``);
     its ``train()``/``eval()`` raise NotImplementedError, so they become no-ops returning the module."""
@@ -64,43 +91,76 @@ def _fixed_mode(module: Any) -> Any:
     return module
 
 
-def input_shapes(model: Any, example: tuple[Any, ...] | None) -> list[tuple[int, ...]] | None:
-    """The static input shapes of an exported program's module (from its placeholders), else of ``example``."""
+class InputShapes(list):
+    """The model's input shapes (a list of tuples), carrying what :func:`read_samples` checks the samples against:
+    ``dtypes`` (one ``torch.dtype`` or None per input) and ``float_dtype`` (the dtype of the model's floating
+    parameters, used when an input's dtype is unknown)."""
+
+    def __init__(self, shapes: Any = (), dtypes: Any = None, float_dtype: Any = None) -> None:
+        super().__init__(shapes)
+        self.dtypes = list(dtypes) if dtypes is not None else [None] * len(self)
+        self.float_dtype = float_dtype
+
+
+def input_shapes(model: Any, example: tuple[Any, ...] | None) -> InputShapes | None:
+    """The static input shapes of an exported program's module (from its placeholders), else of ``example``; the
+    result also carries the inputs' dtypes (``.dtypes``) for :func:`read_samples`."""
+    import torch
+
+    floats = [p.dtype for p in model.parameters() if p.is_floating_point()] if hasattr(model, "parameters") else []
+    float_dtype = floats[0] if floats else None
     if example is not None:
-        return [tuple(t.shape) for t in example]
+        return InputShapes([tuple(t.shape) for t in example], [getattr(t, "dtype", None) for t in example],
+                           float_dtype)
     io = getattr(model, "io_spec", None)
     if io is not None:
-        return [tuple(s.shape) for s in io.inputs]
+        return InputShapes([tuple(s.shape) for s in io.inputs],
+                           [getattr(torch, str(s.dtype), None) for s in io.inputs], float_dtype)
     graph = getattr(model, "graph", None)
     if graph is None:
         return None
-    shapes = []
+    shapes, dtypes = [], []
     for node in graph.nodes:
         if node.op == "placeholder" and "val" in node.meta and hasattr(node.meta["val"], "shape"):
             shapes.append(tuple(int(d) for d in node.meta["val"].shape))
-    return shapes or None
+            dtypes.append(getattr(node.meta["val"], "dtype", None))
+    return InputShapes(shapes, dtypes, float_dtype) if shapes else None
 
 
 def read_samples(path: str | Path, shapes: list[tuple[int, ...]] | None = None,
-                 names: list[str] | None = None) -> list[tuple[Any, ...]]:
+                 names: list[str] | None = None, dtypes: list[Any] | None = None) -> list[tuple[Any, ...]]:
     """Sample inputs from an ``.npz``: one array per model input (named like the inputs, or ``input_0``…,
     ``arr_0``…, in the model's input order), the first axis counting samples. An array of shape ``(N, *shape)``
-    gives N samples of ``shape``; when the input's batch is 1, ``(N, *shape[1:])`` works too."""
+    gives N samples of ``shape``; when the input's batch is 1, ``(N, *shape[1:])`` works too.
+
+    ``dtypes`` (default: those :func:`input_shapes` put on ``shapes``): what each input takes. float64 samples
+    for a float32 input are cast (no precision the model could use is lost); any other mismatch is a ConfigError
+    naming the expected dtype. Object arrays and pickled files are refused, never unpickled."""
     import numpy as np
     import torch
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such file")
-    with np.load(p, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    arrays = _load_npz(p)
     if not arrays:
         raise ConfigError(f"{p}: holds no arrays")
+    if dtypes is None:
+        dtypes = getattr(shapes, "dtypes", None)
+    float_dtype = getattr(shapes, "float_dtype", None)
     order = names if names and all(n in arrays for n in names) else sorted(arrays, key=_natural)
     cols = []
     for i, key in enumerate(order):
         a = np.ascontiguousarray(arrays[key])
         shape = shapes[i] if shapes and i < len(shapes) else None
+        want = dtypes[i] if dtypes and i < len(dtypes) else None
+        a = _checked_dtype(p, key, i, a, want, float_dtype)
+        if a.ndim == 0:
+            raise ConfigError(f"{p}: array {key!r} is a single number; store (samples, "
+                              f"*{shape if shape is not None else 'input shape'})")
+        if a.shape[0] == 0:
+            raise ConfigError(f"{p} holds no samples: array {key!r} has shape {a.shape}; store (samples, "
+                              f"*{shape if shape is not None else 'input shape'}) with samples >= 1")
         if shape is not None and a.ndim == len(shape) + 1 and tuple(a.shape[1:]) == shape:
             cols.append([a[j] for j in range(a.shape[0])])
         elif shape is not None and shape[0] == 1 and tuple(a.shape[1:]) == shape[1:]:
@@ -116,6 +176,67 @@ def read_samples(path: str | Path, shapes: list[tuple[int, ...]] | None = None,
     if shapes and len(cols) != len(shapes):
         raise ConfigError(f"{p}: {len(cols)} arrays for a model with {len(shapes)} inputs")
     return [tuple(torch.from_numpy(np.ascontiguousarray(c[j])) for c in cols) for j in range(counts.pop())]
+
+
+def _load_npz(p: Path) -> dict[str, Any]:
+    """The arrays of an ``.npz`` (``np.savez``), read with ``allow_pickle=False``; anything else is a ConfigError."""
+    import zipfile
+
+    import numpy as np
+
+    how = "write one with numpy.savez(FILE, input_0=array) (numeric arrays, first axis = samples)"
+    try:
+        z = np.load(p, allow_pickle=False)
+    except ValueError as exc:  # "Cannot load file containing pickled data when allow_pickle=False"
+        if "pickle" in str(exc):
+            raise ConfigError(f"{p}: not an .npz of arrays but a pickled file; pickles are never loaded: {how}") \
+                from None
+        raise ConfigError(f"{p}: not an .npz file ({exc}); {how}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"{p}: not an .npz file ({type(exc).__name__}: {exc}); {how}") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ConfigError(f"{p}: not an .npz file (a single .npy array); {how}")
+    arrays = {}
+    with z:
+        for k in z.files:
+            try:
+                arrays[k] = z[k]
+            except ValueError as exc:  # "Object arrays cannot be loaded when allow_pickle=False"
+                if "bject arrays" in str(exc) or "pickle" in str(exc):
+                    raise ConfigError(f"{p}: array {k!r} holds Python objects (an object array), which are never "
+                                      f"unpickled; store numeric arrays: {how}") from None
+                raise ConfigError(f"{p}: not a readable .npz file (array {k!r}: {exc}); {how}") from None
+            except (OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise ConfigError(f"{p}: not a readable .npz file (array {k!r}: {type(exc).__name__}: {exc}); "
+                                  f"{how}") from None
+    return arrays
+
+
+def _checked_dtype(p: Path, key: str, i: int, a: Any, want: Any, float_dtype: Any) -> Any:
+    """``a`` in the dtype the model's input ``i`` takes (``want``, a torch dtype or None when unknown)."""
+    import numpy as np
+    import torch
+
+    if a.dtype.kind not in "biuf" or a.dtype.byteorder == ">":
+        if a.dtype.kind in "biuf":
+            return _checked_dtype(p, key, i, a.astype(a.dtype.newbyteorder("=")), want, float_dtype)
+        raise ConfigError(f"{p}: array {key!r} has dtype {a.dtype}; store numeric arrays "
+                          f"({_torch_name(want) if want is not None else 'float32'})")
+    have = torch.from_numpy(a[:0]).dtype
+    if want is None:  # not known: only the float64 of numpy's defaults is brought to the model's float dtype
+        if have == torch.float64 and float_dtype == torch.float32:
+            return a.astype(np.float32)
+        return a
+    if have == want:
+        return a
+    if have == torch.float64 and want == torch.float32:
+        return a.astype(np.float32)
+    raise ConfigError(f"{p}: array {key!r} has dtype {a.dtype}; the model's input {i} takes {_torch_name(want)}: "
+                      f"store it as {_torch_name(want)} (e.g. array.astype(numpy.{_torch_name(want)}))")
+
+
+def _torch_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _natural(key: str) -> tuple[str, int]:
@@ -150,4 +271,4 @@ def parse_preprocessing(value: str | dict[str, Any] | None) -> Preprocessing | N
         raise ConfigError(f"preprocessing: {exc}") from None
 
 
-__all__ = ["input_shapes", "load_model", "parse_preprocessing", "read_samples"]
+__all__ = ["InputShapes", "input_shapes", "load_model", "parse_preprocessing", "read_samples"]
