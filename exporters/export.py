@@ -209,8 +209,14 @@ def infer_io_spec(model: Any, example_inputs: tuple[Any, ...], input_names: Sequ
     with torch.no_grad():
         y = model(*example_inputs)
     outs = (y,) if isinstance(y, torch.Tensor) else tuple(y) if isinstance(y, (tuple, list)) else None
-    if outs is None or not all(isinstance(t, torch.Tensor) for t in outs):
+    if outs is None:
         raise ExportInputError(f"the model returns {type(y).__name__}; export needs a tensor or a tuple of tensors")
+    bad = [(i, t) for i, t in enumerate(outs) if not isinstance(t, torch.Tensor)]
+    if bad:
+        i, t = bad[0]
+        raise ExportInputError(f"the model returns a {type(y).__name__} whose output {i} is "
+                               f"{_article(type(t).__name__)} {type(t).__name__}, not a tensor; export needs a "
+                               "tensor or a tuple of tensors (return only the tensors)")
     ins = tuple(example_inputs)
     if not all(isinstance(t, torch.Tensor) for t in ins):
         raise ExportInputError("example inputs must be a tuple of tensors")
@@ -221,6 +227,10 @@ def infer_io_spec(model: Any, example_inputs: tuple[Any, ...], input_names: Sequ
                                f"inputs and {len(outs)} outputs")
     return IOSpec(tuple(_spec(n, t) for n, t in zip(in_names, ins)),
                   tuple(_spec(n, t) for n, t in zip(out_names, outs)))
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _spec(name: str, t: Any) -> TensorSpec:

@@ -18,6 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--formats", default="executorch,onnx,tflite", help="comma-separated (default: all three)")
     p.add_argument("--recipe", default=None, help="compression recipe (.toml/.json): its quantize stage adds int8")
     p.add_argument("--calibration", default=None, help=".npz of calibration inputs (needed for int8)")
+    p.add_argument("--train", default=None, help=".npz of training inputs (needed when the recipe distils)")
     p.add_argument("--golden", default=None, help=".npz of golden inputs (default: the saved example inputs)")
     p.add_argument("--validation", default=None, help=".npz of inputs for the int8 gate (default: calibration)")
     p.add_argument("--preprocessing", default=None, help="JSON/TOML file or inline JSON describing input "
@@ -43,9 +44,15 @@ def note(artifact: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from edgecart.compress.cli_support import export_user_model
+    from edgecart.config import ConfigError
+    from edgecart.exporters import EXPORTERS
 
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    if not formats:
+        raise ConfigError(f"--formats names no format; give a comma-separated list of {EXPORTERS.names()}, e.g. "
+                          "--formats onnx,tflite")
     summary = export_user_model(
-        args.model, out=args.out, formats=[f.strip() for f in args.formats.split(",") if f.strip()],
+        args.model, out=args.out, formats=formats, train=args.train, caller="export",
         recipe=args.recipe, calibration=args.calibration, golden=args.golden, validation=args.validation,
         preprocessing=args.preprocessing, weights=args.weights, name=args.name, version=args.version,
         input_names=args.input_names.split(",") if args.input_names else None,

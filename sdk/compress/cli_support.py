@@ -8,11 +8,41 @@ from pathlib import Path
 from typing import Any
 
 from edgecart.config import ConfigError, load_file
+from edgecart.runtime.errors import BundleError
 
 from .recipe import Recipe, load_recipe
 from .user_model import input_shapes, load_model, parse_preprocessing, read_samples
 
 Progress = Callable[[str], None]
+
+#: How each caller names an input in the error messages: the ``edgecart export`` flag, the ``compress.toml`` key,
+#: or the keyword of :func:`export_user_model` (``caller=`` picks the column).
+_HINTS: dict[str, dict[str, str]] = {
+    "export": {"overwrite": "pass --overwrite", "calibration": "--calibration inputs.npz",
+               "train": "--train inputs.npz", "golden": "--golden inputs.npz", "formats": "--formats onnx,tflite"},
+    "compress": {"overwrite": "set overwrite = true in the config (or pass --overwrite)",
+                 "calibration": "calibration = 'inputs.npz'", "train": "train = 'inputs.npz'",
+                 "golden": "golden = 'inputs.npz'", "formats": 'formats = ["onnx"]'},
+    "library": {"overwrite": "pass overwrite=True", "calibration": "calibration='inputs.npz'",
+                "train": "train='inputs.npz'", "golden": "golden='inputs.npz'", "formats": 'formats=["onnx"]'},
+}
+
+
+def check_formats(formats: Any, hint: str = 'formats=["onnx"]') -> list[str]:
+    """``formats`` as a list of known export format names; a string, an empty list or an unknown name is a
+    ConfigError listing the known formats (before any work)."""
+    from edgecart.exporters import EXPORTERS
+
+    known = EXPORTERS.names()
+    if isinstance(formats, str) or not isinstance(formats, (list, tuple)):
+        raise ConfigError(f"formats must be a list of format names, e.g. {hint}; known: {known}")
+    if not formats:
+        raise ConfigError(f"no export formats given; name at least one, e.g. {hint}; known: {known}")
+    for f in formats:
+        if not isinstance(f, str):
+            raise ConfigError(f"formats: {f!r} is not a format name; known: {known}")
+        EXPORTERS[f]  # unknown names fail listing the known ones
+    return list(formats)
 
 
 def export_user_model(model_spec: str, *, out: str, formats: Sequence[str], recipe: str | Recipe | None = None,
@@ -20,17 +50,27 @@ def export_user_model(model_spec: str, *, out: str, formats: Sequence[str], reci
                       preprocessing: str | dict[str, Any] | None = None, weights: str | None = None,
                       name: str = "model", version: str = "0.1.0", input_names: Sequence[str] | None = None,
                       output_names: Sequence[str] | None = None, overwrite: bool = False, train: str | None = None,
-                      progress: Progress | None = None) -> dict[str, Any]:
+                      progress: Progress | None = None, caller: str = "library") -> dict[str, Any]:
     """Load the model, apply the recipe's float stages (prune/distil) if any, export every format (int8 behind the
-    gate when the recipe quantizes); returns a JSON-ready summary of the bundle."""
+    gate when the recipe quantizes); returns a JSON-ready summary of the bundle. Missing inputs, an existing
+    ``out`` and bad formats fail before any stage runs. ``caller`` (``"export"``, ``"compress"`` or ``"library"``)
+    picks how error messages name the fix: a CLI flag, a ``compress.toml`` key or a keyword."""
     from edgecart.exporters import infer_io_spec
 
     from .pipeline import export_compressed
 
+    hint = _HINTS.get(caller, _HINTS["library"])
     say = progress or (lambda _m: None)
+    formats = check_formats(formats, hint["formats"])
+    rec = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
+    if Path(out).exists() and not overwrite:
+        raise BundleError(f"{out} already exists; choose another output folder or {hint['overwrite']}")
+    if rec is not None and rec.quantize is not None and not calibration:
+        raise ConfigError(f"the recipe quantizes: give calibration inputs ({hint['calibration']})")
+    if rec is not None and rec.distill is not None and not train:
+        raise ConfigError(f"the recipe distils: give training inputs ({hint['train']})")
     say(f"loading {model_spec}")
     model, example = load_model(model_spec, weights)
-    rec = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
     shapes = input_shapes(model, example)
     names = list(input_names) if input_names else None
     gold = read_samples(golden, shapes, names) if golden else []
@@ -39,20 +79,20 @@ def export_user_model(model_spec: str, *, out: str, formats: Sequence[str], reci
     if example is None:
         first = gold or calib
         if not first:
-            raise ConfigError("the model carries no example inputs: pass --golden or --calibration inputs.npz")
+            raise ConfigError(f"the model carries no example inputs: give golden or calibration inputs "
+                              f"({hint['golden']} or {hint['calibration']})")
         example = first[0]
     record: dict[str, Any] = {}
     if rec is not None and (rec.prune is not None or rec.distill is not None):
         context: dict[str, Any] = {}
         if rec.distill is not None:
-            if not train:
-                raise ConfigError("the recipe distils: give training inputs (train = 'inputs.npz')")
             from .distill import DistillData
 
-            rows = read_samples(train, shapes, names)
+            rows = read_samples(str(train), shapes, names)
             import torch
 
             cols = [torch.cat([r[i] for r in rows]) for i in range(len(rows[0]))]
+            # a .pt2 runs only at its exported batch size: distillation feeds it that many rows at a time
             context["data"] = DistillData(inputs=tuple(cols) if len(cols) > 1 else cols[0])
         model, record = rec.apply(model, example, progress=say, **context)
     declared = getattr(model, "io_spec", None)
@@ -84,11 +124,36 @@ COMPRESS_KEYS = ("model", "weights", "out", "formats", "calibration", "golden", 
                  "preprocessing", "name", "version", "input_names", "output_names", "overwrite")
 
 
+#: Value types of the ``compress.toml`` keys: "str", "strs" (a list of strings), "bool", "str|table".
+_KEY_TYPES = {"model": "str", "weights": "str", "out": "str", "calibration": "str", "golden": "str",
+              "validation": "str", "train": "str", "name": "str", "version": "str", "formats": "strs",
+              "input_names": "strs", "output_names": "strs", "overwrite": "bool", "preprocessing": "str|table"}
+
+
+def _check_types(data: dict[str, Any], path: str | Path) -> None:
+    """A ConfigError naming the key for a value of the wrong TOML type (before any work)."""
+    for key, kind in _KEY_TYPES.items():
+        if key not in data:
+            continue
+        v = data[key]
+        got = type(v).__name__
+        if kind == "str" and not isinstance(v, str):
+            raise ConfigError(f"{path}: {key} must be a string, e.g. {key} = 'file', got {got} {v!r}")
+        if kind == "bool" and not isinstance(v, bool):
+            raise ConfigError(f"{path}: {key} must be true or false, got {got} {v!r}")
+        if kind == "str|table" and not isinstance(v, (str, dict)):
+            raise ConfigError(f"{path}: {key} must be a file name, inline JSON or a table, got {got} {v!r}")
+        if kind == "strs":
+            example = '["onnx"]' if key == "formats" else '["x"]'
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise ConfigError(f"{path}: {key} must be a list of strings, e.g. {key} = {example}, got {got} {v!r}")
+
+
 def compress_from_config(path: str | Path, *, out: str | None = None, overwrite: bool | None = None,
                          progress: Progress | None = None) -> dict[str, Any]:
     """``edgecart compress --config compress.toml``: the model and data files at the top level, the recipe's
     ``[prune]`` / ``[distill]`` / ``[quantize]`` tables beside them (or under ``[recipe]``). Relative paths are
-    read from the config file's folder."""
+    read from the config file's folder. Values of the wrong type fail naming the key, before any work."""
     data = load_file(path)
     base = Path(path).parent
     stages = {k: data.pop(k) for k in ("prune", "distill", "quantize", "recipe") if k in data}
@@ -98,7 +163,12 @@ def compress_from_config(path: str | Path, *, out: str | None = None, overwrite:
                           "[prune], [distill], [quantize]")
     if "model" not in data:
         raise ConfigError(f"{path}: set model = 'model.pt2' (or 'package.module:factory')")
+    _check_types(data, path)
+    if "formats" in data:
+        check_formats(data["formats"], _HINTS["compress"]["formats"])
     table = stages.pop("recipe", None) or {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [recipe] must be a table")
     recipe = Recipe.from_dict({"name": data.get("name", "recipe"), **table, **stages})
 
     def rel(key: str) -> str | None:
@@ -108,14 +178,15 @@ def compress_from_config(path: str | Path, *, out: str | None = None, overwrite:
         return str(base / v) if not Path(v).is_absolute() else str(v)
 
     model = data["model"]
-    model_spec = rel("model") if str(model).endswith(".pt2") else str(model)
+    model_spec = rel("model") if model.endswith(".pt2") else model
     return export_user_model(
         model_spec, out=out or rel("out") or str(base / "bundle"), formats=data.get("formats", (
             "executorch", "onnx", "tflite")), recipe=recipe, calibration=rel("calibration"), golden=rel("golden"),
         validation=rel("validation"), train=rel("train"), preprocessing=data.get("preprocessing"),
         weights=rel("weights"), name=data.get("name", "model"), version=data.get("version", "0.1.0"),
         input_names=data.get("input_names"), output_names=data.get("output_names"),
-        overwrite=bool(data.get("overwrite", False)) if overwrite is None else overwrite, progress=progress)
+        overwrite=data.get("overwrite", False) if overwrite is None else overwrite, progress=progress,
+        caller="compress")
 
 
-__all__ = ["compress_from_config", "export_user_model", "summarize"]
+__all__ = ["check_formats", "compress_from_config", "export_user_model", "summarize"]

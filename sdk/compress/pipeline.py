@@ -45,6 +45,15 @@ def export_compressed(model: Any, example_inputs: tuple[Any, ...], *, out: str |
     for the QAT fallback; without them QAT splits the calibration inputs (recorded in each QAT artifact's
     ``quantization.fine_tune``)."""
     say = progress or (lambda _m: None)
+    if isinstance(formats, str) or not isinstance(formats, (list, tuple)):
+        from edgecart.config import ConfigError
+
+        raise ConfigError(f"formats must be a list of format names, e.g. formats=[\"onnx\"]; known: "
+                          f"{EXPORTERS.names()}")
+    if not formats:
+        from edgecart.config import ConfigError
+
+        raise ConfigError(f"no export formats given; name at least one of {EXPORTERS.names()}")
     for fmt in formats:
         EXPORTERS[fmt]
     model = model.eval()
@@ -59,7 +68,7 @@ def export_compressed(model: Any, example_inputs: tuple[Any, ...], *, out: str |
         if not calib:
             from edgecart.config import ConfigError
 
-            raise ConfigError("the recipe quantizes: pass calibration inputs (e.g. --calibration inputs.npz)")
+            raise ConfigError("the recipe quantizes: pass calibration inputs (calibration=[input tuples])")
         if evaluate is None:
             evaluate, reference = agreement_evaluator(model, list(validation) or calib)
         if reference is None or stage.gate_metric not in reference:

@@ -30,6 +30,7 @@ through the recipe registry (misspellings list the known names). ``Recipe.to_dic
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,12 @@ def _run_distill(student: Any, stage: DistillStage, *, teacher: Any = None, data
 register_stage("distill", _run_distill)
 
 
+def _check_type(where: str, value: Any, types: tuple[type, ...], want: str) -> None:
+    """A ConfigError naming ``where`` unless ``value`` is one of ``types`` (a TOML boolean is not a number)."""
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        raise ConfigError(f"{where} must be {want}, got {type(value).__name__} {value!r}")
+
+
 @dataclass(frozen=True)
 class QuantizeStage:
     """int8 recipes tried in order behind a quality gate (``gate_metric`` may drop by at most ``max_drop``).
@@ -122,6 +129,14 @@ class QuantizeStage:
     calibration: int = 64
 
     def __post_init__(self) -> None:
+        _check_type("quantize.gate_metric", self.gate_metric, (str,), "a metric name, e.g. \"cosine\"")
+        _check_type("quantize.max_drop", self.max_drop, (int, float), "a number, e.g. 0.01")
+        _check_type("quantize.rescue", self.rescue, (bool,), "true or false")
+        _check_type("quantize.keep_float", self.keep_float, (int,), "a whole number, e.g. 2")
+        _check_type("quantize.calibration", self.calibration, (int,), "a whole number of inputs, e.g. 64")
+        if isinstance(self.recipes, (str, dict)) or not isinstance(self.recipes, (list, tuple)):
+            raise ConfigError(f"quantize.recipes must be a list, e.g. recipes = [\"static-int8-per-channel\"], "
+                              f"got {type(self.recipes).__name__} {self.recipes!r}")
         object.__setattr__(self, "recipes", tuple(resolve_recipe(r) for r in self.recipes))
         if isinstance(self.qat, dict):
             object.__setattr__(self, "qat", from_dict(QAT, self.qat, "quantize.qat"))
@@ -194,7 +209,9 @@ class Recipe:
         if self.distill is not None:
             runner = STAGE_RUNNERS[self.distill.runner]
             say(f"distill: {self.distill.runner}")
-            context.setdefault("teacher", original.eval())
+            # without a prune stage the student is the model itself: the teacher is a frozen copy, not the same object
+            # (which would move with every training step, leaving the student to learn from itself)
+            context.setdefault("teacher", (copy.deepcopy(original) if model is original else original).eval())
             model = runner(model, self.distill, **context)
             record["stages"].append({"stage": "distill", "runner": self.distill.runner})
         return model, record
