@@ -17,10 +17,10 @@ class BuildOutputError(EdgecartError, OSError):
     its ``bundle`` folder is not an edgecart bundle that may be replaced."""
 
 
-def check_out(out: Path, cache: Path | None) -> list[Path]:
+def check_out(out: Path, cache: Path | None, bundle: str = "bundle") -> list[Path]:
     """Refuse, before anything is read or trained, an ``out`` (or ``cache``) the build could not write: a file
     standing there (or above it), a folder that cannot be written (read-only mount, no permission), or an
-    ``out/bundle`` that is not an edgecart bundle (the build replaces a bundle there, and would delete anything
+    ``out/<bundle>`` that is not an edgecart bundle (the build replaces a bundle there, and would delete anything
     else). Makes the folders and probes each with a temporary file; returns the folders it made (outermost first),
     for :func:`remove_made` should the build stop before it starts."""
     made: list[Path] = []
@@ -31,7 +31,7 @@ def check_out(out: Path, cache: Path | None) -> list[Path]:
             except BuildOutputError:
                 remove_made(made)
                 raise
-    b = out / "bundle"
+    b = out / bundle
     if b.is_symlink() or (b.exists() and not (b.is_dir() and (b / "manifest.json").is_file())):
         remove_made(made)
         raise BuildOutputError(f"--out {out}: {b} is not an edgecart bundle (no manifest.json), and the build would "

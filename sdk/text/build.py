@@ -185,22 +185,12 @@ def check_name(name: str) -> None:
 def check_out(out: Path, cache: Path, name: str) -> list[Path]:
     """Refuse, before anything is read or trained, an ``--out`` (or ``--cache``) the build could not write, or an
     OUT/NAME that is not an edgecart bundle (the build would replace it). Returns the folders it made."""
-    from edgecart.outputs import BuildOutputError, remove_made, writable_folder
+    from edgecart import outputs
 
-    made = writable_folder(out, "--out")
-    try:
-        made += writable_folder(cache, "--cache")
-        b = out / name
-        if b.absolute() == cache.absolute():
-            raise BuildOutputError(f"--name {name!r}: OUT/{name} is the cache folder {cache}; choose another --name "
-                                   "(or another --cache)")
-        if b.is_symlink() or (b.exists() and not (b.is_dir() and (b / "manifest.json").is_file())):
-            raise BuildOutputError(f"--out {out}: {b} is not an edgecart bundle (no manifest.json), and the build "
-                                   "would replace it; move it away or choose another --out or --name")
-    except BuildOutputError:
-        remove_made(made)
-        raise
-    return made
+    if (out / name).absolute() == cache.absolute():
+        raise outputs.BuildOutputError(f"--name {name!r}: OUT/{name} is the cache folder {cache}; choose another "
+                                       "--name (or another --cache)")
+    return outputs.check_out(out, cache, bundle=name)
 
 
 def load_config(path: str | None) -> TextConfig:
