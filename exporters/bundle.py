@@ -4,7 +4,8 @@ An interrupted export leaves no half bundle: the destination changes only when `
 step (an atomic exchange of the two folders where the system has one; otherwise the old bundle is renamed aside, the
 new one renamed in, and a run killed between the two is repaired by the next run). Staging and old folders carry the
 writing process's id (``.NAME.staging-PID-*``, ``.NAME.old-PID-*``); a later run removes those whose process is gone.
-Everything is fsync'd before the swap. A directory that is not a bundle (no manifest.json) is never replaced.
+Everything is fsync'd before the swap. A directory that is not a bundle (no manifest.json) is never replaced, nor a
+bundle holding files its manifest does not list (a user's own notes or results would go with it).
 """
 
 from __future__ import annotations
@@ -52,6 +53,30 @@ def _refuse_non_bundle(out: Path) -> None:
     if not m.is_file() or m.is_symlink():
         raise BundleError(f"refusing to replace {out}: it is not an edgecart bundle (no manifest.json), and "
                           "replacing it would delete it; remove it yourself or choose another --out")
+    extra = unlisted_files(out)
+    if extra:
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise BundleError(f"refusing to replace {out}: it holds {len(extra)} file(s) its manifest does not list "
+                          f"({shown}), which replacing the bundle would delete; move them out of the bundle folder "
+                          "first, or choose another --out")
+
+
+def unlisted_files(bundle: Path) -> list[str]:
+    """The plain files (and links) in the bundle folder ``bundle`` that its manifest does not list, sorted: what a
+    user put there themselves. Empty when the manifest cannot be read (a broken bundle is replaced as a whole)."""
+    from edgecart.runtime.bundle import read_manifest
+
+    try:
+        listed = {e.path for e in read_manifest(bundle).files} | {MANIFEST_NAME}
+    except BundleError:
+        return []
+    found = []
+    for dirpath, dirs, names in os.walk(bundle, followlinks=False):
+        for n in names + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
+            rel = Path(dirpath, n).relative_to(bundle).as_posix()
+            if rel not in listed:
+                found.append(rel)
+    return sorted(found)
 
 
 def recover_leftovers(out: Path) -> list[Path]:

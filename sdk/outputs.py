@@ -9,6 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from edgecart.exporters.bundle import unlisted_files
 from edgecart.runtime.errors import EdgecartError
 
 
@@ -36,6 +37,13 @@ def check_out(out: Path, cache: Path | None, bundle: str = "bundle") -> list[Pat
         remove_made(made)
         raise BuildOutputError(f"--out {out}: {b} is not an edgecart bundle (no manifest.json), and the build would "
                                "replace it, deleting it; move it away or choose another --out")
+    extra = unlisted_files(b) if b.is_dir() else []
+    if extra:
+        remove_made(made)
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise BuildOutputError(f"--out {out}: the bundle {b} holds {len(extra)} file(s) its manifest does not list "
+                               f"({shown}), which the build's new bundle would delete; move them out of {b} first, "
+                               "or choose another --out")
     return made
 
 

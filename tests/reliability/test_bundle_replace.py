@@ -153,3 +153,27 @@ def test_killed_at_a_random_moment_leaves_old_or_new_and_the_next_run_cleans_up(
 
         pack_bundle(out, tmp_path / "r.tar.gz")
         assert sorted(p.name for p in tmp_path.iterdir()) == ["r", "r.tar.gz"]
+
+
+def test_a_bundle_holding_files_its_manifest_does_not_list_is_not_replaced(tmp_path):
+    out = _write(tmp_path / "out", 1)
+    (out / "my-notes.txt").write_text("release notes")
+    (out / "catalog" / "extra.csv").write_text("mine")
+    with pytest.raises(BundleError, match="does not list") as exc:
+        _write(out, 2)
+    assert "my-notes.txt" in str(exc.value) and "catalog/extra.csv" in str(exc.value)
+    assert (out / "my-notes.txt").read_text() == "release notes" and _siblings(out) == []
+    assert open_bundle(out, strict=False).manifest.version == "0.1"
+    (out / "my-notes.txt").unlink()
+    (out / "catalog" / "extra.csv").unlink()
+    assert open_bundle(_write(out, 2)).manifest.version == "0.2"  # once moved away, the bundle is replaced
+
+
+def test_files_added_to_the_old_bundle_during_an_export_are_kept(tmp_path):
+    out = _write(tmp_path / "out", 1)
+    w = BundleWriter(out, name="r", version="2", task="generic", overwrite=True, **IO)
+    (out / "bench.json").write_text("{}")
+    with pytest.raises(BundleError, match="bench.json"):
+        with w:
+            w.commit()
+    assert (out / "bench.json").read_text() == "{}" and _siblings(out) == []

@@ -250,3 +250,20 @@ def test_recommend_k_below_one_is_a_usage_error(fake_rec, capsys, k):
         main(["recommend", "--bundle", "b", "--history", "", "--k", k])
     assert exc.value.code == 2 and "--k" in _err(capsys)
     assert fake_rec == []
+
+
+def test_a_bundle_folder_with_the_users_own_files_is_refused_before_the_log_is_read(setup, monkeypatch, capsys):
+    from edgecart.exporters.bundle import BundleWriter
+    from edgecart.runtime import TensorSpec
+
+    argv, tmp = setup
+    _no_log_read(monkeypatch)
+    with BundleWriter(tmp / "out" / "bundle", name="r", version="1", task="generic",
+                      inputs=(TensorSpec("x", "float32", (1, 4)),), outputs=(TensorSpec("y", "float32", (1, 2)),)) as w:
+        w.add_file("a.bin", "metadata", b"x")
+        w.commit()
+    (tmp / "out" / "bundle" / "notes.txt").write_text("mine")
+    assert main([*argv, "--out", str(tmp / "out")]) == 2
+    err = _err(capsys)
+    assert "notes.txt" in err and "does not list" in err
+    assert (tmp / "out" / "bundle" / "notes.txt").read_text() == "mine"
