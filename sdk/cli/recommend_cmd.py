@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 
+from edgecart.cli._summary import note_fewer
 from edgecart.config import positive_int
 from edgecart.runtime.errors import EdgecartError
 
@@ -68,6 +69,8 @@ def _recommend(args: argparse.Namespace) -> int:
     if result.unknown and args.history_file is None:
         print("note: --history splits on commas; for item ids that hold a comma pass --history-file FILE, one id "
               "per line", file=sys.stderr)
+    note_fewer(args.k, len(result), "item", "that is every item the bundle may recommend for this history (its "
+               "catalog, less removed items and, unless --include-seen, the history's own)")
     if args.json:
         print(json.dumps({"items": list(result.items), "scores": list(result.scores), "source": result.source,
                           "unknown": list(result.unknown), "used": result.used, "artifact": result.artifact,

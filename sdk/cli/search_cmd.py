@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from edgecart.cli._summary import note_fewer
 from edgecart.config import positive_int
 
 
@@ -33,6 +34,8 @@ def _search(args: argparse.Namespace) -> int:
     s = ImageSearch(args.bundle, args.backend, args.threads, artifact=args.artifact, catalog_precision=args.catalog,
                     index=args.index, nprobe=args.nprobe, public_key=args.public_key)
     r = s.search(args.image, k=args.k)
+    note_fewer(args.k, len(r.metadata), "item", "the index lists searched hold no more; raise --nprobe or pass --index "
+               "exact" if s.approximate else f"the catalog holds {len(s.catalog)} items")
     if args.json:
         print(json.dumps({"artifact": s.session.artifact.name, "backend": s.session.backend.name,
                           "results": list(r.metadata)}, indent=2))

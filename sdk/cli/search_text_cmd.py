@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from edgecart.cli._summary import note_fewer
 from edgecart.config import positive_int
 
 
@@ -31,6 +32,7 @@ def _search_text(args: argparse.Namespace) -> int:
     e = s.embed(args.message)
     hits = s.search_embedding(e, k=args.k)
     route = s.route_embedding(e) if args.route else None
+    note_fewer(args.k, len(hits), "text", f"the bundle holds {len(s)} texts")
     if args.json:
         doc = {"artifact": s.session.artifact.name, "backend": s.session.backend.name,
                "results": [{"id": h.id, "score": h.score, "label": h.label, "source": h.source, "text": h.text}

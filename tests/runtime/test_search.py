@@ -385,3 +385,16 @@ def test_a_key_is_checked_by_imagesearch_and_search(search_bundle, tmp_path, cap
     with pytest.raises(SystemExit) as usage:  # --k below 1 is a usage error (exit 2), not a failed check (1)
         main(["search", str(tmp_path / "q.png"), "--bundle", str(path), "--k", "0"])
     assert usage.value.code == 2
+
+
+def test_search_says_when_the_catalog_holds_fewer_than_k(search_bundle, tmp_path, capsys):
+    from edgecart.cli import main
+    from PIL import Image
+
+    path, gallery, _ = search_bundle
+    Image.fromarray(gallery.images[0]).save(tmp_path / "q.png")
+    n = len(ImageSearch(path, "onnxruntime").catalog)
+    assert main(["search", str(tmp_path / "q.png"), "--bundle", str(path), "--k", str(n + 5), "--json",
+                 "--backend", "onnxruntime"]) == 0
+    out = capsys.readouterr()
+    assert len(json.loads(out.out)["results"]) == n and f"--k {n + 5}" in out.err and f"{n} items" in out.err

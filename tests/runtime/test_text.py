@@ -222,3 +222,13 @@ def test_a_key_is_checked_by_textsearch_and_search_text(text_bundle, tmp_path, c
     assert main(["sign", str(signed), "--key", str(tmp_path / "k" / "edgecart-signing.key")]) == 0
     assert main(["search-text", "the dress is too small", "--bundle", str(signed), "--public-key",
                  str(pub), "--k", "2", "--backend", "onnxruntime"]) == 0
+
+
+def test_cli_search_text_says_when_fewer_than_k_come_back(text_bundle, capsys):
+    from edgecart.cli import main
+
+    assert main(["search-text", "dress too small", "--bundle", str(text_bundle["path"]), "-k", "100000",
+                 "--json", "--backend", "onnxruntime"]) == 0
+    out = capsys.readouterr()
+    n = len(json.loads(out.out)["results"])
+    assert n < 100000 and "--k 100000" in out.err and f"{n} texts" in out.err

@@ -267,3 +267,11 @@ def test_a_bundle_folder_with_the_users_own_files_is_refused_before_the_log_is_r
     err = _err(capsys)
     assert "notes.txt" in err and "does not list" in err
     assert (tmp / "out" / "bundle" / "notes.txt").read_text() == "mine"
+
+
+def test_recommend_says_when_fewer_items_than_k_come_back(fake_rec, capsys):
+    assert main(["recommend", "--bundle", "b", "--history", "sku-2", "--k", "5"]) == 0
+    err = capsys.readouterr().err
+    assert "--k 5" in err and "1 item" in err
+    assert main(["recommend", "--bundle", "b", "--history", "sku-2", "--k", "1"]) == 0
+    assert "--k" not in capsys.readouterr().err
