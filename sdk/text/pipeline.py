@@ -127,6 +127,9 @@ class TextSummary:
         for key in ("targets", "grocery", "choices", "stage_seconds", "stage_cpu_seconds"):
             if key in self.extra:
                 lines += ["", f"{key}: {json.dumps(self.extra[key], default=_plain)}"]
+        notes = self.extra.get("notes")
+        if notes:
+            lines += ["", "Notes on the data:", ""] + [f"- {n}" for n in notes]
         lines.append(f"total: {self.seconds:.0f} s")
         return "\n".join(lines)
 

@@ -4,6 +4,7 @@ vocabulary, the export-friendly student, configs, and a tiny end-to-end run of t
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -297,3 +298,12 @@ def test_student_cache_key_names_the_trainer(monkeypatch):
 
     monkeypatch.setattr(inspect, "getsource", edited)
     assert pipeline.student_key(pipeline.DISTILLED, FAST, ["a b"], ["1"]) != key
+
+
+def test_the_builds_notes_go_into_summary_md_too(tmp_path):
+    from edgecart.text.pipeline import TextSummary, write_summary
+
+    note = "2 label(s) have no training example (their only messages were held out)"
+    write_summary(TextSummary("a build", (), (), {"notes": [note]}, None, 1.0), tmp_path)
+    assert note in (tmp_path / "summary.md").read_text()
+    assert json.loads((tmp_path / "summary.json").read_text())["notes"] == [note]
