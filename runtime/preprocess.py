@@ -40,7 +40,8 @@ from .errors import EdgecartError, InputSpecError
 from .manifest import ImagePreprocessing
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+#: the picture files builds gather from folders (any format Pillow reads is accepted where a file is passed)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
 class ImageInputError(InputSpecError):
@@ -183,7 +184,7 @@ def _decode(source: Any, name: str) -> np.ndarray:
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         if isinstance(exc, ImageInputError):
             raise
-        raise ImageInputError(f"{name}: not a readable image ({exc}); pass a JPEG or PNG file") from None
+        raise ImageInputError(f"{name}: not a readable image ({exc}); pass a JPEG, PNG, WebP or BMP file") from None
 
 
 _GRAY_MODES = ("1", "L", "I;16", "I;16B", "I;16L", "I", "F")

@@ -11,7 +11,7 @@ from edgecart.config import positive_int
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="find the catalog items most similar to a picture (image_search bundles)")
-    p.add_argument("image", help="a JPEG or PNG file")
+    p.add_argument("image", help="a picture file (JPEG, PNG, WebP, BMP, ...)")
     p.add_argument("--bundle", required=True, help="bundle folder or .tar.gz")
     p.add_argument("--k", type=positive_int, default=10, help="how many items to return (default: 10)")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime, litert or executorch (default: auto)")

@@ -1,8 +1,8 @@
 """A user's own pictures: an image folder (one sub-folder per category or per product) or a catalog CSV.
 
-Pictures are decoded with PIL (any size, JPEG or PNG, colour or gray) and brought to the model's size and colour with
-the runtime's own preprocessing (:func:`edgecart.runtime.preprocess.to_model_uint8`), so training, catalog embedding
-and the device agree. A picture that cannot be read is skipped and *listed* (:attr:`ImageSet.skipped`), never
+Pictures are decoded with PIL (any size; JPEG, PNG, WebP, BMP; colour or gray) and brought to the model's size and
+colour with the runtime's own preprocessing (:func:`edgecart.runtime.preprocess.to_model_uint8`), so training, catalog
+embedding and the device agree. A picture that cannot be read is skipped and *listed* (:attr:`ImageSet.skipped`), never
 dropped silently; the builds print that list and write it into their summary.
 """
 
@@ -126,12 +126,13 @@ def read_pictures(paths: list[Path], pre: ImagePreprocessing, desc: str = "read 
 
 def load_image_folder(root: str | os.PathLike[str], pre: ImagePreprocessing, *,
                       skip_unreadable: bool = True) -> ImageSet:
-    """Every JPEG/PNG under ``root/<label>/`` (sub-folders below it included), at ``pre.size`` and ``pre.color``.
+    """Every JPEG, PNG, WebP and BMP picture under ``root/<label>/`` (sub-folders below it included), at
+    ``pre.size`` and ``pre.color``.
 
     ``<label>`` is a category or a product; labels follow the sorted sub-folder names. Item ids are the paths
     relative to ``root``. An empty sub-folder is an error (it would be a category nothing can be found in). An
     unreadable picture is skipped and listed in ``skipped`` (or raises when ``skip_unreadable=False``); so are the
-    entries that are not read at all, with the reason: files of other formats (e.g. .webp, .bmp), broken links,
+    entries that are not read at all, with the reason: files of other formats (e.g. .gif, .heic), broken links,
     linked sub-folders (not followed) and files at the top level of ``root`` (outside any category folder).
     """
     base = Path(root)
@@ -158,8 +159,8 @@ def load_image_folder(root: str | os.PathLike[str], pre: ImagePreprocessing, *,
         labels += [label] * len(found)
     if empty:
         also = f" ({len(passed)} file(s) not read: {_first(passed)})" if passed else ""
-        raise ImageFolderError(f"{base}: no JPEG or PNG pictures in the sub-folder(s) {', '.join(empty)}{also}; add "
-                               "pictures or remove the empty folder(s)")
+        raise ImageFolderError(f"{base}: no JPEG, PNG, WebP or BMP pictures in the sub-folder(s) "
+                               f"{', '.join(empty)}{also}; add pictures or remove the empty folder(s)")
     images, kept, skipped = read_pictures(files, pre, desc=f"read {base.name}")
     if skipped and not skip_unreadable:
         raise ImageFolderError(f"{skipped[0][0]}: unreadable ({skipped[0][1]}); remove it or skip unreadable files")
@@ -177,9 +178,9 @@ def load_image_folder(root: str | os.PathLike[str], pre: ImagePreprocessing, *,
 
 
 def picture_files(folder: Path, base: Path) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The JPEG/PNG files under ``folder`` (sorted; hidden files and folders left out), and the other entries that
-    are not read, as (path relative to ``base``, reason): files of other formats, broken links, linked folders
-    (not followed)."""
+    """The picture files (JPEG, PNG, WebP, BMP) under ``folder`` (sorted; hidden files and folders left out), and the
+    other entries that are not read, as (path relative to ``base``, reason): files of other formats, broken links,
+    linked folders (not followed)."""
     found: list[Path] = []
     other: list[tuple[str, str]] = []
     for p in sorted(folder.rglob("*")):
@@ -197,14 +198,14 @@ def picture_files(folder: Path, base: Path) -> tuple[list[Path], list[tuple[str,
 
 
 def _not_read(p: Path) -> str:
-    """Why a file or link under an image folder is not read ("" for a JPEG/PNG file)."""
+    """Why a file or link under an image folder is not read ("" for a picture file it reads)."""
     if p.is_symlink() and not p.exists():
         return "a broken link (its target does not exist); fix or remove it"
     if p.is_symlink() and p.is_dir():
         return "a linked folder, not followed; copy the pictures in, or pass the folder itself"
     if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES:
-        return (f"not a JPEG or PNG picture ({p.suffix or 'no extension'}); convert it to JPEG or PNG (e.g. "
-                "mogrify -format png) or remove it")
+        return (f"not a JPEG, PNG, WebP or BMP picture ({p.suffix or 'no extension'}); convert it to JPEG or PNG "
+                "(e.g. mogrify -format png) or remove it")
     return ""
 
 

@@ -22,8 +22,8 @@ from typing import Any
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--images", metavar="DIR", help="folder with one sub-folder of JPEG/PNG pictures per category "
-                     "(or per product)")
+    src.add_argument("--images", metavar="DIR", help="folder with one sub-folder of pictures (JPEG, PNG, WebP, "
+                     "BMP) per category (or per product)")
     src.add_argument("--catalog", metavar="CSV", help="catalog CSV: image (path), id, category, extra columns")
     p.add_argument("--out", required=True, help="output folder (bundle under OUT/bundle, report OUT/summary.*)")
     p.add_argument("--config", metavar="TOML", help="build.toml with [data] [teacher] [student] [export] sections")

@@ -113,7 +113,7 @@ def test_image_folder_errors_and_skips(tmp_path):
     with pytest.raises(ImageFolderError, match="one sub-folder per category"):
         load_image_folder(tmp_path, pre)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ImageFolderError, match="no JPEG or PNG pictures in the sub-folder.*empty"):
+    with pytest.raises(ImageFolderError, match="no JPEG, PNG, WebP or BMP pictures in the sub-folder.*empty"):
         load_image_folder(tmp_path, pre)
     (tmp_path / "empty" / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ImageFolderError, match="none of the 1 pictures"):

@@ -180,7 +180,7 @@ def test_build_refuses_bad_input_with_clear_errors(tmp_path, capsys):
     (tmp_path / "pics" / "full").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "pics" / "full" / "a.png")
     assert _cli("build", "image-search", "--images", tmp_path / "pics", "--out", tmp_path / "o") == 2
-    assert "no JPEG or PNG pictures in the sub-folder(s) empty" in capsys.readouterr().err
+    assert "no JPEG, PNG, WebP or BMP pictures in the sub-folder(s) empty" in capsys.readouterr().err
     (tmp_path / "c.csv").write_text("image,id,category\na.png,1,x\nb.png,1,y\n")
     assert _cli("build", "image-search", "--catalog", tmp_path / "c.csv", "--out", tmp_path / "o") == 2
     assert "duplicate id '1'" in capsys.readouterr().err

@@ -105,7 +105,7 @@ def test_bundle_writer_in_a_folder_it_cannot_write_is_a_typed_error(tmp_path, mo
 
 def test_pictures_that_are_not_read_are_listed_with_a_reason(tmp_path):
     root = _folder(tmp_path / "imgs")
-    (root / "red" / "x.webp").write_bytes(b"RIFF")
+    (root / "red" / "x.gif").write_bytes(b"GIF89a")
     (root / "red" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     _folder(tmp_path / "elsewhere", cats=("more",), n=1)
     (root / "blue" / "linked").symlink_to(tmp_path / "elsewhere" / "more")
@@ -114,9 +114,21 @@ def test_pictures_that_are_not_read_are_listed_with_a_reason(tmp_path):
     ds = load_image_folder(root, PRE)
     assert len(ds) == 6
     why = dict(ds.skipped)
-    assert set(why) == {"red/x.webp", "red/gone.png", "blue/linked", "top.png"}
-    assert "JPEG or PNG" in why["red/x.webp"] and "broken link" in why["red/gone.png"]
+    assert set(why) == {"red/x.gif", "red/gone.png", "blue/linked", "top.png"}
+    assert "JPEG, PNG, WebP or BMP" in why["red/x.gif"] and "broken link" in why["red/gone.png"]
     assert "linked folder" in why["blue/linked"] and "category sub-folder" in why["top.png"]
+
+
+def test_webp_and_bmp_pictures_are_read_like_png(tmp_path):
+    from PIL import Image
+
+    root = _folder(tmp_path / "imgs", n=2)
+    for i, suffix in enumerate((".webp", ".bmp", ".WEBP")):
+        lossless = {"lossless": True} if "webp" in suffix.lower() else {}
+        Image.fromarray(np.full((9, 9, 3), 200, np.uint8)).save(root / "red" / f"more{i}{suffix}", **lossless)
+    ds = load_image_folder(root, PRE)
+    assert len(ds) == 7 and not ds.skipped
+    assert {"red/more0.webp", "red/more1.bmp", "red/more2.WEBP"} <= set(ds.ids)
 
 
 def test_nothing_readable_gives_the_first_reasons(tmp_path):
