@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgecart.data import utf8_fix
 from edgecart.progress import progress_iter
 from edgecart.runtime.errors import EdgecartError
 from edgecart.runtime.manifest import ImagePreprocessing
@@ -226,8 +227,7 @@ def read_csv_rows(p: Path) -> tuple[list[str], list[dict[str, str]]]:
                     for r in reader]
     except UnicodeDecodeError as exc:
         raise ImageFolderError(f"{p}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
-                               f"save it as UTF-8, e.g. iconv -f latin1 -t utf-8 {p} > {p.with_suffix('')}-utf8.csv"
-                               ) from None
+                               f"{utf8_fix(p)}") from None
     return header, rows
 
 

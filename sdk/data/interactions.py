@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from edgecart.runtime.errors import EdgecartError
 
+from . import utf8_fix
 from .sequences import SequenceData, build_sequences
 
 FORMATS = (".csv", ".parquet", ".pq")
@@ -36,8 +37,7 @@ class InteractionLogError(EdgecartError, ValueError):
 
 
 def _not_utf8(what: str, path: Path, where: str) -> InteractionLogError:
-    return InteractionLogError(f"{what} {path}: {where} is not UTF-8 text; the file must be UTF-8: convert it, e.g. "
-                               f"iconv -f latin1 -t utf-8 {path} > {path.with_name(path.stem + '-utf8' + path.suffix)}")
+    return InteractionLogError(f"{what} {path}: {where} is not UTF-8 text; the file must be UTF-8: {utf8_fix(path)}")
 
 
 def _read_table(path: Path, what: str, text_cols: Sequence[str] = ()) -> Any:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgecart.config import ConfigError
+from edgecart.data import utf8_fix
 from edgecart.runtime.errors import EdgecartError
 
 if TYPE_CHECKING:
@@ -97,9 +98,8 @@ def read_messages(path: Path, text_col: str, label_col: str, group_col: str | No
                 where[c] = cols.index(c)
             records = list(reader)
     except UnicodeDecodeError as exc:
-        raise TextDataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); convert it, e.g. "
-                            f"iconv -f latin1 -t utf-8 {path} > {path.with_name(path.stem + '-utf8.csv')}, "
-                            "and pass the converted file") from None
+        raise TextDataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); {utf8_fix(path)}, and pass "
+                            "the converted file") from None
     except csv.Error as exc:
         raise TextDataError(f"{path}: not a readable CSV ({exc}); save it as CSV (comma-separated, UTF-8)") from None
     while records and not records[-1]:  # blank lines at the end of the file are not rows
