@@ -414,6 +414,7 @@ class Manifest:
             if pre is not None and type(self.preprocessing).__name__ != pre:
                 raise ManifestError(f"preprocessing: a {self.task!r} bundle needs {pre}, got "
                                     f"{type(self.preprocessing).__name__}")
+        check_preprocessing(self.preprocessing, self.inputs)
         for where, p in _catalog_paths(self.catalog):
             if p not in listed:
                 raise ManifestError(f"{where}: refers to {p!r}, which files does not list")
@@ -469,8 +470,44 @@ class Manifest:
         return cls.from_dict(parse_json(text, MANIFEST_NAME))
 
 
+def check_preprocessing(pre: Any, inputs: tuple[TensorSpec, ...]) -> None:
+    """Refuse image or sequence preprocessing that cannot produce the model's first input: an image's (N, C, H, W)
+    or (N, H, W, C) float tensor at ``size`` with 3 (rgb) or 1 (grayscale) channels, a history's (N, max_len)
+    integer tensor. A :class:`ManifestError` says what the model takes."""
+    if not inputs or not isinstance(pre, (ImagePreprocessing, SequencePreprocessing)):
+        return
+    x = inputs[0]
+    fix = "pass --preprocessing (preprocessing= in Python) that matches the model"
+    if isinstance(pre, SequencePreprocessing):  # item indices (N, max_len), or their table rows (N, max_len, dim)
+        want = f"(N, {pre.max_len}) item indices or (N, {pre.max_len}, dim) item rows"
+        if len(x.shape) not in (2, 3) or x.shape[1] != pre.max_len:
+            raise ManifestError(f"preprocessing: a history of max_len {pre.max_len} becomes an input of shape {want}; "
+                                f"the model's input {x.name!r} is {x.shape}: {fix}")
+        kind = ("int", "uint") if len(x.shape) == 2 else ("float",)
+        if not x.dtype.startswith(kind):
+            what = "integer item indices" if len(x.shape) == 2 else "float item rows"
+            raise ManifestError(f"preprocessing: a history becomes {what}; the model's input {x.name!r} is "
+                                f"{x.dtype}: {fix}")
+        return
+    c = 3 if pre.color == "rgb" else 1
+    h, w = pre.size
+    want = f"(N, {c}, {h}, {w})" if pre.layout == "NCHW" else f"(N, {h}, {w}, {c})"
+    if len(x.shape) != 4:
+        raise ManifestError(f"preprocessing: a picture becomes a rank-4 input {want} ({pre.layout} layout); the "
+                            f"model's input {x.name!r} is {x.shape}, of rank {len(x.shape)}: {fix}")
+    if tuple(x.shape[1:]) != ((c, h, w) if pre.layout == "NCHW" else (h, w, c)):
+        other = "NHWC" if pre.layout == "NCHW" else "NCHW"
+        hint = (f" (it reads as {other}: set layout = {other!r})"
+                if tuple(x.shape[1:]) == ((h, w, c) if other == "NHWC" else (c, h, w)) else "")
+        raise ManifestError(f"preprocessing: size {[h, w]}, color {pre.color!r} and layout {pre.layout!r} give an "
+                            f"input of shape {want}; the model's input {x.name!r} is {x.shape}{hint}: {fix}")
+    if not x.dtype.startswith("float"):
+        raise ManifestError(f"preprocessing: a picture becomes a float tensor; the model's input {x.name!r} is "
+                            f"{x.dtype}: {fix}")
+
+
 __all__ = ["CATALOG_FILE_KEYS", "DTYPES", "FILE_ROLES", "FORMATS", "MANIFEST_NAME", "MAX_BYTES", "MAX_DEPTH", "MAX_DIM",
            "MAX_FLOAT_CHARS", "MAX_INT_DIGITS", "MAX_MANIFEST_BYTES", "PRECISIONS", "SCHEMA_VERSION",
            "SIGNATURE_ALGORITHMS", "TASKS", "TASK_SECTIONS", "Artifact", "FileEntry", "Golden", "IOSpec",
            "ImagePreprocessing", "Manifest", "Parity", "Preprocessing", "SequencePreprocessing", "Signature",
-           "TensorSpec", "TextPreprocessing", "check_relative_path", "parse_json"]
+           "TensorSpec", "TextPreprocessing", "check_preprocessing", "check_relative_path", "parse_json"]

@@ -135,7 +135,8 @@ def base_docs(tiny_bundle, tmp_path_factory):
     priv, _ = generate_keypair(tmp_path_factory.mktemp("keys"))
     return {
         "plain": m.to_dict(),
-        "sequence": m.replace(preprocessing=SequencePreprocessing(8)).to_dict(),
+        "sequence": m.replace(preprocessing=SequencePreprocessing(8),
+                              inputs=(TensorSpec(m.inputs[0].name, "int64", (1, 8)),)).to_dict(),
         "signed": sign_manifest(m, priv).to_dict(),
     }
 

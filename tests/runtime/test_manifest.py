@@ -53,7 +53,9 @@ def test_schema_and_dataclasses_name_the_same_fields(schema, cls, schema_def):
 
 
 def test_sequence_preprocessing_manifest_validates(tiny_bundle, schema):
-    m = open_bundle(tiny_bundle).manifest.replace(preprocessing=SequencePreprocessing(max_len=50))
+    m = open_bundle(tiny_bundle).manifest
+    m = m.replace(preprocessing=SequencePreprocessing(max_len=50),
+                  inputs=(TensorSpec(m.inputs[0].name, "int64", (1, 50)),))
     jsonschema.validate(m.to_dict(), schema)
     assert Manifest.from_json(m.to_json()).preprocessing == SequencePreprocessing(50)
 
@@ -103,3 +105,46 @@ def test_artifact_bytes_is_the_listed_size_of_its_files(tiny_bundle):
     for a in m.artifacts:
         assert m.artifact_bytes(a) == (tiny_bundle / a.path).stat().st_size + sum(
             (tiny_bundle / p).stat().st_size for p in a.side_files)
+
+
+def _spec(shape, dtype="float32"):
+    return (TensorSpec("x", dtype, shape),)
+
+
+@pytest.mark.parametrize("pre,shape,dtype", [
+    (ImagePreprocessing((8, 6)), (1, 3, 8, 6), "float32"),
+    (ImagePreprocessing((8, 6), layout="NHWC"), (1, 8, 6, 3), "float32"),
+    (ImagePreprocessing((8, 6), color="grayscale", mean=(0.5,), std=(0.5,)), (2, 1, 8, 6), "float32"),
+    (SequencePreprocessing(5), (1, 5), "int64"),
+    (SequencePreprocessing(5), (1, 5, 16), "float32"),
+])
+def test_preprocessing_that_fits_the_models_input_passes(pre, shape, dtype):
+    from edgecart.runtime.manifest import check_preprocessing
+
+    check_preprocessing(pre, _spec(shape, dtype))
+
+
+@pytest.mark.parametrize("pre,shape,dtype,says", [
+    (ImagePreprocessing((8, 6)), (1, 3, 6, 8), "float32", "(N, 3, 8, 6)"),
+    (ImagePreprocessing((8, 6)), (1, 8, 6, 3), "float32", "layout"),
+    (ImagePreprocessing((8, 6), color="grayscale", mean=(0.5,), std=(0.5,)), (1, 3, 8, 6), "float32", "(N, 1, 8, 6)"),
+    (ImagePreprocessing((8, 6)), (1, 48), "float32", "rank"),
+    (ImagePreprocessing((8, 6)), (1, 3, 8, 6), "int64", "float"),
+    (SequencePreprocessing(5), (1, 3, 8, 6), "float32", "(N, 5)"),
+    (SequencePreprocessing(5), (1, 7), "int64", "(N, 5)"),
+    (SequencePreprocessing(5), (1, 5), "float32", "integer"),
+    (SequencePreprocessing(5), (1, 5, 16), "int64", "float"),
+    (SequencePreprocessing(5), (1, 6, 16), "float32", "(N, 5, dim)"),
+])
+def test_preprocessing_that_does_not_fit_the_models_input_is_refused(pre, shape, dtype, says):
+    from edgecart.runtime.manifest import check_preprocessing
+
+    with pytest.raises(ManifestError, match="preprocessing") as exc:
+        check_preprocessing(pre, _spec(shape, dtype))
+    assert says in str(exc.value) and "--preprocessing" in str(exc.value)
+
+
+def test_a_manifest_whose_preprocessing_does_not_fit_its_input_is_refused(tiny_bundle):
+    m = open_bundle(tiny_bundle).manifest
+    with pytest.raises(ManifestError, match="preprocessing"):
+        m.replace(preprocessing=SequencePreprocessing(max_len=50))
