@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import platform as _platform
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,15 @@ def platform_key(machine: str | None = None) -> str:
     return _ALIASES.get(m, m)
 
 
+_PLATFORM = re.compile(r"[a-z0-9][a-z0-9_]{0,31}")
+
+
+def _check_platform(plat: Any) -> None:
+    if plat == MEASURED or not isinstance(plat, str) or not _PLATFORM.fullmatch(plat):
+        raise ManifestError(f"backend_preference: platform {plat!r} is not a machine name; name the device's "
+                            "platform.machine(), e.g. x86_64 or aarch64 (--platform)")
+
+
 def preferred_order(manifest: Manifest, machine: str | None = None) -> tuple[str, ...]:
     """The backend names ``auto`` tries, in order, for this platform (or ``machine``)."""
     pref = getattr(manifest, "backend_preference", None)
@@ -59,6 +69,7 @@ def check_preference(pref: Mapping[str, Any]) -> None:
             if not isinstance(order, Mapping):
                 raise ManifestError("backend_preference.measured must be an object: platform -> how it was measured")
             continue
+        _check_platform(plat)
         if not isinstance(order, list) or not order or len(set(order)) != len(order):
             raise ManifestError(f"backend_preference.{plat} must be a non-empty list of distinct backend names")
         unknown = [n for n in order if n not in BACKENDS]
@@ -79,6 +90,7 @@ def with_preference(manifest: Manifest, order: Sequence[str], *, machine: str | 
     """A copy of ``manifest`` that prefers ``order`` on ``machine`` (default: this platform), as a new version.
     A signature no longer covers the changed manifest and is dropped (sign the new version again)."""
     plat = platform_key(machine)
+    _check_platform(plat)
     pref = dict(manifest.backend_preference or {})
     pref[plat] = list(order)
     if measured is not None:

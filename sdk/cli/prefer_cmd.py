@@ -8,6 +8,8 @@ import argparse
 import datetime as _dt
 import sys
 
+from edgecart.config import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prefer", help="record the fastest backend per platform in a bundle (what 'auto' follows)",
@@ -16,9 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="write the new version to this folder (default: in place)")
     p.add_argument("--order", default=None, help="record this order instead of measuring, e.g. litert,onnxruntime")
     p.add_argument("--platform", default=None, help="platform the order is for (default: this one, e.g. x86_64)")
-    p.add_argument("--iterations", type=int, default=300, help="timed calls per backend (default 300)")
-    p.add_argument("--rounds", type=int, default=10, help="interleaving rounds (default 10)")
-    p.add_argument("--threads", type=int, default=1, help="engine threads while measuring (default 1)")
+    p.add_argument("--iterations", type=positive_int, default=300, help="timed calls per backend (default 300)")
+    p.add_argument("--rounds", type=positive_int, default=10, help="interleaving rounds (default 10)")
+    p.add_argument("--threads", type=positive_int, default=1, help="engine threads while measuring (default 1)")
     p.add_argument("--dry-run", action="store_true", help="measure and print; write nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_prefer)
@@ -69,13 +71,17 @@ def _prefer(args: argparse.Namespace) -> int:
     from edgecart.runtime import open_bundle
     from edgecart.runtime.preference import platform_key, preferred_order, record_preference, with_preference
 
-    if args.order:
+    if args.order is not None:
         order = [x.strip() for x in args.order.split(",") if x.strip()]
+        if not order:
+            print("edgecart: error: --order names no backend; give them fastest first, e.g. --order "
+                  "litert,onnxruntime (or leave --order out to measure here)", file=sys.stderr)
+            return 2
         measured = {"how": "given with --order", "at": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()}
     else:
         if args.platform and platform_key(args.platform) != platform_key():
             print(f"edgecart: error: cannot measure {args.platform} here (this is {platform_key()}); "
-                  "pass --order measured on that platform")
+                  "pass --order measured on that platform", file=sys.stderr)
             return 2
         order, measured = measure(args.bundle, args.iterations, args.rounds, args.threads, not args.quiet)
         for b in order:
@@ -83,12 +89,13 @@ def _prefer(args: argparse.Namespace) -> int:
     plat = platform_key(args.platform)
     if args.dry_run:
         new = with_preference(open_bundle(args.bundle).manifest, order, machine=plat, measured=measured)
-        print(f"would record for {plat}: {order} -> 'auto' order {list(preferred_order(new, plat))} (dry run)")
+        print(f"would record for {plat}: {order} -> 'auto' order on {plat} {list(preferred_order(new, plat))} "
+              "(dry run)")
         return 0
     was_signed = open_bundle(args.bundle).manifest.signature is not None
     path, new = record_preference(args.bundle, order, machine=plat, measured=measured, out=args.out)
-    print(f"recorded for {plat}: {', '.join(order)}; 'auto' now tries {', '.join(preferred_order(new, plat))}; "
-          f"wrote {new.name} {new.version} to {path} (verified)")
+    print(f"recorded for {plat}: {', '.join(order)}; 'auto' on {plat} now tries "
+          f"{', '.join(preferred_order(new, plat))}; wrote {new.name} {new.version} to {path} (verified)")
     if was_signed:
         unsigned_note(path)
     return 0

@@ -112,3 +112,26 @@ def test_prefer_says_when_the_new_version_loses_its_signature(bundle_copy, tmp_p
     err = capsys.readouterr().err
     assert "unsigned" in err and "edgecart sign" in err, err
     assert open_bundle(bundle_copy).manifest.signature is None
+
+
+@pytest.mark.parametrize("plat", ["measured", "", "../../etc", "x86 64", "a" * 65])
+def test_a_platform_that_is_not_a_machine_name_is_refused(tiny_bundle, plat):
+    m = open_bundle(tiny_bundle).manifest
+    with pytest.raises(ManifestError, match="platform"):
+        with_preference(m, ["litert"], machine=plat)
+
+
+def test_prefer_command_refuses_an_empty_order_and_a_bad_platform(bundle_copy, capsys, monkeypatch):
+    from edgecart.cli import main
+
+    monkeypatch.setattr("edgecart.cli.prefer_cmd.measure",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("measured")))
+    before = (bundle_copy / "manifest.json").read_bytes()
+    assert main(["prefer", str(bundle_copy), "--order", ""]) == 2
+    assert "--order" in capsys.readouterr().err
+    assert main(["prefer", str(bundle_copy), "--order", "litert", "--platform", "measured"]) == 2
+    assert "platform" in capsys.readouterr().err
+    assert (bundle_copy / "manifest.json").read_bytes() == before
+    other = "aarch64" if platform_key() != "aarch64" else "x86_64"
+    assert main(["prefer", str(bundle_copy), "--order", "litert", "--platform", other]) == 0
+    assert f"'auto' on {other} now tries" in capsys.readouterr().out
