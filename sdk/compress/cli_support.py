@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgecart.config import ConfigError, load_file
+from edgecart.config import ConfigError, from_dict, load_file
 from edgecart.runtime.errors import BundleError
 
 from .recipe import Recipe, load_recipe
@@ -119,34 +120,31 @@ def summarize(path: Path, manifest: Any) -> dict[str, Any]:
             "compression": manifest.quality.get("compression")}
 
 
+@dataclass(frozen=True)
+class CompressFile:
+    """The top-level keys of a ``compress.toml`` (besides the recipe's stages), typed: values of the wrong type fail
+    through :func:`edgecart.config.from_dict`, naming the key, before any work. Relative paths are read from the
+    config file's folder."""
+
+    model: str
+    weights: str | None = None
+    out: str | None = None
+    formats: tuple[str, ...] = ("executorch", "onnx", "tflite")
+    calibration: str | None = None
+    golden: str | None = None
+    validation: str | None = None
+    train: str | None = None
+    preprocessing: str | dict[str, Any] | None = field(
+        default=None, metadata={"expected": "a file name, inline JSON or a table"})
+    name: str = "model"
+    version: str = "0.1.0"
+    input_names: tuple[str, ...] | None = None
+    output_names: tuple[str, ...] | None = None
+    overwrite: bool = False
+
+
 #: Keys of a ``compress.toml`` besides the recipe's stages.
-COMPRESS_KEYS = ("model", "weights", "out", "formats", "calibration", "golden", "validation", "train",
-                 "preprocessing", "name", "version", "input_names", "output_names", "overwrite")
-
-
-#: Value types of the ``compress.toml`` keys: "str", "strs" (a list of strings), "bool", "str|table".
-_KEY_TYPES = {"model": "str", "weights": "str", "out": "str", "calibration": "str", "golden": "str",
-              "validation": "str", "train": "str", "name": "str", "version": "str", "formats": "strs",
-              "input_names": "strs", "output_names": "strs", "overwrite": "bool", "preprocessing": "str|table"}
-
-
-def _check_types(data: dict[str, Any], path: str | Path) -> None:
-    """A ConfigError naming the key for a value of the wrong TOML type (before any work)."""
-    for key, kind in _KEY_TYPES.items():
-        if key not in data:
-            continue
-        v = data[key]
-        got = type(v).__name__
-        if kind == "str" and not isinstance(v, str):
-            raise ConfigError(f"{path}: {key} must be a string, e.g. {key} = 'file', got {got} {v!r}")
-        if kind == "bool" and not isinstance(v, bool):
-            raise ConfigError(f"{path}: {key} must be true or false, got {got} {v!r}")
-        if kind == "str|table" and not isinstance(v, (str, dict)):
-            raise ConfigError(f"{path}: {key} must be a file name, inline JSON or a table, got {got} {v!r}")
-        if kind == "strs":
-            example = '["onnx"]' if key == "formats" else '["x"]'
-            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-                raise ConfigError(f"{path}: {key} must be a list of strings, e.g. {key} = {example}, got {got} {v!r}")
+COMPRESS_KEYS = tuple(f.name for f in dataclasses.fields(CompressFile))
 
 
 def compress_from_config(path: str | Path, *, out: str | None = None, overwrite: bool | None = None,
@@ -163,30 +161,30 @@ def compress_from_config(path: str | Path, *, out: str | None = None, overwrite:
                           "[prune], [distill], [quantize]")
     if "model" not in data:
         raise ConfigError(f"{path}: set model = 'model.pt2' (or 'package.module:factory')")
-    _check_types(data, path)
+    try:
+        spec = from_dict(CompressFile, data, "compress")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {str(exc).removeprefix('compress.')}") from None
     if "formats" in data:
-        check_formats(data["formats"], _HINTS["compress"]["formats"])
+        check_formats(spec.formats, _HINTS["compress"]["formats"])
     table = stages.pop("recipe", None) or {}
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [recipe] must be a table")
     recipe = Recipe.from_dict({"name": data.get("name", "recipe"), **table, **stages})
 
     def rel(key: str) -> str | None:
-        v = data.get(key)
+        v = getattr(spec, key)
         if v is None:
             return None
         return str(base / v) if not Path(v).is_absolute() else str(v)
 
-    model = data["model"]
-    model_spec = rel("model") if model.endswith(".pt2") else model
+    model_spec = rel("model") if spec.model.endswith(".pt2") else spec.model
     return export_user_model(
-        model_spec, out=out or rel("out") or str(base / "bundle"), formats=data.get("formats", (
-            "executorch", "onnx", "tflite")), recipe=recipe, calibration=rel("calibration"), golden=rel("golden"),
-        validation=rel("validation"), train=rel("train"), preprocessing=data.get("preprocessing"),
-        weights=rel("weights"), name=data.get("name", "model"), version=data.get("version", "0.1.0"),
-        input_names=data.get("input_names"), output_names=data.get("output_names"),
-        overwrite=data.get("overwrite", False) if overwrite is None else overwrite, progress=progress,
-        caller="compress")
+        model_spec, out=out or rel("out") or str(base / "bundle"), formats=spec.formats, recipe=recipe,
+        calibration=rel("calibration"), golden=rel("golden"), validation=rel("validation"), train=rel("train"),
+        preprocessing=spec.preprocessing, weights=rel("weights"), name=spec.name, version=spec.version,
+        input_names=spec.input_names, output_names=spec.output_names,
+        overwrite=spec.overwrite if overwrite is None else overwrite, progress=progress, caller="compress")
 
 
 __all__ = ["check_formats", "compress_from_config", "export_user_model", "summarize"]

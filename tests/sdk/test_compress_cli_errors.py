@@ -46,7 +46,7 @@ def test_compress_overwrite_must_be_a_toml_boolean(mlp, tmp_path, capsys, value)
     cfg = _config(mlp, f"ow{value.strip(chr(34))}.toml", f'out = "{tmp_path / "old"}"\nformats = ["onnx"]\n'
                   f"overwrite = {value}\n")
     rc, err = _compress(cfg, capsys)
-    assert rc == 2 and "overwrite must be true or false" in err
+    assert rc == 2 and "overwrite: expected true or false" in err
     assert (tmp_path / "old" / "keep.txt").exists()
 
 
@@ -74,19 +74,20 @@ def test_export_compressed_refuses_an_empty_format_list(tmp_path):
 
 
 @pytest.mark.parametrize(("body", "words"), [
-    ("out = 5\n", ["out must be a string"]),
-    ("calibration = 2\n", ["calibration must be a string"]),
-    ("train = ['a.npz']\n", ["train must be a string"]),
-    ("golden = true\n", ["golden must be a string"]),
-    ("weights = 1.5\n", ["weights must be a string"]),
-    ('formats = "onnx"\n', ["formats must be a list", 'formats = ["onnx"]']),
-    ('formats = ["onnx", 3]\n', ["formats must be a list"]),
+    ("out = 5\n", ["out: expected a string", "got 5 (int)", 'out = "5"']),
+    ("calibration = 2\n", ["calibration: expected a string"]),
+    ("train = ['a.npz']\n", ["train: expected a string"]),
+    ("golden = true\n", ["golden: expected a string"]),
+    ("weights = 1.5\n", ["weights: expected a string"]),
+    ('formats = "onnx"\n', ["formats: expected a list of strings", 'formats = ["onnx"]']),
+    ('formats = ["onnx", 3]\n', ["formats[1]: expected a string", "got 3 (int)"]),
     ('calibration = "c.npz"\n[quantize]\ncalibration = 2.5\n', ["quantize.calibration", "whole number", "float"]),
     ('calibration = "c.npz"\n[quantize]\nmax_drop = "small"\n', ["quantize.max_drop", "number", "str"]),
     ('calibration = "c.npz"\n[quantize]\nmax_drop = true\n', ["quantize.max_drop", "bool"]),
     ('calibration = "c.npz"\n[quantize]\nkeep_float = 1.0\n', ["quantize.keep_float"]),
     ('calibration = "c.npz"\n[quantize]\nrescue = "yes"\n', ["quantize.rescue", "true or false"]),
-    ('calibration = "c.npz"\n[quantize]\nrecipes = "static-int8-per-channel"\n', ["quantize.recipes must be a list"]),
+    ('calibration = "c.npz"\n[quantize]\nrecipes = "static-int8-per-channel"\n', ["quantize.recipes: expected a list",
+                                                                         'recipes = ["static-int8-per-channel"]']),
 ])
 def test_compress_config_value_types_are_typed_errors(mlp, tmp_path, capsys, body, words):
     rc, err = _compress(_write(mlp, tmp_path, body), capsys)
