@@ -132,7 +132,8 @@ class BundleWriter:
 
     def __init__(self, out: str | os.PathLike[str], *, name: str, version: str, task: str,
                  inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
-                 preprocessing: Preprocessing | None = None, overwrite: bool = False) -> None:
+                 preprocessing: Preprocessing | None = None, overwrite: bool = False,
+                 backend_preference: dict[str, Any] | None = None) -> None:
         self.out = Path(out).absolute()
         inside = enclosing_bundle(self.out.parent)
         if inside is not None:  # a bundle in another's folder would be an unlisted file there: it breaks that bundle
@@ -160,7 +161,8 @@ class BundleWriter:
         self._artifacts: dict[str, Artifact] = {}
         self._golden: Golden | None = None
         self.meta: dict[str, Any] = dict(name=name, version=version, task=task, inputs=tuple(inputs),
-                                         outputs=tuple(outputs), preprocessing=preprocessing)
+                                         outputs=tuple(outputs), preprocessing=preprocessing,
+                                         backend_preference=backend_preference)
         self.catalog: dict[str, Any] | None = None
         self.quality: dict[str, Any] = {}
         self._done = False

@@ -218,6 +218,48 @@ def add_index(writer: _Writer, embeddings: np.ndarray, scales: np.ndarray | None
     return entry
 
 
+def rebuild_index(writer: _Writer, entry: Any, embeddings: np.ndarray, scales: np.ndarray | None = None, *,
+                  seed: int = 0) -> dict[str, Any]:
+    """:func:`add_index` over changed catalog rows (a catalog update), with the settings the old ``catalog.index``
+    ``entry`` records; returns the new entry (also set on ``writer.catalog["index"]``). ``embeddings`` (and
+    ``scales``): the new rows, int8 with scales or float32 as the old entry's ``built_from`` says where both exist.
+
+    Kept: the target recall, the number of recall queries (the default when the old ones were every row of a small
+    catalog) and an ``nprobe`` given by hand (one whose recall fell short of the target with lists left unprobed;
+    capped to the new number of lists), else ``nprobe`` is chosen again for the target. The number of lists follows
+    the catalog's size when it was the default (:func:`default_lists`) for the old size, else it is kept, but never
+    more than the rows. An entry this edgecart cannot rebuild (another kind, missing or malformed settings) is a
+    :class:`ManifestError`, raised before anything is added to ``writer``.
+    """
+    if not isinstance(entry, dict):
+        raise ManifestError(f"catalog index must be an object to be rebuilt, got {type(entry).__name__}")
+    if entry.get("kind") != "ivf":
+        raise ManifestError(f"catalog index kind {entry.get('kind')!r} cannot be rebuilt (only 'ivf')")
+    n = len(embeddings)
+    try:
+        old_lists, old_items = int(entry["lists"]), int(entry["items"])
+        target = float(entry.get("target_recall", 0.95))
+        queries = int(entry.get("recall_queries", 500))
+        nprobe, recall = entry.get("nprobe"), entry.get("recall_at_10")
+        nprobe = None if nprobe is None else int(nprobe)
+        recall = None if recall is None else float(recall)
+        if old_lists < 1 or old_items < 1 or queries < 1 or (nprobe is not None and nprobe < 1):
+            raise ValueError("lists, items, recall_queries and nprobe must be >= 1")
+        if not 0 < target <= 1:
+            raise ValueError(f"target_recall must be in (0, 1], got {target}")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestError(f"catalog index is malformed ({type(exc).__name__}: {exc}); it cannot be rebuilt") \
+            from None
+    lists = default_lists(n) if old_lists == default_lists(old_items) else min(old_lists, max(n, 1))
+    if queries >= old_items:  # every row of the old catalog was a query: the cap, not a choice
+        queries = max(queries, 500)
+    build: dict[str, Any] = {}
+    if nprobe is not None and recall is not None and recall < target and nprobe < old_lists:
+        build["nprobe"] = min(nprobe, lists)
+    return add_index(writer, embeddings, scales, recall_queries=queries, target_recall=target, seed=seed,
+                     lists=lists, **build)
+
+
 def read_index(load_npy: Callable[[str], np.ndarray], entry: dict[str, Any], items: int, dim: int) -> IVFIndex:
     """The index a manifest's ``catalog.index`` entry describes (``load_npy``: the bundle's verified reader)."""
     try:
@@ -237,4 +279,4 @@ def read_index(load_npy: Callable[[str], np.ndarray], entry: dict[str, Any], ite
 
 
 __all__ = ["INDEX_DIR", "IVFIndex", "add_index", "build_ivf", "default_lists", "describe", "exact_top_k",
-           "measure_recall", "read_index"]
+           "measure_recall", "read_index", "rebuild_index"]

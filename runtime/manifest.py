@@ -317,7 +317,9 @@ class Signature:
 
 
 def _catalog_paths(catalog: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """(where, path) of every file the catalog section refers to (see :data:`CATALOG_FILE_KEYS`)."""
+    """(where, path) of every file the catalog section refers to (see :data:`CATALOG_FILE_KEYS`), and the files of
+    its approximate index: every ``*_path`` key of a ``catalog.index`` object (:mod:`edgecart.runtime.index`:
+    ``centroids_path``, ``order_path``, ``offsets_path``), whatever the catalog's kind."""
     if not catalog:
         return []
     kind = catalog.get("kind")
@@ -341,6 +343,10 @@ def _catalog_paths(catalog: dict[str, Any] | None) -> list[tuple[str, str]]:
 
     for keys in CATALOG_FILE_KEYS.get(kind, ()) if isinstance(kind, str) else ():
         walk(catalog, keys, "catalog")
+    index = catalog.get("index")
+    if isinstance(index, dict):  # (a recommendations catalog's "index" is a sentence, not an index: not walked)
+        for key in sorted(k for k in index if isinstance(k, str) and k.endswith("_path")):
+            walk(index[key], (), f"catalog.index.{key}")
     return found
 
 

@@ -4,7 +4,8 @@ The model turns a history into a user vector; the bundle's int8 item table score
 the model files stay byte for byte the same: new embeddings for known items (e.g. after retraining only the table),
 new items (recommendable at once; unknown to the model as history until the next export), removed items (never
 recommended again; still understood in a history), new popularity or metadata. The result is a new bundle version
-(models untouched, manifest and hashes rewritten, verified).
+(models untouched, manifest and hashes rewritten, verified; the backend order ``edgecart prefer`` measured for the
+models, ``backend_preference``, carried over).
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ def update_item_table(bundle: str | os.PathLike[str], out: str | os.PathLike[str
     if records is not None:
         replaced.add(cat["metadata"])
     w = BundleWriter(out, name=m.name, version=version or _bump(m.version), task=m.task, inputs=m.inputs,
-                     outputs=m.outputs, preprocessing=m.preprocessing, overwrite=True)
+                     outputs=m.outputs, preprocessing=m.preprocessing, overwrite=True,
+                     backend_preference=m.backend_preference)  # it ranks the models, which the table leaves alone
     with w:
         for f in m.files:
             if f.path in replaced:

@@ -6,13 +6,18 @@ fp32 artifact, preprocessing from the manifest), and a NEW bundle version is wri
 the catalog files, the manifest and its hashes are rewritten, the version is bumped and the result is verified.
 Writing over the input bundle replaces it atomically (the writer stages beside it and renames on commit).
 
-A manifest signature does not survive the update (the manifest changes): sign the new version again.
+A manifest signature does not survive the update (the manifest changes): sign the new version again. What the
+catalog does not change is carried over: the backend order measured by ``edgecart prefer`` (``backend_preference``:
+it ranks the models, which stay the same). An approximate (IVF) index is built again over the new catalog with the
+settings its manifest entry records (:func:`edgecart.runtime.index.rebuild_index`); one that cannot be rebuilt is
+dropped, and a note says so (``CatalogUpdate.notes``; on stderr without a ``progress`` callback).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +48,7 @@ class CatalogUpdate:
     skipped: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # e.g. an approximate index that could not be rebuilt and was dropped
 
 
 def bump_version(version: str) -> str:
@@ -109,6 +115,7 @@ def update_catalog(bundle: str | os.PathLike[str], action: str, *, images: str |
     Adding an id that exists, or updating / removing one that does not, is a :class:`CatalogUpdateError`.
     """
     from edgecart.runtime import open_bundle
+    from edgecart.runtime.bundle import Bundle
     from edgecart.runtime.search import read_catalog
 
     if action not in ACTIONS:
@@ -134,8 +141,11 @@ def update_catalog(bundle: str | os.PathLike[str], action: str, *, images: str |
     cats = [int(x) for x in items["categories"]]
     meta: list[dict[str, Any]] = [dict(x) for x in items.get("metadata", [{}] * len(old_ids))]
     variants = c["embeddings"]
-    int8 = read_catalog(src, "int8") if "int8" in variants else None
-    fp32 = read_catalog(src, "fp32") if "fp32" in variants else None
+    # the rows without the old index: it is built again over the new rows (or dropped), so one that no longer
+    # reads (another kind, stale) does not stop the update
+    rows_of = Bundle(src.root, m.replace(catalog={k: v for k, v in c.items() if k != "index"}))
+    int8 = read_catalog(rows_of, "int8") if "int8" in variants else None
+    fp32 = read_catalog(rows_of, "fp32") if "fp32" in variants else None
     rows8 = None if int8 is None else int8.embeddings.copy()
     scales = None if int8 is None else int8.scales.copy()
     rowsf = None if fp32 is None else fp32.embeddings.copy()
@@ -207,15 +217,21 @@ def update_catalog(bundle: str | os.PathLike[str], action: str, *, images: str |
     dest = Path(out) if out is not None else Path(src.root)
     version = bump_version(m.version)
     t = time.perf_counter()
+    notes: list[str] = []
     path = _write(src, dest, version, c, old_ids, cats, names, meta, rows8, scales, rowsf, action,
-                  len(added or removed or updated), embedder)
+                  len(added or removed or updated), embedder, notes, timings)
     timings["write_s"] = time.perf_counter() - t
     n_items = len(old_ids)
+    for note in notes:  # the CLI passes no progress: the note goes to stderr, beside the command's own output
+        if progress:
+            progress(note)
+        else:
+            print(f"edgecart catalog: {note}", file=sys.stderr)
     if progress:
         progress(f"catalog {action}: {len(added or removed or updated)} item(s); {m.name} {m.version} -> {version}, "
                  f"{n_items} items, verified, at {path}")
     return CatalogUpdate(path, version, n_items, tuple(added), tuple(removed), tuple(updated), tuple(skipped),
-                         time.perf_counter() - t0, timings)
+                         time.perf_counter() - t0, timings, tuple(notes))
 
 
 def embed_pictures(bundle: Any, pictures: np.ndarray, *, backend: str = "auto",
@@ -240,7 +256,8 @@ def embed_pictures(bundle: Any, pictures: np.ndarray, *, backend: str = "auto",
 
 def _write(src: Any, dest: Path, version: str, c: dict[str, Any], ids: list[str], cats: list[int],
            names: list[str], meta: list[dict[str, Any]], rows8: np.ndarray | None, scales: np.ndarray | None,
-           rowsf: np.ndarray | None, action: str, count: int, embedder: str | None) -> Path:
+           rowsf: np.ndarray | None, action: str, count: int, embedder: str | None, notes: list[str],
+           timings: dict[str, float]) -> Path:
     from edgecart.exporters import BundleWriter
     from edgecart.runtime import open_bundle
 
@@ -251,10 +268,13 @@ def _write(src: Any, dest: Path, version: str, c: dict[str, Any], ids: list[str]
     golden_paths = set()
     if m.golden is not None:
         golden_paths = set(m.golden.inputs.values()) | set(m.golden.outputs.values())
+    old_index = c.get("index")
+    index_paths = {v for k, v in old_index.items() if k.endswith("_path")} if isinstance(old_index, dict) else set()
     with BundleWriter(dest, name=m.name, version=version, task=m.task, inputs=m.inputs, outputs=m.outputs,
-                      preprocessing=m.preprocessing, overwrite=same) as w:
+                      preprocessing=m.preprocessing, overwrite=same,
+                      backend_preference=m.backend_preference) as w:  # it ranks the models, which stay the same
         for f in m.files:
-            if f.role == "catalog" or f.path in golden_paths:
+            if f.role == "catalog" or f.path in golden_paths or f.path in index_paths:
                 continue
             w.file_path(f.path).write_bytes(src.read_verified(f.path))  # checked as copied
             w.add_file(f.path, f.role)
@@ -280,12 +300,34 @@ def _write(src: Any, dest: Path, version: str, c: dict[str, Any], ids: list[str]
                            else {})})
         if embedder and by and by != "student":
             by = f"{by} + student (catalog updates)"
-        w.catalog = {**c, "items": len(ids), "categories": list(names), "embedded_by": by, "updates": history}
+        w.catalog = {**{k: v for k, v in c.items() if k != "index"}, "items": len(ids), "categories": list(names),
+                     "embedded_by": by, "updates": history}
+        if old_index is not None:
+            t = time.perf_counter()
+            _index_again(w, old_index, rows8, scales, rowsf, notes)
+            timings["index_s"] = time.perf_counter() - t
         w.quality = {**m.quality, "catalog_updates": "quality figures were measured on the catalog of version "
                      f"{history[0]['from_version']}; the catalog has changed since"}
         path = w.commit()
     open_bundle(path)  # verified again as a reader sees it
     return path
+
+
+def _index_again(w: Any, old: Any, rows8: np.ndarray | None, scales: np.ndarray | None, rowsf: np.ndarray | None,
+                 notes: list[str]) -> None:
+    """Build the catalog's approximate index again over the new rows (``w.catalog`` set, without the old index), with
+    the old entry's settings; when that cannot be done, leave the catalog without one and add a note saying so."""
+    from edgecart.runtime.index import rebuild_index
+
+    from_fp32 = isinstance(old, dict) and old.get("built_from") == "float32"
+    emb, sc = (rowsf, None) if rowsf is not None and (from_fp32 or rows8 is None) else (rows8, scales)
+    try:
+        rebuild_index(w, old, emb, sc)
+    except EdgecartError as exc:
+        kind = old.get("kind") if isinstance(old, dict) else None
+        notes.append(f"the catalog's approximate index ({kind or 'unknown kind'}) could not be rebuilt ({exc}); "
+                     "it was dropped from the new version, whose searches scan every row (exact). Add an index "
+                     "again with edgecart.runtime.index.add_index if the catalog is big")
 
 
 __all__ = ["ACTIONS", "CatalogUpdate", "CatalogUpdateError", "bump_version", "embed_pictures", "ids_from",
