@@ -8,6 +8,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+#: the --threads help of the commands that run a bundle
+THREADS_HELP = "engine threads, >= 1 (default: the engine's own choice)"
+
 
 def print_bundle_summary(summary: dict[str, Any], as_json: bool, note: Callable[[dict[str, Any]], str]) -> None:
     """The summary as indented JSON (``as_json``), else one line per artifact — name, precision, bytes and

@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle")
     p.add_argument("--backends", type=_names, default=None, help="e.g. onnxruntime,litert,executorch (default: all)")
     p.add_argument("--threads", type=_ints, default=(1,), help="comma-separated thread counts (default 1)")
-    p.add_argument("--target", default="local", help="local | cuda | ssh://[user@]host[:port] | adb:SERIAL")
+    p.add_argument("--target", default="local", help="local | cuda | ssh://[user@]host[:port] | adb:SERIAL | "
+                   "qemu-arm64[:CPU,CPU] (emulated: parity, no latency)")
     p.add_argument("--iterations", type=int, default=100, help="timed calls per job (at least)")
     p.add_argument("--seconds", type=float, default=0.0, help="timed seconds per job (at least)")
     p.add_argument("--warmup", type=int, default=10, help="warm-up calls (>= 10)")

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from edgecart.cli._summary import THREADS_HELP
 from edgecart.runtime.errors import EdgecartError, SignatureError, SigningUnavailableError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_INVALID, EXIT_SIGNATURE = 0, 1, 2, 3
@@ -25,8 +26,8 @@ EXIT_CODES = ("exit codes: 0 ok; 1 check failed (out of tolerance, or no recorde
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     def cmd(name: str, help: str, func: Callable[[argparse.Namespace], int], json_flag: bool = True,
-            bundle: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=f"{help}. {EXIT_CODES}.")
+            bundle: bool = True, codes: str = EXIT_CODES) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=f"{help}. {codes}.")
         if bundle:
             p.add_argument("bundle", help="bundle directory or .tar.gz")
         if json_flag:
@@ -43,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--public-key", default=None, help="refuse the bundle unless signed by this key")
 
     p = cmd("check", "run every artifact on the bundle's golden inputs with the local engines", _check)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--public-key", default=None, help="refuse the bundle unless signed by this key")
     p.add_argument("--target", default="local", help="local, or qemu-arm64 (emulated ARM64: parity and top-10 "
                    "agreement vs this machine, no latency; set-up: scripts/setup_arm.sh)")
@@ -55,11 +56,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key", default=None, help="sign the packed manifest with this Ed25519 private key (PEM)")
     p.add_argument("--public-key", default=None, help="refuse to pack a bundle not signed by this key")
 
-    p = cmd("keygen", "create an Ed25519 key pair for signing bundles", _keygen, bundle=False)
+    p = cmd("keygen", "create an Ed25519 key pair for signing bundles", _keygen, bundle=False,
+            codes="exit codes: 0 ok; 2 the keys cannot be written (they exist: --overwrite; or a bad --out); 3 signing "
+                  "unavailable (the cryptography package is missing)")
     p.add_argument("--out", required=True, help="folder for edgecart-signing.key (private) and .pub (public)")
     p.add_argument("--overwrite", action="store_true")
 
-    p = cmd("sign", "sign a bundle directory's manifest (which covers every file's sha256)", _sign)
+    p = cmd("sign", "sign a bundle directory's manifest (which covers every file's sha256)", _sign,
+            codes="exit codes: 0 ok; 2 invalid or refused bundle; 3 the key cannot sign (not an Ed25519 private key, "
+                  "or the cryptography package is missing)")
     p.add_argument("--key", required=True, help="Ed25519 private key (PEM), from 'edgecart keygen'")
 
 
@@ -158,6 +163,10 @@ def _check(args: argparse.Namespace) -> int:
     from edgecart.runtime.golden import check_golden
     from edgecart.runtime.preprocess import test_vector_report
 
+    if args.cpu is not None and args.target == "local":
+        print("edgecart: error: --cpu picks the emulated CPU models of --target qemu-arm64; add --target qemu-arm64 "
+              "(a local check runs on this machine's own CPU)", file=sys.stderr)
+        return EXIT_INVALID
     if args.target != "local":  # emulated ARM64 (benchmarks/targets_qemu.py)
         from edgecart.benchmarks.targets_qemu import cli_check
 

@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from edgecart.cli._summary import note_fewer
+from edgecart.cli._summary import THREADS_HELP, note_fewer
 from edgecart.config import positive_int
 from edgecart.runtime.errors import EdgecartError
 
@@ -25,11 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "that hold a comma use --history-file")
     given.add_argument("--history-file", metavar="FILE", help="the shop's item ids, oldest first, one per line, "
                        "taken whole (commas included; blank lines skipped); '-' reads standard input")
-    p.add_argument("--k", type=positive_int, default=10, help="how many items, >= 1 (default 10)")
+    p.add_argument("-k", "--k", type=positive_int, default=10, help="how many items, >= 1 (default 10)")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime, litert or executorch (default auto)")
     p.add_argument("--precision", default=None, choices=("fp32", "int8"), help="artifact precision (default: int8 "
                    "when the bundle kept one)")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     seen = p.add_mutually_exclusive_group()
     seen.add_argument("--include-seen", dest="exclude_seen", action="store_false", default=None,
                       help="allow items already in the history (the default when the bundle ships a buy-again prior)")

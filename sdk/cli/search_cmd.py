@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from edgecart.cli._summary import note_fewer
+from edgecart.cli._summary import THREADS_HELP, note_fewer
 from edgecart.config import positive_int
 
 
@@ -13,11 +13,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="find the catalog items most similar to a picture (image_search bundles)")
     p.add_argument("image", help="a picture file (JPEG, PNG, WebP, BMP, ...)")
     p.add_argument("--bundle", required=True, help="bundle folder or .tar.gz")
-    p.add_argument("--k", type=positive_int, default=10, help="how many items to return (default: 10)")
+    p.add_argument("-k", "--k", type=positive_int, default=10, help="how many items to return (default: 10)")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime, litert or executorch (default: auto)")
     p.add_argument("--artifact", default=None, help="artifact name (default: int8 first, then fp32)")
     p.add_argument("--catalog", choices=("int8", "fp32"), default=None, help="catalog embeddings to scan")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--index", choices=("auto", "exact", "ivf"), default="auto",
                    help="auto: the bundle's approximate index when it has one; exact: scan every item; ivf: require "
                         "the index")

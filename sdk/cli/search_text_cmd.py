@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from edgecart.cli._summary import note_fewer
+from edgecart.cli._summary import THREADS_HELP, note_fewer
 from edgecart.config import positive_int
 
 
@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--route", action="store_true", help="also print the routing (department, class) probabilities")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime, litert or executorch (default: auto)")
     p.add_argument("--artifact", default=None, help="artifact name (default: int8 first, then fp32)")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--public-key", default=None, help="refuse the bundle unless it is signed by this Ed25519 public "
                    "key (PEM, from 'edgecart keygen')")
     p.add_argument("--json", action="store_true", help="print the results as JSON")

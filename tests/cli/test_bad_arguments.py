@@ -12,6 +12,7 @@ from edgecart.cli import main
     (["bench", "{b}", "--threads", "0"], "threads must be"),
     (["bench", "{b}", "--iterations", "0"], "iterations must be"),
     (["check", "{b}", "--target", "qemu-arm64", "--cpu", "bad name"], "QEMU CPU model"),
+    (["check", "{b}", "--cpu", "cortex-a53"], "--target qemu-arm64"),
 ])
 def test_bad_arguments_are_typed_errors(tiny_bundle, capsys, argv, says):
     code = main([a.replace("{b}", str(tiny_bundle)) for a in argv])
@@ -77,3 +78,24 @@ def test_check_fails_a_bundle_without_artifacts(bundle_copy, capsys):
     code = main(["check", str(bundle_copy)])
     out = capsys.readouterr()
     assert code == 1 and "no artifact" in (out.out + out.err), out
+
+
+@pytest.mark.parametrize("argv, usage", [
+    (["demo", "--bogus-flag"], "usage: edgecart demo"),
+    (["verify", "b", "--bogus-flag"], "usage: edgecart verify"),
+    (["build", "text", "--csv", "x.csv", "--label-column", "t", "--out", "o", "--bogus-flag"],
+     "usage: edgecart build text"),
+])
+def test_an_unknown_flag_shows_the_usage_of_its_own_command(capsys, argv, usage):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and usage in err and "--bogus-flag" in err, err
+
+
+def test_search_and_recommend_take_k_like_search_text(capsys):
+    from edgecart.cli import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["search", "x.png", "--bundle", "b", "-k", "3"]).k == 3
+    assert p.parse_args(["recommend", "--bundle", "b", "--history", "a", "-k", "3"]).k == 3
