@@ -94,9 +94,14 @@ class DistillConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise UnknownNameError(f"unknown DistillConfig option(s) {unknown}; known: {sorted(known)}")
+        from edgecart.config import ConfigError, from_dict
+
         d = dict(data)
-        d["losses"] = tuple(loss_from_dict(x) for x in d.get("losses", ()))
-        return cls(**d)
+        if "losses" in d:
+            if not isinstance(d["losses"], (list, tuple)):
+                raise ConfigError(f"DistillConfig.losses: expected a list of loss terms, got {d['losses']!r}")
+            d["losses"] = tuple(loss_from_dict(x, f"DistillConfig.losses[{i}]") for i, x in enumerate(d["losses"]))
+        return from_dict(cls, d, "DistillConfig")  # value types checked, naming the field
 
 
 @dataclass(frozen=True)

@@ -179,8 +179,11 @@ class Hint(LossTerm):
         return F.mse_loss(projection(s), t)
 
 
-def loss_from_dict(data: Any) -> LossTerm:
-    """Build a loss term from ``{"name": ..., option: value, ...}`` (allowlist of the term's fields)."""
+def loss_from_dict(data: Any, where: str | None = None) -> LossTerm:
+    """Build a loss term from ``{"name": ..., option: value, ...}`` (allowlist of the term's fields, value types
+    checked by :func:`edgecart.config.from_dict`; ``where`` names the term in errors)."""
+    from edgecart.config import from_dict
+
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         raise ValueError(f"a loss term is an object with a 'name' (one of {LOSSES.names()}), got {data!r}")
     cls = LOSSES[data["name"]]
@@ -189,7 +192,7 @@ def loss_from_dict(data: Any) -> LossTerm:
     unknown = sorted(set(opts) - fields)
     if unknown:
         raise UnknownNameError(f"unknown option(s) {unknown} for loss {cls.name!r}; known: {sorted(fields)}")
-    return cls(**opts)
+    return from_dict(cls, opts, where or f"loss {cls.name!r}")
 
 
 __all__ = ["LOSSES", "Cosine", "Hint", "KLDivergence", "LabelCE", "LossTerm", "MSE", "RankingKD", "Relational",

@@ -230,3 +230,17 @@ def test_unknown_hints_and_unions_of_several_tables_pass_their_values_on():
     assert from_dict(Odd, {"hook": None}).hook is None  # an unknown hint takes anything, None too
     assert from_dict(Odd, {"either": len}).either is len
     assert from_dict(Odd, {"thing": "a registered name"}).thing == "a registered name"  # the class tells them apart
+
+
+def test_distillation_configs_and_loss_terms_check_value_types_too():
+    from edgecart.compress.distill import DistillConfig
+    from edgecart.compress.losses import loss_from_dict
+
+    with pytest.raises(ConfigError, match=r"epochs: expected a whole number.*'3'"):
+        DistillConfig.from_dict({"epochs": "3"})
+    with pytest.raises(ConfigError, match=r"temperature: expected a number.*'4'"):
+        loss_from_dict({"name": "kl", "temperature": "4"})
+    with pytest.raises(ConfigError, match=r"losses\[0\].*temperature"):
+        DistillConfig.from_dict({"losses": [{"name": "kl", "temperature": "4"}]})
+    cfg = DistillConfig.from_dict({"epochs": 3, "losses": [{"name": "kl", "temperature": 4}]})
+    assert cfg.epochs == 3 and cfg.losses[0].temperature == 4.0
