@@ -143,13 +143,13 @@ class Catalog:
         return int((self._matrix if self._matrix is not None else self.embeddings).nbytes)
 
     def _queries(self, queries: np.ndarray) -> np.ndarray:
+        """(Q, D) float32 queries from one (D,) query or a (Q, D) batch."""
         q = np.asarray(queries, np.float32)
-        if q.ndim == 1:
-            q = q[None]
         dim = self.embeddings.shape[1]
-        if q.ndim != 2 or q.shape[1] != dim:
-            raise InputSpecError(f"queries of shape {q.shape} do not match the catalog's dimension {dim}")
-        return q
+        if q.ndim not in (1, 2) or q.shape[-1] != dim:
+            raise InputSpecError(f"queries of shape {q.shape}: the catalog takes one query of shape ({dim},) or a "
+                                 f"batch of shape (Q, {dim}), {dim} being its dimension")
+        return q[None] if q.ndim == 1 else q
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
         """(Q, N) similarity of float queries (Q, D) to every catalog row."""
@@ -332,6 +332,11 @@ class ImageSearch:
             e = np.asarray(embedding, np.float32)
         except (TypeError, ValueError) as exc:
             raise InputSpecError(f"the query embedding must be numbers ({exc})") from None
+        dim = self.catalog.embeddings.shape[1]
+        if e.size != dim:  # (D,), or any shape holding D numbers ((1, D)) is one embedding
+            raise InputSpecError(f"the query embedding has shape {e.shape}; search_embedding takes one embedding of "
+                                 f"shape ({dim},) (or (1, {dim})), the catalog's dimension; search a batch (Q, {dim}) "
+                                 "with .catalog.top_k(queries, k)")
         if not np.isfinite(e).all():
             raise InputSpecError("the query embedding holds NaN or Inf; it ranks nothing — check the model's input")
         c = self.catalog

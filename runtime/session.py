@@ -34,6 +34,8 @@ Inputs = np.ndarray | Mapping[str, np.ndarray] | Sequence[np.ndarray]
 #: Without an explicit ``precision`` the first match in this order is opened: int8 artifacts in a bundle have
 #: passed the exporter's quality gate and are what a device should run.
 PRECISION_ORDER = ("int8", "fp16", "fp32")
+#: ``load`` refuses more than this many threads per core (``os.cpu_count()``): beyond the cores they only contend.
+THREADS_PER_CORE = 4
 
 
 class Session:
@@ -143,19 +145,21 @@ def load(path: str | os.PathLike[str] | Bundle, backend: str = "auto", *, artifa
 
     ``backend``: ``"auto"`` or a registered backend name (``onnxruntime``, ``litert``, ``executorch``).
     ``artifact`` picks an artifact by name; otherwise ``precision`` (or int8, then fp32) and the backend decide.
-    ``public_key``: refuse a bundle not signed by this Ed25519 key (PEM path or bytes); see edgecart.runtime.signing.
+    ``public_key``: refuse a bundle not signed by this Ed25519 key (PEM path, PEM bytes or PEM text); see
+    edgecart.runtime.signing.
+    ``threads``: the engine's thread count, an integer from 1 to :func:`max_threads` (4 per core); None (the
+    default) leaves it to the engine. Anything else is an :class:`InputSpecError`, raised before the bundle is read.
     ``check_finite``: refuse NaN/Inf inputs (InputSpecError) and outputs (NonFiniteOutputError).
     ``self_test``: run the bundle's golden inputs once and refuse (ParityError) an artifact that does not reproduce
     the golden outputs within its recorded parity tolerance — what catches a model file changed together with its
     hash in the manifest when no signature key is at hand (it costs one inference per golden sample).
     """
+    threads = check_threads(threads)  # before anything is opened: a bad count fails fast, whatever the bundle
     bundle = path if isinstance(path, Bundle) else open_bundle(Path(path), strict=strict, public_key=public_key)
     if isinstance(path, Bundle) and public_key is not None:
         from .signing import verify_manifest_signature
 
         verify_manifest_signature(bundle.manifest, public_key)
-    if threads is not None and threads < 1:
-        raise InputSpecError(f"threads must be >= 1 (or None for the engine default), got {threads}")
     art, be = select(bundle.manifest, backend, artifact, precision)
     session = Session(bundle, art, be, threads, check_finite=check_finite, options=options)
     if self_test:
@@ -163,6 +167,31 @@ def load(path: str | os.PathLike[str] | Bundle, backend: str = "auto", *, artifa
 
         check_golden(session, require=True)
     return session
+
+
+def max_threads() -> int:
+    """The largest ``threads`` :func:`load` accepts: :data:`THREADS_PER_CORE` per core of this machine
+    (``os.cpu_count()``; one core when it is unknown)."""
+    return THREADS_PER_CORE * (os.cpu_count() or 1)
+
+
+def check_threads(threads: object) -> int | None:
+    """``threads`` as an ``int`` (or None), refused with :class:`InputSpecError` unless it is an integer from 1 to
+    :func:`max_threads`. More threads than cores only add contention, and the engines do not cope with absurd counts
+    (ONNX Runtime hung with 1,000 threads and ran out of memory with 100,000), so the count is checked here, before
+    any engine sees it."""
+    if threads is None:
+        return None
+    cores, top = os.cpu_count(), max_threads()
+    machine = f"this machine has {cores} cores" if cores else "this machine's core count is unknown: 1 assumed"
+    want = (f"threads must be an integer from 1 to {top} ({THREADS_PER_CORE} per core; {machine}), or None (omit "
+            "it) for the engine's default")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise InputSpecError(f"{want}; got {threads!r} ({type(threads).__name__})")
+    n = int(threads)
+    if not 1 <= n <= top:
+        raise InputSpecError(f"{want}; got {n}")
+    return n
 
 
 def select(manifest: Manifest, backend: str = "auto", artifact: str | None = None,
@@ -179,15 +208,12 @@ def select(manifest: Manifest, backend: str = "auto", artifact: str | None = Non
         order = [BACKENDS[n] for n in preferred_order(manifest) if n in BACKENDS]  # per-platform, else default
         formats = {a.format for a in arts}
         candidates = [b for b in order if b.format in formats]
-        usable = [b for b in candidates if b.available()]
-        if not usable:
-            if candidates:
-                raise candidates[0].unavailable_error()
+        if not candidates:
             raise _not_found(manifest, artifact, precision, None)
-        for b in usable:
-            for a in arts:
-                if a.format == b.format:
-                    return a, b
+        for b in candidates:  # asked in order, and only as far as the first usable one (ExecuTorch's check imports
+            if b.available():  # torch: never done to open an engine that comes first)
+                return next(a for a in arts if a.format == b.format), b
+        raise candidates[0].unavailable_error()
     be = BACKENDS[backend]
     for a in arts:
         if a.format == be.format:
@@ -282,4 +308,5 @@ def available_backends() -> list[str]:
     return [n for n in BACKENDS if BACKENDS[n].available()]
 
 
-__all__ = ["Session", "load", "select", "available_backends", "BackendUnavailableError"]
+__all__ = ["Session", "load", "select", "available_backends", "check_threads", "max_threads",
+           "BackendUnavailableError"]

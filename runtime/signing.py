@@ -26,7 +26,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from .errors import SignatureError, SigningUnavailableError
+from .errors import BundleError, SignatureError, SigningUnavailableError
 from .manifest import Manifest, Signature
 
 DOMAIN = b"edgecart-manifest-signature-v1\n"
@@ -93,8 +93,12 @@ _KEY_FILE_MAX = 64 * 1024
 
 
 def _read_key_bytes(key: Any, what: str) -> bytes | None:
+    """The PEM bytes of ``key``: given as bytes, as PEM text in a str (it starts with ``-----BEGIN``), or read from
+    the file a path names. None for any other type."""
     if isinstance(key, (bytes, bytearray)):
         return bytes(key)
+    if isinstance(key, str) and key.lstrip().startswith("-----BEGIN"):  # the PEM itself, not a file name
+        return key.encode("utf-8")
     if isinstance(key, (str, os.PathLike)):
         p = Path(key)
         try:
@@ -111,13 +115,13 @@ def _read_key_bytes(key: Any, what: str) -> bytes | None:
 
 
 def load_private_key(key: Any) -> Any:
-    """An Ed25519 private key from a PEM file path, PEM bytes, or a ``cryptography`` key object."""
+    """An Ed25519 private key from a PEM file path, PEM bytes or text, or a ``cryptography`` key object."""
     serialization, ed25519 = _crypto()
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key
     data = _read_key_bytes(key, "private")
     if data is None:
-        raise SignatureError(f"expected a private key file path or PEM bytes, got {type(key).__name__}")
+        raise SignatureError(f"expected a private key file path, PEM bytes or PEM text, got {type(key).__name__}")
     try:
         obj = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -130,13 +134,14 @@ def load_private_key(key: Any) -> Any:
 
 
 def load_public_key(key: PublicKeyLike) -> Any:
-    """An Ed25519 public key from a PEM file path, PEM bytes, or a ``cryptography`` key object."""
+    """An Ed25519 public key from a PEM file path, PEM bytes or text (a str starting with ``-----BEGIN``), or a
+    ``cryptography`` key object."""
     serialization, ed25519 = _crypto()
     if isinstance(key, ed25519.Ed25519PublicKey):
         return key
     data = _read_key_bytes(key, "public")
     if data is None:
-        raise SignatureError(f"expected a public key file path or PEM bytes, got {type(key).__name__}")
+        raise SignatureError(f"expected a public key file path, PEM bytes or PEM text, got {type(key).__name__}")
     try:
         obj = serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as exc:
@@ -189,8 +194,10 @@ def sign_bundle(bundle_dir: str | os.PathLike[str], private_key: Any) -> Manifes
     from .bundle import verify, write_manifest
 
     root = Path(bundle_dir)
+    if not root.exists():  # a bundle problem (exit 2 in the CLI), as open_bundle reports it, not a signature one
+        raise BundleError(f"{root}: no such bundle; pass the bundle directory an export wrote")
     if not root.is_dir():
-        raise SignatureError(f"{root}: sign a bundle directory (then pack it), not an archive")
+        raise BundleError(f"{root}: sign a bundle directory (then pack it), not an archive or other file")
     manifest = verify(root, strict=True)
     signed = sign_manifest(manifest, private_key)
     write_manifest(root, signed)

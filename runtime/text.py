@@ -25,7 +25,7 @@ import numpy as np
 
 from ._open import open_task_bundle
 from .bundle import Bundle
-from .errors import BackendUnavailableError, BundleError, InputSpecError, ManifestError
+from .errors import BackendUnavailableError, BundleError, InputSpecError, ManifestError, UnknownNameError
 from .manifest import TextPreprocessing
 from .search import top_k
 from .session import Session, load
@@ -93,9 +93,26 @@ class TextTokenizer:
 
 
 def _check_text(text: Any) -> str:
+    """``text`` cut to :data:`MAX_CHARS`, with every lone surrogate (what Python makes of an undecodable byte in
+    ``sys.argv``, or half of a cut UTF-16 pair) replaced by U+FFFD: the tokenizer takes only encodable text. A valid
+    UTF-16 pair held as two surrogates becomes the character it encodes."""
     if not isinstance(text, str):
         raise InputSpecError(f"text must be a str, got {type(text).__name__}")
-    return text[:MAX_CHARS]
+    text = text[:MAX_CHARS]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # only surrogates cannot be encoded
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def _check_message(text: Any) -> str:
+    """A message to search for or route: a str with something in it besides white space."""
+    text = _check_text(text)
+    if not text.strip():
+        raise InputSpecError("the message is empty (or only white space): pass the customer's message to search for "
+                             "or route")
+    return text
 
 
 @dataclass(frozen=True)
@@ -113,9 +130,14 @@ class Route:
 
     heads: dict[str, tuple[tuple[str, float], ...]]
 
-    def top(self, head: str) -> tuple[str, float]:
-        if head not in self.heads:
-            raise KeyError(f"no routing head {head!r}; have {sorted(self.heads)}")
+    def top(self, head: str | None = None) -> tuple[str, float]:
+        """The most probable ``(label, probability)`` of routing head ``head`` (e.g. ``"department"``). An unknown
+        or missing head is an :class:`UnknownNameError` (a ``KeyError``) listing the heads."""
+        heads = ", ".join(repr(h) for h in sorted(self.heads)) or "(none)"
+        if head is None:
+            raise UnknownNameError(f"Route.top needs the name of a routing head; this bundle's heads: {heads}")
+        if not isinstance(head, str) or head not in self.heads:
+            raise UnknownNameError(f"no routing head {head!r}; this bundle's heads: {heads}")
         return self.heads[head][0]
 
 
@@ -179,8 +201,8 @@ class TextSearch:
         return len(self.ids)
 
     def embed(self, text: str) -> np.ndarray:
-        """The (D,) embedding of one message."""
-        ids, mask = self.tokenizer.encode(text)
+        """The (D,) embedding of one message; an empty or blank message is an :class:`InputSpecError`."""
+        ids, mask = self.tokenizer.encode(_check_message(text))
         return self.embed_tokens(ids, mask)
 
     def embed_tokens(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -195,9 +217,12 @@ class TextSearch:
     def search_embedding(self, embedding: np.ndarray, k: int = 10) -> list[TextHit]:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InputSpecError(f"k must be a positive integer, got {k!r}")
-        q = np.asarray(embedding, np.float32).reshape(1, -1)
-        if q.shape[1] != self.dim:
-            raise InputSpecError(f"embedding of dimension {q.shape[1]} does not match the catalog's {self.dim}")
+        e = np.asarray(embedding, np.float32)
+        if e.size != self.dim:  # (D,), or any shape holding D numbers ((1, D)) is one embedding
+            raise InputSpecError(f"the query embedding has shape {e.shape}; search_embedding takes one embedding "
+                                 f"of shape ({self.dim},) (or (1, {self.dim})), the catalog's dimension; search a "
+                                 "batch one row at a time")
+        q = e.reshape(1, -1)
         s = q @ self.embeddings.astype(np.float32, copy=False).T
         if self.scales is not None:
             s *= self.scales[None, :]

@@ -1,7 +1,8 @@
 """Inference engines, one module each, registered by name.
 
-A backend module imports its engine only inside ``open``; when the engine is missing it raises
-:class:`~edgecart.runtime.errors.BackendUnavailableError` naming the extra to install.
+A backend module imports its engine only inside ``open`` (and, for a backend with ``requires``, when asked whether
+it is available); when the engine is missing it raises :class:`~edgecart.runtime.errors.BackendUnavailableError`
+naming the extra to install.
 
 Engines get the model's bytes, never its path: the session reads each file once, checks those bytes against the
 manifest's size and sha256 and hands the same bytes over, so a file swapped after verification cannot be loaded.
@@ -56,24 +57,47 @@ class OpenRequest:
 
 @dataclass(frozen=True)
 class Backend:
-    """A registered backend: the format it runs, the module it needs, and its opener."""
+    """A registered backend: the format it runs, the module it needs, and its opener.
+
+    ``requires``: the modules opening an artifact imports, when finding ``module`` is not enough to know it can (an
+    engine whose bindings import another package, as ExecuTorch's import torch); :meth:`available` then imports them.
+    """
 
     name: str
     format: str
     module: str
     extra: str
     opener: Callable[[OpenRequest], Engine]
+    requires: tuple[str, ...] = ()
 
     def available(self) -> bool:
+        return self.missing() is None
+
+    def missing(self) -> BaseException | None:
+        """Why the engine cannot be opened here (the import error), or None when it can. Without ``requires`` only
+        whether ``module`` can be found is asked (nothing is imported); with it, each of those modules is imported."""
+        if self.requires:
+            for mod in self.requires:
+                try:
+                    importlib.import_module(mod)
+                except Exception as exc:  # ImportError, or whatever a broken install raises (OSError, ...)
+                    return exc
+            return None
         try:
-            return importlib.util.find_spec(self.module) is not None
-        except (ImportError, ValueError):
-            return False
+            if importlib.util.find_spec(self.module) is None:
+                return ModuleNotFoundError(f"No module named {self.module!r}")
+        except (ImportError, ValueError) as exc:
+            return exc
+        return None
 
     def unavailable_error(self, cause: BaseException | None = None) -> BackendUnavailableError:
-        why = f" ({cause})" if cause else ""
+        if cause is None and self.requires:
+            cause = self.missing()
+        why = f" ({_first_line(cause)})" if cause else ""
+        need = (f"the Python module {self.module!r}" if not self.requires else
+                "the Python modules " + ", ".join(repr(m) for m in self.requires))
         return BackendUnavailableError(
-            f"backend {self.name!r} needs the Python module {self.module!r}, which is not importable{why}; "
+            f"backend {self.name!r} needs {need}, which cannot be imported here{why}; "
             f"install it with: pip install 'edgecart[{self.extra}]'"
         )
 

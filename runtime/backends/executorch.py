@@ -1,4 +1,5 @@
-"""ExecuTorch backend (``.pte``). Needs torch (ExecuTorch's Python bindings import it).
+"""ExecuTorch backend (``.pte``). Needs torch (ExecuTorch's Python bindings import it): asking whether the backend is
+available imports torch and ``executorch.runtime``, as opening a program does.
 
 - Programs load from their verified bytes with InternalConsistency verification, after a structural check of the
   whole file (:func:`~edgecart.runtime.backends._precheck.check_pte`): ExecuTorch aborts the process on some malformed
@@ -27,7 +28,7 @@ _pool_threads: int | None = None  # what this process sized ExecuTorch's thread 
 
 class ExecuTorchEngine:
     def __init__(self, request: OpenRequest) -> None:
-        try:
+        try:  # exactly REQUIRES
             import torch
             from executorch.runtime import Runtime, Verification
         except ImportError as exc:
@@ -79,4 +80,8 @@ def set_threadpool_once(threads: int) -> int | None:
         return _pool_threads
 
 
-BACKEND = register(Backend("executorch", "executorch", "executorch", "executorch", ExecuTorchEngine))
+#: What opening a program imports (ExecuTorch's bindings need torch); ``available()`` imports exactly these, so a
+#: machine without torch does not list the backend.
+REQUIRES = ("torch", "executorch.runtime")
+
+BACKEND = register(Backend("executorch", "executorch", "executorch", "executorch", ExecuTorchEngine, REQUIRES))

@@ -87,6 +87,11 @@ def test_tokenizer_path_handles_any_text(text_bundle, text):
     assert 2 <= n <= MAX_LEN and mask[0, :n].all() and not mask[0, n:].any()  # right padding
     assert (ids[0, n:] == 0).all()
     s = TextSearch(text_bundle["path"], "onnxruntime")
+    if not text.strip():  # the tokenizer takes it, but there is no message to search for or route
+        for call in (s.search, s.route, s.embed):
+            with pytest.raises(InputSpecError, match="customer's message"):
+                call(text)
+        return
     hits = s.search(text, k=3)
     assert len(hits) == 3 and all(np.isfinite(h.score) for h in hits)
     assert np.isfinite([p for _, p in s.route(text).heads["department"]]).all()
@@ -112,6 +117,34 @@ def test_bad_inputs_raise_typed_errors(text_bundle):
         s.search("dress", k=0)
     with pytest.raises(InputSpecError):
         s.search_embedding(np.zeros(5, np.float32))
+    with pytest.raises(InputSpecError, match=r"shape \(2, 24\).*one embedding of shape \(24,\)"):
+        s.search_embedding(np.zeros((2, 24), np.float32))  # a batch: was "dimension 48 does not match 24"
+    with pytest.raises(InputSpecError, match=r"shape \(3,\).*one embedding of shape \(24,\)"):
+        s.search_embedding(np.zeros(3, np.float32))
+    assert len(s.search_embedding(np.ones((1, 24), np.float32), k=2)) == 2  # (1, D) is one embedding
+
+
+def test_undecodable_text_is_searched_with_a_replacement_character(text_bundle, capsys):
+    from edgecart.cli import main
+    from edgecart.runtime.text import TextSearch
+
+    s = TextSearch(text_bundle["path"], "onnxruntime")
+    want = [h.id for h in s.search("\ufffd dress too small", k=3)]
+    assert [h.id for h in s.search("\ud800 dress too small", k=3)] == want
+    assert s.route("\udcff dress too small") == s.route("\ufffd dress too small")
+    # the byte 0xff on a command line reaches argv as the lone surrogate U+DCFF
+    assert main(["search-text", "\udcff dress too small", "--bundle", str(text_bundle["path"]), "-k", "3",
+                 "--json", "--backend", "onnxruntime"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)["results"]] == want
+
+
+@pytest.mark.parametrize("message", ["", "   ", "\n\t "], ids=["empty", "spaces", "newline-tab"])
+def test_cli_search_text_without_a_message_is_an_error(text_bundle, capsys, message):
+    from edgecart.cli import main
+
+    assert main(["search-text", message, "--bundle", str(text_bundle["path"]), "--backend", "onnxruntime"]) == 2
+    out = capsys.readouterr()
+    assert "customer's message" in out.err and out.out == ""
 
 
 def test_wrong_task_and_missing_tokenizers_and_tampering(text_bundle, tmp_path, monkeypatch):
