@@ -302,7 +302,7 @@ class ImageSearch:
         self.catalog = read_catalog(self.bundle, catalog_precision, scoring)
         if index == "ivf" and self.catalog.index is None:
             raise BundleError(f"bundle {m.name!r} has no approximate index (manifest.catalog.index); rebuild the "
-                              "bundle with one (edgecart.runtime.index.add_index) or use index='exact'")
+                              "bundle with one (edgecart.runtime.index.add_index) or use index='exact' (--index exact)")
         self.approximate = index != "exact" and self.catalog.index is not None
         self.nprobe = nprobe
         out = m.outputs[0]
