@@ -10,6 +10,7 @@ from typing import Any
 
 from edgecart.config import ConfigError, from_dict, load_file
 from edgecart.runtime.errors import BundleError
+from edgecart.runtime.manifest import check_preprocessing
 
 from .recipe import Recipe, load_recipe
 from .user_model import input_shapes, load_model, parse_preprocessing, read_samples
@@ -71,7 +72,10 @@ def export_user_model(model_spec: str, *, out: str, formats: Sequence[str], reci
     if rec is not None and rec.distill is not None and not train:
         raise ConfigError(f"the recipe distils: give training inputs ({hint['train']})")
     say(f"loading {model_spec}")
-    model, example = load_model(model_spec, weights)
+    notes: list[str] = []
+    model, example = load_model(model_spec, weights, notes=notes)
+    for n in notes:
+        say(f"note: {n}")
     shapes = input_shapes(model, example)
     names = list(input_names) if input_names else None
     gold = read_samples(golden, shapes, names) if golden else []
@@ -83,6 +87,9 @@ def export_user_model(model_spec: str, *, out: str, formats: Sequence[str], reci
             raise ConfigError(f"the model carries no example inputs: give golden or calibration inputs "
                               f"({hint['golden']} or {hint['calibration']})")
         example = first[0]
+    pre = parse_preprocessing(preprocessing)
+    if pre is not None:  # checked against the model's first input now, not when the bundle is written at the end
+        check_preprocessing(pre, infer_io_spec(model, tuple(example), names, output_names).inputs)
     record: dict[str, Any] = {}
     if rec is not None and (rec.prune is not None or rec.distill is not None):
         context: dict[str, Any] = {}
@@ -101,7 +108,7 @@ def export_user_model(model_spec: str, *, out: str, formats: Sequence[str], reci
         model, tuple(example), names, output_names)
     manifest = export_compressed(model, tuple(example), out=out, formats=formats, recipe=rec, calibration=calib,
                                  validation=val, golden_inputs=gold, io_spec=io,
-                                 preprocessing=parse_preprocessing(preprocessing), name=name, version=version,
+                                 preprocessing=pre, name=name, version=version,
                                  record=record, overwrite=overwrite, progress=say)
     return summarize(Path(out), manifest)
 

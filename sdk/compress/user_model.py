@@ -13,10 +13,13 @@ from edgecart.config import ConfigError, from_dict, load_file
 from edgecart.runtime.manifest import ImagePreprocessing, Preprocessing, SequencePreprocessing
 
 
-def load_model(spec: str, weights: str | None = None) -> tuple[Any, tuple[Any, ...] | None]:
+def load_model(spec: str, weights: str | None = None,
+               notes: list[str] | None = None) -> tuple[Any, tuple[Any, ...] | None]:
     """(module in eval mode, the example inputs saved with it or None). ``spec``: a ``.pt2`` file written by
     ``torch.export.save``, or ``package.module:factory`` (a callable returning an ``nn.Module``) whose state dict
-    ``weights`` (``.safetensors``, or a tensors-only ``.pt`` read with ``weights_only=True``) is loaded."""
+    ``weights`` (``.safetensors``, or a tensors-only ``.pt`` read with ``weights_only=True``) is loaded.
+    ``notes`` (when given) receives what the user should know, e.g. that a ``.pt2`` exported with dynamic shapes is
+    exported here with the shapes of its example inputs (bundles hold static shapes)."""
     import torch
 
     if spec.endswith(".pt2"):
@@ -33,6 +36,12 @@ def load_model(spec: str, weights: str | None = None) -> tuple[Any, tuple[Any, .
                 example = tuple(a.detach().clone() for a in args)
         if weights:
             raise ConfigError("a .pt2 program carries its weights; drop the weights option")
+        dynamic = _dynamic_inputs(ep)
+        if dynamic and notes is not None:
+            fixed = ", ".join(str(tuple(t.shape)) for t in example) if example else "those of the sample inputs"
+            notes.append(f"{path} was exported with dynamic shapes ({'; '.join(dynamic)}); a bundle holds static "
+                         f"shapes, so it is exported with its example inputs' shapes: {fixed}. To ship another "
+                         "batch size, export the .pt2 with an example of that size")
         return _fixed_mode(ep.module()), example
     if ":" not in spec:
         raise ConfigError(f"model {spec!r}: give a .pt2 file or 'package.module:factory'")
@@ -52,6 +61,23 @@ def load_model(spec: str, weights: str | None = None) -> tuple[Any, tuple[Any, .
             state = torch.load(str(wp), map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     return model.eval(), None
+
+
+def _dynamic_inputs(ep: Any) -> list[str]:
+    """The user inputs of an exported program whose shape has symbolic (dynamic) dimensions, as "input I axes A"."""
+    import torch
+
+    user = set(getattr(ep.graph_signature, "user_inputs", ()))
+    found, i = [], 0
+    for node in ep.graph.nodes:
+        if node.op != "placeholder" or (user and node.name not in user):
+            continue
+        shape = getattr(node.meta.get("val"), "shape", ())
+        axes = [str(a) for a, d in enumerate(shape) if isinstance(d, torch.SymInt)]
+        if axes:
+            found.append(f"input {i} axis {', '.join(axes)}")
+        i += 1
+    return found
 
 
 def _load_exported(path: Path) -> Any:

@@ -200,3 +200,40 @@ def test_export_cli_distils_a_batch_1_pt2_from_float64_training_inputs(files, tm
     assert main(["export", str(files / "random.pt2"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "not a torch.export.save archive" in err and "Traceback" not in err
+
+
+# --- a .pt2 exported with a dynamic batch; preprocessing that does not fit the model ---------------------------------
+
+
+def test_a_dynamic_batch_pt2_is_fixed_to_its_example_and_says_so(tmp_path):
+    from edgecart.compress.cli_support import export_user_model
+
+    batch = torch.export.Dim("batch", min=1, max=64)
+    ep = torch.export.export(_mlp(), (torch.randn(2, 8),), dynamic_shapes=({0: batch},))
+    torch.export.save(ep, str(tmp_path / "dyn.pt2"))
+    notes: list[str] = []
+    model, example = load_model(str(tmp_path / "dyn.pt2"), notes=notes)
+    assert len(notes) == 1 and "dynamic" in notes[0] and "(2, 8)" in notes[0], notes
+    said: list[str] = []
+    summary = export_user_model(str(tmp_path / "dyn.pt2"), out=str(tmp_path / "b"), formats=["onnx"],
+                                progress=said.append)
+    assert any("dynamic" in m for m in said) and tuple(summary["inputs"][0]["shape"]) == (2, 8)
+    static: list[str] = []
+    load_model(str(_save_static(tmp_path)), notes=static)
+    assert static == []  # a program exported with fixed shapes gets no note
+
+
+def _save_static(tmp_path):
+    p = tmp_path / "static.pt2"
+    torch.export.save(torch.export.export(_mlp(), (torch.randn(2, 8),)), str(p))
+    return p
+
+
+def test_preprocessing_that_does_not_fit_the_model_is_refused_before_any_stage(files, tmp_path, monkeypatch):
+    from edgecart.compress import cli_support
+    from edgecart.runtime import ManifestError
+
+    monkeypatch.setattr("edgecart.compress.pipeline.export_compressed", lambda *a, **k: pytest.fail("exported"))
+    with pytest.raises(ManifestError, match=r"preprocessing.*\(N, 3, 32, 32\).*\(1, 3, 8, 8\)"):
+        cli_support.export_user_model(str(files / "cnn.pt2"), out=str(tmp_path / "b"), formats=["onnx"],
+                                      preprocessing={"kind": "image", "size": [32, 32]})
