@@ -40,3 +40,16 @@ def test_drawing_a_report_leaves_home_untouched(tmp_path):
     assert (tmp_path / "s.png").stat().st_size > 0
     written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
     assert written == [], written
+
+
+def test_exporting_with_torch_leaves_the_temporary_folder_as_it_was(tmp_path):
+    # torch.export imports inductor's config, which makes <TMPDIR>/torchinductor_<user> unless told another folder
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    env["TMPDIR"] = str(tmp)
+    code = ("import edgecart, torch\n"
+            "torch.export.export(torch.nn.Linear(2, 2), (torch.ones(1, 2),))\n")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(p.name for p in tmp.iterdir()) == []
