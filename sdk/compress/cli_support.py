@@ -21,12 +21,15 @@ Progress = Callable[[str], None]
 #: or the keyword of :func:`export_user_model` (``caller=`` picks the column).
 _HINTS: dict[str, dict[str, str]] = {
     "export": {"overwrite": "pass --overwrite", "calibration": "--calibration inputs.npz",
-               "train": "--train inputs.npz", "golden": "--golden inputs.npz", "formats": "--formats onnx,tflite"},
+               "train": "--train inputs.npz", "golden": "--golden inputs.npz", "formats": "--formats onnx,tflite",
+               "validation": "--validation inputs.npz", "weights": "--weights model.pt"},
     "compress": {"overwrite": "set overwrite = true in the config (or pass --overwrite)",
                  "calibration": "calibration = 'inputs.npz'", "train": "train = 'inputs.npz'",
-                 "golden": "golden = 'inputs.npz'", "formats": 'formats = ["onnx"]'},
+                 "golden": "golden = 'inputs.npz'", "formats": 'formats = ["onnx"]',
+                 "validation": "validation = 'inputs.npz'", "weights": "weights = 'model.pt'"},
     "library": {"overwrite": "pass overwrite=True", "calibration": "calibration='inputs.npz'",
-                "train": "train='inputs.npz'", "golden": "golden='inputs.npz'", "formats": 'formats=["onnx"]'},
+                "train": "train='inputs.npz'", "golden": "golden='inputs.npz'", "formats": 'formats=["onnx"]',
+                "validation": "validation='inputs.npz'", "weights": "weights='model.pt'"},
 }
 
 
@@ -71,6 +74,12 @@ def export_user_model(model_spec: str, *, out: str, formats: Sequence[str], reci
         raise ConfigError(f"the recipe quantizes: give calibration inputs ({hint['calibration']})")
     if rec is not None and rec.distill is not None and not train:
         raise ConfigError(f"the recipe distils: give training inputs ({hint['train']})")
+    for key, given in (("weights", weights), ("golden", golden), ("calibration", calibration),
+                       ("validation", validation), ("train", train)):
+        if given and not Path(given).is_file():
+            raise ConfigError(f"{key}: {given}: no such file (give an existing file: {hint[key]})")
+    if rec is not None:  # no teacher and no labels come through here: a distil stage needs a prune stage
+        rec.check_distill_learns(cli=True)
     say(f"loading {model_spec}")
     notes: list[str] = []
     model, example = load_model(model_spec, weights, notes=notes)
@@ -86,7 +95,11 @@ def export_user_model(model_spec: str, *, out: str, formats: Sequence[str], reci
         if not first:
             raise ConfigError(f"the model carries no example inputs: give golden or calibration inputs "
                               f"({hint['golden']} or {hint['calibration']})")
-        example = first[0]
+        example, unbatch = _fit_samples(model, first[0], golden if gold else calibration, hint)
+        if unbatch:  # the files are (samples, 1, *input): each sample already has its batch axis
+            gold, calib, val = _unbatch(gold), _unbatch(calib), _unbatch(val)
+    else:
+        unbatch = False
     pre = parse_preprocessing(preprocessing)
     if pre is not None:  # checked against the model's first input now, not when the bundle is written at the end
         check_preprocessing(pre, infer_io_spec(model, tuple(example), names, output_names).inputs)
@@ -97,6 +110,7 @@ def export_user_model(model_spec: str, *, out: str, formats: Sequence[str], reci
             from .distill import DistillData
 
             rows = read_samples(str(train), shapes, names)
+            rows = _unbatch(rows) if unbatch else rows
             import torch
 
             cols = [torch.cat([r[i] for r in rows]) for i in range(len(rows[0]))]
@@ -111,6 +125,42 @@ def export_user_model(model_spec: str, *, out: str, formats: Sequence[str], reci
                                  preprocessing=pre, name=name, version=version,
                                  record=record, overwrite=overwrite, progress=say)
     return summarize(Path(out), manifest)
+
+
+def _fit_samples(model: Any, example: tuple[Any, ...], source: str | None,
+                 hint: dict[str, str]) -> tuple[tuple[Any, ...], bool]:
+    """(the example to use, whether samples drop the batch axis :func:`read_samples` gave them) for a model whose
+    input shapes are not known (a factory). Each ``(N, *input)`` sample is first given with a batch axis of 1; when
+    the model rejects that and the arrays already carry one, ``(N, 1, *input)``, the samples are used as stored.
+    A model that runs on neither is a ConfigError saying what shape the samples had and how to store them, not a
+    traceback from inside the model."""
+    import torch
+
+    def fails(xs: tuple[Any, ...]) -> Exception | None:
+        try:
+            with torch.no_grad():
+                model(*xs)
+        except Exception as exc:  # noqa: BLE001 - a shape or dtype mismatch deep inside the user's model
+            return exc
+        return None
+
+    exc = fails(example)
+    if exc is None:
+        return example, False
+    if all(t.dim() >= 3 and t.shape[1] == 1 for t in example):
+        stored = tuple(t[0] for t in example)
+        if fails(stored) is None:
+            return stored, True
+    shapes = ", ".join(f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}" for t in example)
+    why = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    raise ConfigError(f"the model fails on the samples of {source} ({type(exc).__name__}: {why[:300]}): each sample "
+                      f"was given to it as {shapes}, with a batch axis of 1. Store each input as one array of "
+                      "shape (samples, *input), e.g. (N, 3, 224, 224) for a model taking 3x224x224 images (or "
+                      f"(samples, 1, *input)), in the dtype the model takes ({hint['golden']})") from None
+
+
+def _unbatch(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return [tuple(t[0] for t in r) for r in rows]
 
 
 def summarize(path: Path, manifest: Any) -> dict[str, Any]:
@@ -186,10 +236,13 @@ def compress_from_config(path: str | Path, *, out: str | None = None, overwrite:
         return str(base / v) if not Path(v).is_absolute() else str(v)
 
     model_spec = rel("model") if spec.model.endswith(".pt2") else spec.model
+    pre = spec.preprocessing
+    if isinstance(pre, str) and not pre.strip().startswith("{"):  # a file name, not inline JSON
+        pre = rel("preprocessing")
     return export_user_model(
         model_spec, out=out or rel("out") or str(base / "bundle"), formats=spec.formats, recipe=recipe,
         calibration=rel("calibration"), golden=rel("golden"), validation=rel("validation"), train=rel("train"),
-        preprocessing=spec.preprocessing, weights=rel("weights"), name=spec.name, version=spec.version,
+        preprocessing=pre, weights=rel("weights"), name=spec.name, version=spec.version,
         input_names=spec.input_names, output_names=spec.output_names,
         overwrite=spec.overwrite if overwrite is None else overwrite, progress=progress, caller="compress")
 

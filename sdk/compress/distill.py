@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgecart.config import ConfigError
 from edgecart.runtime.errors import EdgecartError, UnknownNameError
 
 from .losses import Hint, LossTerm, loss_from_dict
@@ -63,23 +64,36 @@ class DistillConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.losses, LossTerm):
+            raise ConfigError(f"DistillConfig.losses is a tuple of loss terms: losses=({type(self.losses).__name__}"
+                              f"(),), not losses={type(self.losses).__name__}()")
+        if not isinstance(self.losses, (tuple, list)):
+            raise ConfigError(f"DistillConfig.losses must be a tuple of loss terms (edgecart.compress.losses), e.g. "
+                              f"losses=(MSE(),), got {type(self.losses).__name__} {self.losses!r}")
         object.__setattr__(self, "losses", tuple(self.losses))
         if not self.losses or not all(isinstance(t, LossTerm) for t in self.losses):
-            raise ValueError("DistillConfig.losses must be a non-empty tuple of loss terms (edgecart.compress.losses)")
+            raise ConfigError("DistillConfig.losses must be a non-empty tuple of loss terms "
+                              f"(edgecart.compress.losses), e.g. losses=(MSE(),), got {self.losses!r}")
         for n in ("epochs", "batch_size", "checkpoint_every"):
             v = getattr(self, n)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"DistillConfig.{n} must be an integer >= 1, got {v!r}")
+                raise ConfigError(f"DistillConfig.{n} must be an integer >= 1, got {v!r}")
+        for n in ("lr", "weight_decay", "warmup"):
+            _check_number(n, getattr(self, n))
+        if self.grad_clip is not None:
+            _check_number("grad_clip", self.grad_clip)
         if not self.lr > 0 or self.weight_decay < 0:
-            raise ValueError("DistillConfig: lr must be > 0 and weight_decay >= 0")
+            raise ConfigError(f"DistillConfig: lr must be > 0 and weight_decay >= 0, got lr={self.lr!r}, "
+                              f"weight_decay={self.weight_decay!r}")
         if self.schedule not in SCHEDULES:
             raise UnknownNameError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
         if not 0 <= self.warmup < 1:
-            raise ValueError("DistillConfig.warmup is a fraction of the steps in [0, 1)")
+            raise ConfigError(f"DistillConfig.warmup is a fraction of the steps in [0, 1), got {self.warmup!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError("DistillConfig.grad_clip must be > 0 when given")
-        if self.patience is not None and self.patience < 1:
-            raise ValueError("DistillConfig.patience must be >= 1 when given")
+            raise ConfigError(f"DistillConfig.grad_clip must be > 0 when given, got {self.grad_clip!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or isinstance(self.patience, bool)
+                                          or self.patience < 1):
+            raise ConfigError(f"DistillConfig.patience must be an integer >= 1 when given, got {self.patience!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -89,12 +103,12 @@ class DistillConfig:
     @classmethod
     def from_dict(cls, data: Any) -> DistillConfig:
         if not isinstance(data, dict):
-            raise ValueError(f"a distillation config is an object, got {type(data).__name__}")
+            raise ConfigError(f"a distillation config is an object (a table), got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise UnknownNameError(f"unknown DistillConfig option(s) {unknown}; known: {sorted(known)}")
-        from edgecart.config import ConfigError, from_dict
+        from edgecart.config import from_dict
 
         d = dict(data)
         if "losses" in d:
@@ -102,6 +116,11 @@ class DistillConfig:
                 raise ConfigError(f"DistillConfig.losses: expected a list of loss terms, got {d['losses']!r}")
             d["losses"] = tuple(loss_from_dict(x, f"DistillConfig.losses[{i}]") for i, x in enumerate(d["losses"]))
         return from_dict(cls, d, "DistillConfig")  # value types checked, naming the field
+
+
+def _check_number(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ConfigError(f"DistillConfig.{name} must be a number, got {type(value).__name__} {value!r}")
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,20 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from edgecart.config import ConfigError
 from edgecart.runtime.errors import UnknownNameError
 from edgecart.runtime.registry import Registry
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_positive(term: Any, option: str) -> None:
+    """A ConfigError naming the term unless its ``option`` is a number > 0."""
+    v = getattr(term, option)
+    if not _is_number(v) or not v > 0:
+        raise ConfigError(f"{term.name}: {option} must be a number > 0, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -38,8 +50,8 @@ class LossTerm:
     needs_teacher: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.weight, (int, float)) or isinstance(self.weight, bool) or self.weight < 0:
-            raise ValueError(f"{self.name}: weight must be a number >= 0, got {self.weight!r}")
+        if not _is_number(self.weight) or self.weight < 0:
+            raise ConfigError(f"{self.name}: weight must be a number >= 0, got {self.weight!r}")
 
     def __call__(self, s: Any, t: Any, labels: Any = None, projection: Any = None) -> Any:
         raise NotImplementedError
@@ -102,8 +114,7 @@ class KLDivergence(LossTerm):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.temperature > 0:
-            raise ValueError(f"kl: temperature must be > 0, got {self.temperature!r}")
+        _check_positive(self, "temperature")
 
     def __call__(self, s, t, labels=None, projection=None):
         from torch.nn import functional as F  # noqa: N812
@@ -115,10 +126,9 @@ class KLDivergence(LossTerm):
 
 def _check_top_k_temperature(term: Any) -> None:
     """The shared checks of the top-K ranking terms, naming the term in the message."""
-    if not isinstance(term.top_k, int) or term.top_k < 1:
-        raise ValueError(f"{term.name}: top_k must be an integer >= 1, got {term.top_k!r}")
-    if not term.temperature > 0:
-        raise ValueError(f"{term.name}: temperature must be > 0, got {term.temperature!r}")
+    if not isinstance(term.top_k, int) or isinstance(term.top_k, bool) or term.top_k < 1:
+        raise ConfigError(f"{term.name}: top_k must be an integer >= 1, got {term.top_k!r}")
+    _check_positive(term, "temperature")
 
 
 @_register
@@ -155,8 +165,8 @@ class LabelCE(LossTerm):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label: label_smoothing must lie in [0, 1), got {self.label_smoothing!r}")
+        if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label: label_smoothing must lie in [0, 1), got {self.label_smoothing!r}")
 
     def __call__(self, s, t, labels=None, projection=None):
         from torch.nn import functional as F  # noqa: N812
@@ -185,7 +195,7 @@ def loss_from_dict(data: Any, where: str | None = None) -> LossTerm:
     from edgecart.config import from_dict
 
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        raise ValueError(f"a loss term is an object with a 'name' (one of {LOSSES.names()}), got {data!r}")
+        raise ConfigError(f"a loss term is an object with a 'name' (one of {LOSSES.names()}), got {data!r}")
     cls = LOSSES[data["name"]]
     fields = {f.name for f in dataclasses.fields(cls)}
     opts = {k: v for k, v in data.items() if k != "name"}
@@ -215,9 +225,8 @@ class MaskedLabelCE(LossTerm):
         super().__post_init__()
         if self.column is not None and (not isinstance(self.column, int) or isinstance(self.column, bool)
                                         or self.column < 0):
-            raise ValueError(f"masked_label: column must be an integer >= 0 when given, got {self.column!r}")
-        if not isinstance(self.logit_scale, (int, float)) or not self.logit_scale > 0:
-            raise ValueError(f"masked_label: logit_scale must be > 0, got {self.logit_scale!r}")
+            raise ConfigError(f"masked_label: column must be an integer >= 0 when given, got {self.column!r}")
+        _check_positive(self, "logit_scale")
 
     def __call__(self, s, t, labels=None, projection=None):
         from torch.nn import functional as F  # noqa: N812
@@ -349,8 +358,7 @@ class InfoNCE(LossTerm):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
-            raise ValueError(f"infonce: temperature must be > 0, got {self.temperature!r}")
+        _check_positive(self, "temperature")
 
     def __call__(self, s, t, labels=None, projection=None):
         import torch

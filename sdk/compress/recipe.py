@@ -190,14 +190,49 @@ class Recipe:
             quantize=from_dict(QuantizeStage, quant, "quantize") if quant is not None else None,
         )
 
+    def check_distill_learns(self, model: Any = None, *, cli: bool = False, **context: Any) -> None:
+        """Refuse (ConfigError) a built-in ``[distill]`` stage that has nothing to learn: without a ``[prune]``
+        stage the student is the model itself and its default teacher a frozen copy of it, so every teacher loss is
+        0 from the first step (``mse``, ``relational``...) or only pulls the student away from the model (``hint``,
+        through its fresh projection). It can learn from a ``teacher=`` other than ``model``, cached
+        ``DistillData(teacher_outputs=)``, or labels (``DistillData(labels=)``) with a label loss. ``cli``: word
+        the fix for the command line, which passes neither a teacher nor labels."""
+        if self.distill is None or self.prune is not None or self.distill.runner != "distill":
+            return
+        teacher, data = context.get("teacher"), context.get("data")
+        if teacher is not None and teacher is not model:
+            return
+        if getattr(data, "teacher_outputs", None) is not None:
+            return
+        from .losses import LOSSES
+
+        label_losses = [n for n in LOSSES.names() if not LOSSES[n].needs_teacher]
+        terms = _distill_config(self.distill.config).losses
+        if getattr(data, "labels", None) is not None and any(not t.needs_teacher and t.weight > 0 for t in terms):
+            return
+        why = ("the recipe has a [distill] stage but no [prune] stage: the student would be the model itself and "
+               "start identical to its teacher (a frozen copy of it), so there is nothing to learn (a teacher loss "
+               "is 0 from the first step; 'hint' only drifts away from the model). ")
+        if cli:
+            raise ConfigError(why + "Add a [prune] stage (distillation then trains the smaller model from the "
+                              "unpruned one; a .pt2 cannot be pruned: give the model as a factory "
+                              "'package.module:function' with its weights), or drop the [distill] stage; to "
+                              "distil from another teacher or from labels, call edgecart.compress.distill from "
+                              "Python")
+        raise ConfigError(why + "Add a [prune] stage (a smaller student), or pass Recipe.apply(..., teacher=<a "
+                          "different model>), or labelled data DistillData(labels=...) with a label loss "
+                          f"({', '.join(label_losses)})")
+
     def apply(self, model: Any, example_inputs: tuple[Any, ...], *, progress: Callable[[str], None] | None = None,
               **context: Any) -> tuple[Any, dict[str, Any]]:
         """Run the float stages (prune, distil) on ``model``; returns (compressed float model, record). The quantize
         stage runs at export (:func:`edgecart.compress.export_compressed`), where each format applies its recipes.
         ``context`` goes to the distillation runner (``data=``, optionally ``teacher=``: by default the model as it
-        was before pruning)."""
+        was before pruning). A distil stage without a prune stage needs a ``teacher=`` or labels to learn from
+        (:meth:`check_distill_learns`); it is refused before any stage runs otherwise."""
         from .pruning import prune, sparsity
 
+        self.check_distill_learns(model, **context)
         say = progress or (lambda _m: None)
         record: dict[str, Any] = {"recipe": self.to_dict(), "stages": []}
         before = sparsity(model)

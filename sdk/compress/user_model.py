@@ -50,17 +50,64 @@ def load_model(spec: str, weights: str | None = None,
         factory = getattr(importlib.import_module(mod_name), fn_name)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"model {spec!r}: cannot import it ({exc})") from None
-    model = factory()
+    model = _build(spec, factory)
     if weights:
-        wp = Path(weights)
-        if wp.suffix == ".safetensors":
+        _load_weights(spec, model, Path(weights))
+    return model.eval(), None
+
+
+def _build(spec: str, factory: Any) -> Any:
+    """``factory()``, checked: a callable that takes no arguments and returns a ``torch.nn.Module``."""
+    import inspect
+
+    import torch
+
+    if not callable(factory):
+        raise ConfigError(f"model {spec!r}: {type(factory).__name__} {factory!r} is not callable; name a function "
+                          "that takes no arguments and returns a torch.nn.Module")
+    try:
+        inspect.signature(factory).bind()
+    except TypeError as exc:
+        raise ConfigError(f"model {spec!r}: the factory must take no arguments ({exc}); wrap it, e.g. "
+                          "def build(): return MyModel(width=64)") from None
+    except ValueError:  # no signature to inspect (some builtins): calling it tells
+        pass
+    model = factory()
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"model {spec!r}: the factory returned {type(model).__name__} {model!r:.80}, not a "
+                          "torch.nn.Module; name a function that builds and returns the model")
+    return model
+
+
+def _load_weights(spec: str, model: Any, path: Path) -> None:
+    """Load into ``model`` the state dict in ``path`` (``.safetensors``, else a tensors-only ``torch.save`` file);
+    each problem is a ConfigError naming the file, the factory and how to write a fitting file."""
+    import torch
+
+    how = (f"save one from the model {spec!r} builds with torch.save(model.state_dict(), {str(path)!r}) "
+           "(or safetensors.torch.save_file)")
+    if not path.is_file():
+        raise ConfigError(f"weights {path}: no such file; {how}")
+    try:
+        if path.suffix == ".safetensors":
             from safetensors.torch import load_file as load_st
 
-            state = load_st(str(wp))
+            state = load_st(str(path))
         else:
-            state = torch.load(str(wp), map_location="cpu", weights_only=True)
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - an unpickling error, a bad zip, a header error: all the same to the user
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"weights {path}: not a state dict torch.load(weights_only=True) or safetensors can "
+                          f"read ({type(exc).__name__}: {why[:200]}); {how}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"weights {path}: holds a {type(state).__name__}, not a state dict of tensors; {how}")
+    try:
         model.load_state_dict(state)
-    return model.eval(), None
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
+        detail = "; ".join(lines[:4]) + (" ..." if len(lines) > 4 else "")
+        raise ConfigError(f"weights {path} do not fit the model {spec!r} builds ({detail[:600]}); give the "
+                          f"weights of that model: {how}") from None
 
 
 def _dynamic_inputs(ep: Any) -> list[str]:
@@ -130,7 +177,9 @@ class InputShapes(list):
 
 def input_shapes(model: Any, example: tuple[Any, ...] | None) -> InputShapes | None:
     """The static input shapes of an exported program's module (from its placeholders), else of ``example``; the
-    result also carries the inputs' dtypes (``.dtypes``) for :func:`read_samples`."""
+    result also carries the inputs' dtypes (``.dtypes``) for :func:`read_samples`. For a module whose inputs are
+    not known, an empty list carrying only the parameters' float dtype (None for a module without float
+    parameters)."""
     import torch
 
     floats = [p.dtype for p in model.parameters() if p.is_floating_point()] if hasattr(model, "parameters") else []
@@ -143,8 +192,8 @@ def input_shapes(model: Any, example: tuple[Any, ...] | None) -> InputShapes | N
         return InputShapes([tuple(s.shape) for s in io.inputs],
                            [getattr(torch, str(s.dtype), None) for s in io.inputs], float_dtype)
     graph = getattr(model, "graph", None)
-    if graph is None:
-        return None
+    if graph is None:  # shapes unknown (a factory model); float64 samples are still brought to its float dtype
+        return InputShapes([], float_dtype=float_dtype) if float_dtype is not None else None
     shapes, dtypes = [], []
     for node in graph.nodes:
         if node.op == "placeholder" and "val" in node.meta and hasattr(node.meta["val"], "shape"):
@@ -157,7 +206,8 @@ def read_samples(path: str | Path, shapes: list[tuple[int, ...]] | None = None,
                  names: list[str] | None = None, dtypes: list[Any] | None = None) -> list[tuple[Any, ...]]:
     """Sample inputs from an ``.npz``: one array per model input (named like the inputs, or ``input_0``…,
     ``arr_0``…, in the model's input order), the first axis counting samples. An array of shape ``(N, *shape)``
-    gives N samples of ``shape``; when the input's batch is 1, ``(N, *shape[1:])`` works too.
+    gives N samples of ``shape``; when the input's batch is 1, ``(N, *shape[1:])`` works too. When the input shapes
+    are not known (a factory model), ``(N, *input)`` gives N samples of shape ``(1, *input)``: a batch of one.
 
     ``dtypes`` (default: those :func:`input_shapes` put on ``shapes``): what each input takes. float64 samples
     for a float32 input are cast (no precision the model could use is lost); any other mismatch is a ConfigError
@@ -191,8 +241,8 @@ def read_samples(path: str | Path, shapes: list[tuple[int, ...]] | None = None,
             cols.append([a[j] for j in range(a.shape[0])])
         elif shape is not None and shape[0] == 1 and tuple(a.shape[1:]) == shape[1:]:
             cols.append([a[j:j + 1] for j in range(a.shape[0])])
-        elif shape is None:
-            cols.append([a[j] for j in range(a.shape[0])])
+        elif shape is None:  # the model's input shape is not known (a factory): each sample keeps a batch axis of 1
+            cols.append([a[j:j + 1] for j in range(a.shape[0])])
         else:
             raise ConfigError(f"{p}: array {key!r} has shape {a.shape}; the model's input {i} is {shape}: store "
                               f"(samples, *{shape})")

@@ -143,18 +143,17 @@ def test_infer_io_spec_names_the_output_that_is_not_a_tensor():
         infer_io_spec(TwoOut(), (torch.randn(1, 8),))
 
 
-def test_distill_a_batch_1_pt2_with_export_train(mlp, tmp_path, capsys):
-    """The exported program only accepts batch 1; distillation feeds it batches of 4 rows (6 rows: one short)."""
+def test_distilling_a_pt2_with_export_train_is_refused_before_any_work(mlp, tmp_path, capsys):
+    """A .pt2 cannot be pruned and the command line passes no teacher or labels: its distil stage would train the
+    model towards a frozen copy of itself (nothing to learn), so it is refused, naming the [prune] fix."""
     (tmp_path / "rd.toml").write_text(DISTILL)
     rc = main(["export", str(mlp / "mlp.pt2"), "--out", str(tmp_path / "b"), "--formats", "onnx",
                "--recipe", str(tmp_path / "rd.toml"), "--train", str(mlp / "rows.npz")])
     err = capsys.readouterr().err
-    assert rc == 0, err[-2000:]
-    assert "distill: distill" in err
-    from edgecart.runtime import open_bundle
-
-    m = open_bundle(tmp_path / "b").manifest
-    assert m.inputs[0].shape == (1, 8) and m.quality["compression"]["stages"][0]["stage"] == "distill"
+    assert rc == 2, err[-2000:]
+    assert "[prune]" in err and "nothing to learn" in err and "Traceback" not in err
+    assert "distill: distill" not in err  # no stage ran
+    assert not (tmp_path / "b").exists()
 
 
 def test_distilling_without_pruning_keeps_a_frozen_copy_as_the_teacher():

@@ -178,22 +178,38 @@ def test_distilling_a_batch_2_pt2_pads_the_last_chunk(files):
 
 
 def test_recipe_distill_stage_on_a_pt2(files):
+    # a .pt2 cannot be pruned, so its distil stage learns from a teacher the caller gives (without one it would be
+    # its own teacher: refused, see test_compress_recipe_checks.py)
     model, example = load_model(str(files / "mlp.pt2"))
+    before = [p.detach().clone() for p in model.parameters()]
+    torch.manual_seed(1)
+    teacher = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
     rec = Recipe.from_dict({"name": "d", "distill": {"losses": [{"name": "mse"}], "epochs": 1, "batch_size": 4}})
-    out, record = rec.apply(model, example, data=DistillData(inputs=torch.randn(9, 8)))
+    out, record = rec.apply(model, example, data=DistillData(inputs=torch.randn(9, 8)), teacher=teacher)
     assert record["stages"][0]["stage"] == "distill" and out(*example).shape == (1, 4)
+    assert any(not torch.equal(a, b) for a, b in zip(before, out.parameters(), strict=True))  # it trained
 
 
 # --- end to end through `edgecart export` -------------------------------------------------------------------------
 
 
-def test_export_cli_distils_a_batch_1_pt2_from_float64_training_inputs(files, tmp_path, capsys):
+def test_export_cli_prunes_and_distils_a_factory_from_float64_training_inputs(files, tmp_path, capsys,
+                                                                               monkeypatch):
+    # a .pt2 cannot be pruned, and distilling without pruning has nothing to learn: the command line distils a
+    # factory model's pruned copy from the model
     from edgecart.cli import main
 
-    np.savez(tmp_path / "train.npz", np.random.default_rng(0).standard_normal((6, 1, 8)))  # float64, as numpy makes
-    (tmp_path / "c.toml").write_text(f'model = "{files / "mlp.pt2"}"\ntrain = "train.npz"\nformats = ["onnx"]\n'
+    (tmp_path / "ec_um_factory.py").write_text("import torch\nfrom torch import nn\n\n\ndef build():\n"
+                                               "    torch.manual_seed(0)\n"
+                                               "    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), "
+                                               "nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    np.savez(tmp_path / "train.npz", np.random.default_rng(0).standard_normal((6, 8)))  # float64, as numpy makes
+    (tmp_path / "c.toml").write_text('model = "ec_um_factory:build"\ntrain = "train.npz"\ngolden = "train.npz"\n'
+                                     'formats = ["onnx"]\n[prune]\nkind = "structured"\nratio = 0.5\n'
                                      '[distill]\nepochs = 1\nbatch_size = 4\nlosses = [{name = "mse"}]\n')
-    assert main(["compress", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "b"), "--json"]) == 0
+    assert main(["compress", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "b"), "--json"]) == 0, \
+        capsys.readouterr().err[-2000:]
     assert (tmp_path / "b" / "manifest.json").is_file()
     capsys.readouterr()
     _bad_pt2(files, "random")
