@@ -6,6 +6,7 @@ Every other benchmark module depends on this one and on nothing above it; ``harn
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,8 @@ class BenchConfigError(EdgecartError, ValueError):
 
 TARGET_KINDS = ("local", "cuda", "ssh", "adb", "qemu-arm64")
 MODES = ("session", "engine", "raw")
+#: The backends with a ``raw`` level (the engine library's own call on a prebuilt feed): ONNX Runtime only.
+RAW_BACKENDS = ("onnxruntime",)
 #: Task-level jobs: ``search`` (uint8 picture -> top-10 through ImageSearch) and ``recommend`` (history -> top-10
 #: through Recommender), and the bundle task each needs.
 TASKS = {"search": "image_search", "recommend": "recommendations"}
@@ -82,15 +85,21 @@ class BenchConfig:
             BACKENDS[b]  # an unknown name raises, listing the known ones
         if not self.threads or any(t is not None and int(t) < 1 for t in self.threads):
             raise BenchConfigError(f"threads must be a non-empty list of counts >= 1, got {self.threads}")
+        twice = _repeated(self.threads)
+        if twice:
+            raise BenchConfigError(f"threads {list(self.threads)} lists {twice} more than once; each thread count "
+                                   "is one job, give it once")
         if self.iterations < 1:
             raise BenchConfigError(f"iterations must be >= 1, got {self.iterations}")
-        if self.seconds < 0:
-            raise BenchConfigError(f"seconds must be >= 0, got {self.seconds}")
+        if not (isinstance(self.seconds, (int, float)) and math.isfinite(self.seconds) and self.seconds >= 0):
+            raise BenchConfigError(f"seconds must be a finite number >= 0 (0 = no time minimum), got {self.seconds}")
         if self.warmup < MIN_WARMUP:
             raise BenchConfigError(f"warmup must be at least {MIN_WARMUP} calls (got {self.warmup}); fewer leaves "
                              "one-time costs in the timed runs")
         if self.mode not in MODES:
             raise BenchConfigError(f"mode {self.mode!r} is not one of {MODES}")
+        if self.mode == "raw" and self.backends is not None:
+            _check_raw(self.backends)
         if self.rounds < 1:
             raise BenchConfigError(f"rounds must be >= 1, got {self.rounds}")
         if self.cpus is not None:
@@ -104,11 +113,54 @@ class BenchConfig:
                 raise BenchConfigError(f"tasks {list(self.tasks)} must be among {sorted(TASKS)}")
         if not self.busy or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in self.busy):
             raise BenchConfigError(f"busy must be a non-empty list of process counts >= 0, got {self.busy}")
+        twice = _repeated(self.busy)
+        if twice:
+            raise BenchConfigError(f"busy {list(self.busy)} lists {twice} more than once; each count is one run, "
+                                   "give it once")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("python")
         return d
+
+
+def _repeated(values: tuple[Any, ...]) -> list[Any]:
+    """The values that occur more than once, in order of first repeat."""
+    seen: list[Any] = []
+    twice: list[Any] = []
+    for v in values:
+        if v in seen and v not in twice:
+            twice.append(v)
+        seen.append(v)
+    return twice
+
+
+def _check_raw(backends: Any) -> None:
+    """``raw`` mode times the engine library's own call, which only :data:`RAW_BACKENDS` have."""
+    lacking = sorted({b for b in backends if b not in RAW_BACKENDS})
+    if lacking:
+        raise BenchConfigError(f"mode 'raw' (the engine library's own call) exists only for {list(RAW_BACKENDS)}, "
+                               f"not for {lacking}; pass --backends {','.join(RAW_BACKENDS)} for raw mode, or use "
+                               "--mode engine or session")
+
+
+def _check_named(manifest: Any, config: Any, pairs: list[tuple[Any, Any]]) -> None:
+    """Every artifact named in ``config.artifacts`` is in the bundle and selected: one the bundle lacks, or that
+    ``config.precision``/``config.backends`` leave out, is an error, never dropped silently."""
+    if config.artifacts is None:
+        return
+    names = {a.name: a for a in manifest.artifacts}
+    unknown = [n for n in config.artifacts if n not in names]
+    if unknown:
+        have = ", ".join(names)
+        raise BenchConfigError(f"artifact(s) {unknown} are not in bundle {manifest.name!r}; it has: {have}")
+    kept = {a.name for a, _ in pairs}
+    left_out = [n for n in config.artifacts if n not in kept]
+    if left_out:
+        why = ", ".join(f"{n} [{names[n].format}, {names[n].precision}]" for n in left_out)
+        raise BenchConfigError(f"artifact(s) named in --artifacts would be left out by backends={config.backends}, "
+                               f"precision={config.precision}: {why}; drop them from --artifacts or widen the "
+                               "other filters")
 
 
 def matching(artifacts: Any, config: Any) -> list[tuple[Any, Any]]:
@@ -137,8 +189,11 @@ def plan(manifest: Any, config: BenchConfig) -> list[Job]:
             raise BenchConfigError(f"task-level job(s) {wrong} need a bundle of task "
                              f"{[TASKS[t] for t in wrong]}; {manifest.name!r} is a {manifest.task!r} bundle")
         tasks = config.tasks
-    jobs = [Job(art.name, be.name, t, task) for task in tasks for art, be in matching(manifest.artifacts, config)
-            for t in config.threads]
+    pairs = matching(manifest.artifacts, config)
+    _check_named(manifest, config, pairs)
+    if config.mode == "raw" and not config.tasks:
+        _check_raw(be.name for _, be in pairs)
+    jobs = [Job(art.name, be.name, t, task) for task in tasks for art, be in pairs for t in config.threads]
     if not jobs:
         have = ", ".join(f"{a.name} [{a.format}, {a.precision}]" for a in manifest.artifacts)
         raise BenchConfigError(f"nothing to benchmark: no artifact matches backends={config.backends}, "
@@ -156,14 +211,26 @@ def task_for(manifest: Any) -> str:
 
 
 def pick_jobs(manifest: Any, config: Any, threads: int | None) -> list[Job]:
-    """One artifact per backend: the first matching ``config.artifacts``/``config.precision`` (fp32 preferred)."""
-    chosen: dict[str, Any] = {}
-    order = {"fp32": 0, "fp16": 1, "int8": 2}
-    for art, be in matching(sorted(manifest.artifacts, key=lambda a: order.get(a.precision, 9)), config):
-        chosen.setdefault(be.name, art)
-    if not chosen:
+    """The jobs of ``compare``/``overhead`` at ``threads``: every artifact named in ``config.artifacts``, in that
+    order (one the bundle lacks or the other filters leave out is an error); without names, one artifact per
+    backend, the first matching ``config.precision`` (fp32 preferred). ``raw`` mode is refused for a backend
+    without that level."""
+    if config.artifacts is not None:
+        pairs = matching(manifest.artifacts, config)
+        _check_named(manifest, config, pairs)
+        by_name = {a.name: (a, be) for a, be in pairs}
+        picked = [by_name[n] for n in dict.fromkeys(config.artifacts)]
+    else:
+        chosen: dict[str, Any] = {}
+        order = {"fp32": 0, "fp16": 1, "int8": 2}
+        for art, be in matching(sorted(manifest.artifacts, key=lambda a: order.get(a.precision, 9)), config):
+            chosen.setdefault(be.name, (art, be))
+        picked = list(chosen.values())
+    if not picked:
         raise BenchConfigError("nothing to compare: no artifact matches the backends/artifacts/precision asked for")
-    return [Job(a.name, b, threads) for b, a in chosen.items()]
+    if config.mode == "raw":
+        _check_raw(be.name for _, be in picked)
+    return [Job(a.name, be.name, threads) for a, be in picked]
 
 
 def parse_target(target: str) -> tuple[str, str]:
@@ -180,5 +247,5 @@ def parse_target(target: str) -> tuple[str, str]:
                      "qemu-arm64[:CPU,CPU]")
 
 
-__all__ = ["MODES", "TARGET_KINDS", "TASKS", "BenchConfig", "BenchConfigError", "Job", "matching", "parse_target",
-           "pick_jobs", "plan", "task_for"]
+__all__ = ["MODES", "RAW_BACKENDS", "TARGET_KINDS", "TASKS", "BenchConfig", "BenchConfigError", "Job", "matching",
+           "parse_target", "pick_jobs", "plan", "task_for"]

@@ -155,6 +155,17 @@ def _reason(r: Any) -> str:
     return reason[len(prefix):] if reason.startswith(prefix) else reason
 
 
+def _mode(r: Any) -> str:
+    """The timed level, with the busy count of a task-level run (``search/task · busy 1``) also for reports written
+    before results carried it in their mode, so quiet and busy rows never read alike."""
+    busy = (r.environment or {}).get("busy_processes")
+    return r.mode if busy is None or "busy" in r.mode else f"{r.mode} · busy {busy}"
+
+
+def _label(r: Any) -> str:
+    return r.label if _mode(r) == r.mode else f"{r.label} · busy {r.environment['busy_processes']}"
+
+
 #: Counts that sit beside quality figures in a manifest and are not quality.
 _NOT_QUALITY = frozenset({"users", "params", "queries", "samples"})
 
@@ -220,7 +231,7 @@ def to_markdown(report: BenchReport) -> str:
         load_ms = None if r.load_s is None else r.load_s * 1e3
         lines.append(
             f"| {r.artifact} | {r.backend}{'/' + r.provider if r.provider else ''}"
-            f"{'' if r.mode == 'session' else f' ({r.mode})'} | {r.threads or 'default'} | "
+            f"{'' if r.mode == 'session' else f' ({_mode(r)})'} | {r.threads or 'default'} | "
             f"{r.origin} | {_f(p.get('p50'))}{ci_txt} | {mark('p90')} | {mark('p99')} | {mark('p99.9')} | {lat.n} | "
             f"{_f(lat.throughput_per_s, 1)} | {_f(load_ms, 1)} | {_f(r.first_inference_ms)} | {_f(r.peak_rss_mb, 1)} | "
             f"{size} | {quality_text(r.quality)} | {cos} | {ratio} |")
@@ -297,7 +308,7 @@ def plot_latency(report: BenchReport, path: Path) -> Path:
             if name in lat.percentiles_ms:
                 ax.plot(lat.percentiles_ms[name], i, marker=marker, color="black", markersize=8, linestyle="none",
                         label=name if i == 0 else None)
-    ax.set_yticks(range(len(ok)), [f"{r.label} [{r.origin}]" for r in ok], fontsize=8)
+    ax.set_yticks(range(len(ok)), [f"{_label(r)} [{r.origin}]" for r in ok], fontsize=8)
     ax.set_xlabel("latency per call (ms): bar = p50 with CI")
     ax.set_title(f"{report.bundle['name']} — latency per backend ({report.target})")
     if ok:

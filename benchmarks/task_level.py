@@ -3,7 +3,8 @@ one worker process per job, quiet and with cores kept busy by spinning processes
 
 For each job and each busy count N: N spinning processes start, the worker loads the task, its levels (``task``,
 ``model`` and for search ``preprocess`` and ``scoring``) run in blocks, order rotated each round, and the spinners
-stop. Each row reports p50 per level and ``task / model`` at p50 with a bootstrap CI, against the target
+stop. Each result's mode names its task, level and busy count (``search/model · busy 1``). Each row reports p50 per
+level and ``task / model`` at p50 with a bootstrap CI, against the target
 (``ImageSearch.search`` p50 <= 2x the model's own p50).
 """
 
@@ -45,6 +46,12 @@ def busy_cores(n: int, python: str = sys.executable) -> Iterator[list[int]]:
                 p.wait()
 
 
+def task_mode(task: str | None, level: str, busy: int) -> str:
+    """A task-level result's mode, carrying the busy count so quiet and busy runs read apart wherever results are
+    listed (the main table, the JSON ``results``, the latency plot): ``search/task · busy 1``."""
+    return f"{task}/{level} · busy {busy}"
+
+
 def summarize_task(samples: dict[str, list[float]], config: Any,
                    by_round: dict[str, list[list[float]]] | None = None) -> dict[str, Any]:
     """p50 per level (ms) and task / model at p50 with its CI (a block bootstrap over the interleaved rounds when
@@ -81,7 +88,7 @@ def run_tasks(bundle: Path, jobs: list[Job], config: BenchConfig, progress: bool
                     try:
                         if client.error is not None:
                             results.append(failed("local", job.backend, client.error, artifact=job.artifact,
-                                                  threads=job.threads, mode=f"{job.task}/task",
+                                                  threads=job.threads, mode=task_mode(job.task, "task", busy),
                                                   environment={"busy_processes": busy}))
                             bar.update(config.rounds)
                             continue
@@ -100,10 +107,10 @@ def run_tasks(bundle: Path, jobs: list[Job], config: BenchConfig, progress: bool
                                  **summarize_task(samples, config, by_round)})
                     for lvl, s in samples.items():
                         env = {**info.get("environment", {}), "busy_processes": busy}
-                        raw = {**info, "status": "ok", "mode": f"{job.task}/{lvl}", "samples_s": s,
+                        raw = {**info, "status": "ok", "mode": task_mode(job.task, lvl, busy), "samples_s": s,
                                "peak_rss_kb": done.get("peak_rss_kb"), "environment": env}
                         results.append(from_raw(raw, "local", "local", config.bootstrap, config.keep_samples))
     return results, rows
 
 
-__all__ = ["TASK_RATIO_TARGET", "busy_cores", "run_tasks", "summarize_task"]
+__all__ = ["TASK_RATIO_TARGET", "busy_cores", "run_tasks", "summarize_task", "task_mode"]

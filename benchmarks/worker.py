@@ -128,14 +128,11 @@ def start(args: argparse.Namespace) -> tuple[Target, dict[str, Any]]:
     else:
         target = Target(args.bundle, args.backend, args.artifact, args.precision, args.threads, options or None,
                         check_finite=not args.no_finite_check)
-    main = target.levels[args.mode]
+    main = level_call(target, args.mode, args.backend)
     first = measure(main, 1, 0.0)[0]
     warm = max(MIN_WARMUP, args.warmup)
     for level in [args.mode, *(x for x in (args.levels or []) if x != args.mode)]:
-        if level not in target.levels:
-            raise ValueError(f"level {level!r} is not available for backend {args.backend!r}; "
-                             f"available: {sorted(target.levels)}")
-        measure(target.levels[level], warm, 0.0, 1)
+        measure(level_call(target, level, args.backend), warm, 0.0, 1)
     info = {
         **target.describe(), "threads": args.threads, "mode": args.mode, "import_s": target.import_s,
         "verify_s": target.verify_s, "load_s": target.load_s, "first_inference_s": first, "warmup": warm,
@@ -145,13 +142,27 @@ def start(args: argparse.Namespace) -> tuple[Target, dict[str, Any]]:
     return target, info
 
 
+def level_call(target: Target | TaskTarget, level: str, backend: str) -> Callable[[int], Any]:
+    """The callable timed at ``level``; a level this target lacks (``raw`` outside ONNX Runtime) is a
+    :class:`~edgecart.benchmarks.jobs.BenchConfigError` naming the levels it has."""
+    try:
+        return target.levels[level]
+    except KeyError:
+        from .jobs import RAW_BACKENDS, BenchConfigError
+
+        extra = (f" (level 'raw' exists only for {list(RAW_BACKENDS)})"
+                 if level == "raw" and backend not in RAW_BACKENDS else "")
+        raise BenchConfigError(f"level {level!r} is not available for backend {backend!r}{extra}; available: "
+                               f"{sorted(target.levels)}") from None
+
+
 def _cpus(text: str | None) -> list[int] | None:
     return [int(c) for c in text.split(",") if c.strip()] if text else None
 
 
 def oneshot(args: argparse.Namespace) -> dict[str, Any]:
     target, info = start(args)
-    samples = measure(target.levels[args.mode], args.iterations, args.seconds, 1 + info["warmup"])
+    samples = measure(level_call(target, args.mode, args.backend), args.iterations, args.seconds, 1 + info["warmup"])
     return {**info, "status": "ok", "samples_s": samples, "peak_rss_kb": peak_rss_kb()}
 
 
@@ -169,8 +180,12 @@ def serve(args: argparse.Namespace, inp: IO[str], out: IO[str]) -> None:
         cmd = json.loads(line)
         if cmd.get("cmd") == "run":
             level = cmd.get("level", args.mode)
-            samples = measure(target.levels[level], int(cmd.get("iterations", 1)), float(cmd.get("seconds", 0.0)),
-                              counter)
+            try:
+                call = level_call(target, level, args.backend)
+            except ValueError as exc:
+                say({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
+                continue
+            samples = measure(call, int(cmd.get("iterations", 1)), float(cmd.get("seconds", 0.0)), counter)
             counter += len(samples)
             say({"event": "samples", "level": level, "samples_s": samples})
         elif cmd.get("cmd") == "finish":

@@ -9,7 +9,6 @@ import os
 import tempfile
 from pathlib import Path
 
-from edgecart.exporters.bundle import unlisted_files
 from edgecart.runtime.errors import EdgecartError
 
 
@@ -37,6 +36,8 @@ def check_out(out: Path, cache: Path | None, bundle: str = "bundle") -> list[Pat
         remove_made(made)
         raise BuildOutputError(f"--out {out}: {b} is not an edgecart bundle (no manifest.json), and the build would "
                                "replace it, deleting it; move it away or choose another --out")
+    from edgecart.exporters.bundle import unlisted_files  # here: bench's --out check needs none of the exporters
+
     extra = unlisted_files(b) if b.is_dir() else []
     if extra:
         remove_made(made)

@@ -6,6 +6,7 @@ quiet and with ``--busy`` cores kept busy."""
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -18,6 +19,25 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _distinct_ints(text: str) -> tuple[int, ...]:
+    values = _ints(text)
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"{text!r} lists {', '.join(map(str, twice))} more than once; give each "
+                                         "count once")
+    return values
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}")
+    return value
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
@@ -27,17 +47,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     p.add_argument("bundle")
     p.add_argument("--backends", type=_names, default=None, help="e.g. onnxruntime,litert,executorch (default: all)")
-    p.add_argument("--threads", type=_ints, default=(1,), help="comma-separated thread counts (default 1)")
+    p.add_argument("--threads", type=_distinct_ints, default=(1,), help="comma-separated thread counts (default 1)")
     p.add_argument("--target", default="local", help="local | cuda | ssh://[user@]host[:port] | adb:SERIAL | "
                    "qemu-arm64[:CPU,CPU] (emulated: parity, no latency)")
     p.add_argument("--iterations", type=int, default=100, help="timed calls per job (at least)")
-    p.add_argument("--seconds", type=float, default=0.0, help="timed seconds per job (at least)")
+    p.add_argument("--seconds", type=_seconds, default=0.0,
+                   help="timed seconds per job (at least; default: none, --iterations alone)")
     p.add_argument("--warmup", type=int, default=10, help="warm-up calls (>= 10)")
     p.add_argument("--precision", default=None, help="only artifacts of this precision (fp32, int8)")
     p.add_argument("--artifacts", type=_names, default=None, help="only these artifact names")
     p.add_argument("--pin", type=_ints, default=None, help="pin each worker to these cores, e.g. 0 or 0,1")
     p.add_argument("--mode", choices=("session", "engine", "raw"), default="session",
-                   help="what is timed: Session.run (default), the engine call, or the raw library call")
+                   help="what is timed: Session.run (default), the engine call, or the raw library call (ONNX "
+                        "Runtime only: with --mode raw pass --backends onnxruntime)")
     p.add_argument("--no-finite-check", action="store_true",
                    help="time sessions loaded with check_finite=False (no NaN/Inf scan of the inputs)")
     p.add_argument("--out", default=None, help="directory for JSON, Markdown and PNG plots")
@@ -53,7 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="end to end: 'search' (uint8 picture -> top-10 via ImageSearch: preprocess / model / scoring) "
                         "or 'recommend' (history -> top-10 via Recommender), whichever fits the bundle, beside the "
                         "model alone")
-    p.add_argument("--busy", type=_ints, default=(0,),
+    p.add_argument("--busy", type=_distinct_ints, default=(0,),
                    help="with --task-level: spinning processes beside the run, one run per count, e.g. 0,1 "
                         "(quiet, then one core busy; default 0)")
     p.add_argument("--rounds", type=int, default=10, help="interleaving rounds for --compare/--overhead/--task-level")
@@ -72,18 +94,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from edgecart.benchmarks.harness import BenchConfig, bench, compare, overhead, parse_target, task_for
-    from edgecart.benchmarks.report import to_markdown
     from edgecart.runtime import open_bundle
 
     if args.public_key is not None:  # the signature, before anything runs (the harness verifies the files again)
         open_bundle(args.bundle, public_key=args.public_key)
-    if args.out is not None:  # before anything runs: a report into a bundle breaks it, a file in the way fails late
+    made: list[Path] = []
+    if args.out is not None:  # before anything runs: a report into a bundle breaks it, a file in the way would fail
+        # only once the run is over
+        from edgecart.outputs import writable_folder
         from edgecart.runtime.archive import enclosing_bundle, refuse_output_inside
 
         out = Path(args.out)
         inside = enclosing_bundle(out) or (Path(args.bundle) if Path(args.bundle).is_dir() else None)
         refuse_output_inside(out, inside, kind="folder")
+        made = writable_folder(out, "--out")  # a file above it, or a folder it cannot write: refused here
+    try:
+        rc = _run(args)
+    except BaseException:
+        _remove_made(made)  # refused (or stopped) before the report was written: no empty folders left behind
+        raise
+    if rc == 2:
+        _remove_made(made)
+    return rc
+
+
+def _remove_made(made: list[Path]) -> None:
+    from edgecart.outputs import remove_made
+
+    remove_made(made)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edgecart.benchmarks.harness import BenchConfig, bench, compare, overhead, parse_target, task_for
+    from edgecart.benchmarks.report import to_markdown
+    from edgecart.runtime import open_bundle
+
     tasks = None
     if args.task_level:
         tasks = (task_for(open_bundle(args.bundle).manifest),)

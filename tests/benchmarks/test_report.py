@@ -114,3 +114,20 @@ def test_quality_figures_are_found_one_level_down_and_reasons_are_not_doubled():
     report = BenchReport("bench", "cuda", {"name": "b", "version": "1", "task": "t"}, {}, {}, [r], "now")
     md = to_markdown(report)
     assert "**skipped**: no CUDA device" in md and "skipped: skipped" not in md
+
+
+def test_task_rows_show_their_busy_count_also_in_older_reports():
+    """Task-level results written before their mode carried the busy count still read apart (table and plot)."""
+    from edgecart.benchmarks.report import _label
+
+    cfg = BootstrapConfig(resamples=200)
+    results = [from_raw({**_raw("onnxruntime", ms), "mode": "search/task", "environment": {"busy_processes": n}},
+                        "local", "local", cfg) for ms, n in ((0.5, 0), (1.3, 1))]
+    manifest = SimpleNamespace(name="m", version="1", task="image_search", quality={})
+    report = BenchReport.create("task", manifest, {"mode": "session"}, results, target="local", command="x")
+    md = to_markdown(report)
+    assert "onnxruntime (search/task · busy 0) |" in md and "onnxruntime (search/task · busy 1) |" in md
+    assert len({_label(r) for r in results}) == 2 and _label(results[1]).endswith("search/task · busy 1")
+    new = from_raw({**_raw("onnxruntime", 1.0), "mode": "search/task · busy 1",
+                    "environment": {"busy_processes": 1}}, "local", "local", cfg)
+    assert _label(new) == new.label and new.label.count("busy") == 1  # said once

@@ -57,17 +57,25 @@ def test_search_task_quiet_and_busy(search_bundle, tmp_path, quiet_config):
         assert row["task_over_model"] > 0 and len(row["task_over_model_ci"]) == 2 and row["target_ratio"] == 2.0
         assert row["scoring_path"] == "int8->float32 copy" and row["approximate"] is False
     assert len(report.tasks[1]["busy_pids"]) == 1
-    assert {r.mode for r in report.results} == {"search/task", "search/preprocess", "search/model", "search/scoring"}
+    levels = ("task", "preprocess", "model", "scoring")
+    assert {r.mode for r in report.results} == {f"search/{lvl} · busy {n}" for lvl in levels for n in (0, 1)}
     assert all(r.ok for r in report.results)
     assert {r.environment["busy_processes"] for r in report.results} == {0, 1}
+    for r in report.results:
+        assert r.mode.endswith(f"busy {r.environment['busy_processes']}")
+    # quiet and busy rows read apart in the main table, the JSON results and the plot's labels
+    assert len({r.label for r in report.results}) == len(report.results)
     # the spinners are gone once the run is over
     pid = report.tasks[1]["busy_pids"][0]
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     back = read_report(tmp_path / "tiny.task.json")
     assert back.tasks == json.loads(json.dumps(report.tasks))
+    assert {r["mode"] for r in json.loads((tmp_path / "tiny.task.json").read_text())["results"]} == {
+        r.mode for r in report.results}
     md = (tmp_path / "tiny.task.md").read_text()
     assert "## Task level" in md and "| search | " in md
+    assert "(search/task · busy 0)" in md and "(search/task · busy 1)" in md
 
 
 def test_recommend_task(rec_bundle, quiet_config):
