@@ -25,15 +25,19 @@ def nodes_in_modules(model_path: Path, modules: Sequence[str]) -> list[str]:
     if not modules:
         return []
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    out = []
+    out, seen = [], set()
     for node in graph.node:
         meta = {p.key: p.value for p in node.metadata_props}
         try:
             scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
         except (ValueError, SyntaxError):
             scopes = []
+        seen.update(str(s) for s in scopes)
         if any(s == m or str(s).startswith(m + ".") for s in scopes for m in modules):
             out.append(node.name)
+    from .calibrate import check_module_names
+
+    check_module_names(modules, sorted(seen), "the recipe's exclude")  # a misspelt name must not pass unnoticed
     return out
 
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edgecart.config import ConfigError
+
 from ._pt2e_patterns import reused_pattern_graphs
 from .base import ExportRequest, QATData, UnsupportedRecipeError, is_toolchain_error
 from .recipes import QAT, QAT_LOSSES, DynamicInt8, QuantRecipe, StaticInt8
@@ -49,17 +51,18 @@ def quantization_config(recipe: QuantRecipe, get_config: GetConfig) -> Any:
     raise UnsupportedRecipeError(f"the PT2E quantizers cannot apply {recipe.name}")
 
 
+def _clean(path: str) -> str:
+    # torch.export writes "L['self'].features.0" or "features.0" depending on the version
+    return path.replace("L['self'].", "").replace("L__self__", "").lstrip(".")
+
+
 def module_filter(names: Sequence[str]) -> Callable[[Any], bool]:
     """True for an FX node created inside one of the modules ``names`` (a name covers its submodules)."""
-    def clean(path: str) -> str:
-        # torch.export writes "L['self'].features.0" or "features.0" depending on the version
-        return path.replace("L['self'].", "").replace("L__self__", "").lstrip(".")
-
     wanted = tuple(names)
 
     def inside(node: Any) -> bool:
         for entry in (node.meta.get("nn_module_stack") or {}).values():
-            path = clean(str(entry[0]))
+            path = _clean(str(entry[0]))
             if any(path == n or path.startswith(n + ".") for n in wanted):
                 return True
         return False
@@ -67,10 +70,33 @@ def module_filter(names: Sequence[str]) -> Callable[[Any], bool]:
     return inside
 
 
+def graph_module_names(graph_module: Any) -> list[str]:
+    """The modules the ops of an exported graph ran in, in graph order (each node's ``nn_module_stack``): the names
+    an ``exclude`` can use, for a torch module and for a ``.pt2`` alike."""
+    seen: dict[str, None] = {}
+    for node in graph_module.graph.nodes:
+        for entry in (node.meta.get("nn_module_stack") or {}).values():
+            path = _clean(str(entry[0]))
+            if path:
+                seen[path] = None
+    return list(seen)
+
+
+def check_module_names(names: Sequence[str], known: Sequence[str], where: str = "exclude") -> None:
+    """A ConfigError listing the ``names`` that match none of the module names ``known`` (a name covers its
+    submodules) and a few known ones: a misspelt name must not leave every layer quantized without a word. The
+    ONNX path can call it with ``[n for n, _ in model.named_modules()]``."""
+    known = [k for k in known if k]
+    unknown = [n for n in names if not any(k == n or k.startswith(n + ".") for k in known)]
+    if unknown:
+        raise ConfigError(f"{where} names modules the model does not have (or in which no op runs): {unknown}; "
+                          f"its modules include {known[:8]}")
+
+
 def keep_in_float(quantizer: Any, names: Sequence[str]) -> Any:
     """Make ``quantizer`` leave every op of the modules ``names`` in float: those nodes are marked as annotated
     with an empty annotation before the quantizer's own annotation runs (its pattern annotators skip annotated
-    nodes), so no observer is placed on them."""
+    nodes), so no observer is placed on them. A name that matches no module of the graph raises ConfigError."""
     if not names:
         return quantizer
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
@@ -80,6 +106,7 @@ def keep_in_float(quantizer: Any, names: Sequence[str]) -> Any:
     inner = quantizer.annotate
 
     def annotate(model: Any) -> Any:
+        check_module_names(names, graph_module_names(model), "the recipe's exclude")
         for node in model.graph.nodes:
             if node.op == "call_function" and inside(node):
                 node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(_annotated=True)

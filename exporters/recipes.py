@@ -26,6 +26,18 @@ ACTIVATIONS = ("auto", "int8", "uint8")
 OP_KINDS = ("conv", "linear")
 
 
+def _exclude(kind: str, names: Any) -> tuple[str, ...]:
+    """``exclude`` as a tuple of module names; a plain string (which would be split into characters) is refused."""
+    if isinstance(names, str):
+        raise ConfigError(f"{kind}.exclude is a list of module names, e.g. [{names!r}], not the string {names!r}")
+    try:
+        out = tuple(names)
+    except TypeError:
+        raise ConfigError(f"{kind}.exclude is a list of module names such as ['features.0'], got {names!r}") from None
+    _check_names(kind, out)
+    return out
+
+
 def _check_names(kind: str, names: tuple[str, ...]) -> None:
     for n in names:
         if not isinstance(n, str) or not n or n != n.strip():
@@ -36,7 +48,8 @@ def _check_names(kind: str, names: tuple[str, ...]) -> None:
 class StaticInt8:
     """int8 weights and int8 activations with ranges calibrated on sample inputs (post-training).
 
-    ``exclude``: module names (``features.0``; a name covers its submodules) kept in float. ``ops``: quantize only
+    ``exclude``: module names (``features.0``; a name covers its submodules) kept in float; a name that is no module
+    of the model is refused when the recipe is applied (PT2E paths). ``ops``: quantize only
     these op kinds (``conv``, ``linear``), keeping the rest (gathers, adds, norms, softmax) in float.
     ``activations``: ``int8`` (symmetric), ``uint8`` (asymmetric; lets ONNX Runtime fold ReLU/ReLU6 clips into the
     quantized convs) or ``auto`` (each toolchain's fastest measured choice: uint8 on ONNX Runtime, int8 on PT2E).
@@ -50,7 +63,7 @@ class StaticInt8:
     kind: ClassVar[str] = "static_int8"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "exclude", tuple(self.exclude))
+        object.__setattr__(self, "exclude", _exclude("static_int8", self.exclude))
         object.__setattr__(self, "ops", tuple(self.ops))
         if not isinstance(self.per_channel, bool):
             raise ConfigError("static_int8.per_channel must be true or false")
@@ -86,7 +99,7 @@ class DynamicInt8:
     kind: ClassVar[str] = "dynamic_int8"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "exclude", tuple(self.exclude))
+        object.__setattr__(self, "exclude", _exclude("dynamic_int8", self.exclude))
         if not isinstance(self.per_channel, bool):
             raise ConfigError("dynamic_int8.per_channel must be true or false")
         _check_names("dynamic_int8", self.exclude)
@@ -167,7 +180,7 @@ class QAT:
     kind: ClassVar[str] = "qat"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "exclude", tuple(self.exclude))
+        object.__setattr__(self, "exclude", _exclude("qat", self.exclude))
         if not isinstance(self.per_channel, bool):
             raise ConfigError("qat.per_channel must be true or false")
         for k in ("steps", "batch_size", "eval_every"):

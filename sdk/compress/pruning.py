@@ -22,12 +22,36 @@ IMPORTANCES = ("l2", "l1", "random")
 MODULE_KINDS = ("conv", "linear")
 
 
+def _names(where: str, names: Any) -> tuple[str, ...]:
+    """A tuple of module names; a plain string (which would be split into characters) is refused."""
+    if isinstance(names, str):
+        raise ConfigError(f"{where} is a list of module names, e.g. [{names!r}], not the string {names!r}")
+    try:
+        out = tuple(names)
+    except TypeError:
+        raise ConfigError(f"{where} is a list of module names, e.g. ['features.0'], got {names!r}") from None
+    bad = [n for n in out if not isinstance(n, str) or not n]
+    if bad:
+        raise ConfigError(f"{where}: {bad} are not module names such as 'features.0'")
+    return out
+
+
+def _unknown_names(where: str, names: Sequence[str], model: Any) -> None:
+    """A ConfigError listing the ``names`` that are no module of ``model`` (and a few that are)."""
+    known = [n for n, _m in model.named_modules() if n]
+    unknown = [n for n in names if n not in set(known)]
+    if unknown:
+        raise ConfigError(f"{where} names unknown modules {unknown}; the model's modules include {known[:8]}")
+
+
 @dataclass(frozen=True)
 class StructuredPruning:
     """Remove ``ratio`` of the channels of every prunable layer group (or of the whole net with ``global_pruning``).
 
-    ``ignore``: module names never pruned. The layers that produce the model's outputs are always kept whole, so the
-    I/O spec does not change. ``round_to``: keep channel counts multiples of this (vector-friendly, e.g. 8).
+    ``ignore``: module names never pruned (a list of names; an unknown name is an error). The layers that produce the
+    model's outputs (every one of them, for a model with several outputs) are always kept whole, so the I/O spec
+    does not change; the output shapes are checked after pruning, and a changed shape is an error. ``round_to``:
+    keep channel counts multiples of this (vector-friendly, e.g. 8).
     ``heads``: ``(module name, number of heads)`` of each fused q/k/v projection of an attention layer: its output
     is pruned head by head (the same channels of every head, keeping the head count), and a ``head_dim`` attribute
     of the module that holds it is updated to the new per-head width. ``protect_outputs``: keep the layer that
@@ -48,7 +72,7 @@ class StructuredPruning:
     kind: ClassVar[str] = "structured"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ignore", tuple(self.ignore))
+        object.__setattr__(self, "ignore", _names("structured.ignore", self.ignore))
         try:
             heads = tuple((str(n), h) for n, h in self.heads)
         except (TypeError, ValueError):
@@ -72,7 +96,8 @@ class StructuredPruning:
 
 @dataclass(frozen=True)
 class MagnitudePruning:
-    """Zero the ``amount`` smallest-magnitude weights of the conv/linear layers (``scope``: per layer or global)."""
+    """Zero the ``amount`` smallest-magnitude weights of the conv/linear layers (``scope``: per layer or global).
+    ``ignore``: module names left dense (a name covers its submodules; an unknown name is an error)."""
 
     amount: float = 0.5
     scope: str = "layer"
@@ -82,7 +107,7 @@ class MagnitudePruning:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modules", tuple(self.modules))
-        object.__setattr__(self, "ignore", tuple(self.ignore))
+        object.__setattr__(self, "ignore", _names("magnitude.ignore", self.ignore))
         if not (isinstance(self.amount, (int, float)) and 0 < self.amount < 1):
             raise ConfigError("magnitude.amount must lie in (0, 1)")
         if self.scope not in ("layer", "global"):
@@ -130,19 +155,49 @@ def _kinds(kinds: Sequence[str]) -> tuple[type, ...]:
 
 def output_layers(model: Any, example_inputs: tuple[Any, ...]) -> list[str]:
     """Names of the conv/linear modules whose output reaches a model output without passing another conv/linear
-    (found by a forward pass with hooks recording the order of calls): pruning them would change the I/O spec."""
+    (every output of a model with several): pruning them would change the I/O spec. Found by a forward pass with
+    hooks recording the autograd node of each conv/linear output, then walking back the autograd graph from every
+    output tensor, stopping at those nodes."""
     import torch
+    from torch.utils._pytree import tree_leaves
 
+    produced: dict[Any, list[str]] = {}  # autograd node of a module's output -> module names
     order: list[str] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, _o, n=n: order.append(n))
+
+    def hook(_m: Any, _i: Any, out: Any, n: str) -> None:
+        order.append(n)
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.grad_fn is not None:
+                produced.setdefault(t.grad_fn, []).append(n)
+
+    hooks = [m.register_forward_hook(lambda m_, i_, o_, n=n: hook(m_, i_, o_, n))
              for n, m in model.named_modules() if isinstance(m, _kinds(MODULE_KINDS))]
+    params = [p for p in model.parameters() if p.is_floating_point() and not p.requires_grad]
+    for p in params:  # frozen weights still need an autograd graph to trace through
+        p.requires_grad_(True)
     try:
-        with torch.no_grad():
-            model.eval()(*example_inputs)
+        with torch.enable_grad():
+            outs = [t for t in tree_leaves(model.eval()(*example_inputs)) if isinstance(t, torch.Tensor)]
+            found: list[str] = []
+            seen: set[Any] = set()
+            stack = [t.grad_fn for t in outs if t.grad_fn is not None]
+            while stack:
+                fn = stack.pop()
+                if fn is None or fn in seen:
+                    continue
+                seen.add(fn)
+                if fn in produced:
+                    found.extend(n for n in produced[fn] if n not in found)
+                    continue
+                stack.extend(nxt for nxt, _ in fn.next_functions)
     finally:
         for h in hooks:
             h.remove()
-    return order[-1:] if order else []
+        for p in params:
+            p.requires_grad_(False)
+    if not found and order and not any(t.grad_fn is not None for t in outs):
+        return order[-1:]  # no autograd graph at all (outputs detached in forward): the last layer called
+    return sorted(found, key=order.index)
 
 
 def _structured(model: Any, cfg: StructuredPruning, example_inputs: tuple[Any, ...]) -> Any:
@@ -154,14 +209,10 @@ def _structured(model: Any, cfg: StructuredPruning, example_inputs: tuple[Any, .
     pruned = copy.deepcopy(model).eval()
     torch.manual_seed(cfg.seed)
     names = dict(pruned.named_modules())
-    unknown = [n for n in cfg.ignore if n not in names]
-    if unknown:
-        raise ConfigError(f"structured.ignore names unknown modules {unknown}; e.g. {list(names)[1:6]}")
-    unknown = [n for n, _h in cfg.heads if n not in names]
-    if unknown:
-        raise ConfigError(f"structured.heads names unknown modules {unknown}; e.g. {list(names)[1:6]}")
+    _unknown_names("structured.ignore", cfg.ignore, pruned)
+    _unknown_names("structured.heads", [n for n, _h in cfg.heads], pruned)
     keep = set(cfg.ignore) | (set(output_layers(pruned, example_inputs)) if cfg.protect_outputs else set())
-    before = _output_shapes(pruned, example_inputs) if not cfg.protect_outputs else None
+    before = _output_shapes(pruned, example_inputs)
     ignored = [names[n] for n in keep]
     num_heads = {names[n]: h for n, h in cfg.heads}
     kw: dict[str, Any] = {"num_heads": num_heads, "prune_head_dims": True, "prune_num_heads": False} \
@@ -185,10 +236,13 @@ def _structured(model: Any, cfg: StructuredPruning, example_inputs: tuple[Any, .
             parent.head_dim = names[n].out_features // 3 // h
     for p in pruned.parameters():
         p.requires_grad_(True)
-    if before is not None and _output_shapes(pruned, example_inputs) != before:
-        raise ConfigError("structured pruning with protect_outputs=false changed the model's output shapes "
-                          f"{before} -> {_output_shapes(pruned, example_inputs)}; keep protect_outputs=true (or "
-                          "list the output layer in structured.ignore)")
+    after = _output_shapes(pruned, example_inputs)
+    if after != before:
+        how = ("with protect_outputs=false changed the model's output shapes" if not cfg.protect_outputs else
+               "changed the model's output shapes although the output layers were kept whole")
+        fix = ("keep protect_outputs=true (or list the output layer in structured.ignore)" if not cfg.protect_outputs
+               else "list the layers that produce the outputs in structured.ignore")
+        raise ConfigError(f"structured pruning {how} {before} -> {after}; {fix}")
     return pruned
 
 
@@ -206,17 +260,18 @@ def _no_layers_hint(model: Any) -> str:
 
 def _output_shapes(model: Any, example_inputs: tuple[Any, ...]) -> list[tuple[int, ...]]:
     import torch
+    from torch.utils._pytree import tree_leaves
 
     with torch.no_grad():
         out = model.eval()(*example_inputs)
-    outs = out if isinstance(out, (tuple, list)) else (out,)
-    return [tuple(o.shape) for o in outs]
+    return [tuple(o.shape) for o in tree_leaves(out) if isinstance(o, torch.Tensor)]
 
 
 def _magnitude(model: Any, cfg: MagnitudePruning) -> Any:
     import torch.nn.utils.prune as tprune
 
     pruned = copy.deepcopy(model)
+    _unknown_names("magnitude.ignore", cfg.ignore, pruned)
     targets = [(m, "weight") for n, m in pruned.named_modules()
                if isinstance(m, _kinds(cfg.modules)) and n not in cfg.ignore
                and not any(n.startswith(i + ".") for i in cfg.ignore)]

@@ -82,21 +82,44 @@ def _outputs(model: Any, data: Sequence[tuple[Any, ...]]) -> list[Any]:
     return out
 
 
+#: aten ops of the layers the diagnosis ranks, for a model known only by its graph (a ``.pt2``).
+_LAYER_OPS = ("conv1d", "conv2d", "convolution", "_convolution", "linear")
+
+
+def _owner(node: Any) -> str | None:
+    """The innermost module an FX node ran in (its ``nn_module_stack``), None for the root or without metadata."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return None
+    path = str(list(stack.values())[-1][0])
+    return path.replace("L['self'].", "").replace("L__self__", "").lstrip(".") or None
+
+
 def quantizable_layers(model: Any) -> list[str]:
+    """The Conv1d/Conv2d/Linear layers of ``model`` by module name. A module with none that carries a graph (a
+    ``torch.export``'ed ``.pt2``: ``ep.module()`` keeps the weights, not the nn.Conv/nn.Linear objects) is read
+    through its graph: the module each conv/linear op ran in (``nn_module_stack``), the name ``exclude`` matches."""
     from torch import nn
 
-    return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    found = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    if found or not hasattr(model, "graph"):
+        return found
+    out: dict[str, None] = {}
+    for node in model.graph.nodes:
+        target = str(node.target)
+        if node.op != "call_function" or not target.startswith("aten.") or len(node.args) < 2:
+            continue
+        val = getattr(node.args[1], "meta", {}).get("val")  # the weight
+        if target.split(".")[1] in _LAYER_OPS and (val is None or val.dim() <= 4):  # no Conv3d, as for a module
+            name = _owner(node)
+            if name:
+                out[name] = None
+    return list(out)
 
 
 def _fused_followers(graph: Any) -> dict[str, tuple[str, ...]]:
     """conv module -> the BatchNorm module that consumes its output (exporters fold the two into one node)."""
-    def owner(node: Any) -> str | None:
-        stack = node.meta.get("nn_module_stack") or {}
-        if not stack:
-            return None
-        path = str(list(stack.values())[-1][0])
-        return path.replace("L['self'].", "").replace("L__self__", "").lstrip(".")
-
+    owner = _owner
     out: dict[str, tuple[str, ...]] = {}
     for node in graph.graph.nodes:
         if node.op == "call_function" and "conv" in str(node.target):
@@ -113,7 +136,8 @@ def diagnose_int8(model: Any, example_inputs: tuple[Any, ...], calibration: Sequ
                   progress: Callable[[str], None] | None = None) -> list[LayerError]:
     """Quantize one layer at a time with ``recipe`` (PT2E / XNNPACK numerics), run the calibration inputs and
     compare the model's outputs with the float model's: the layers whose quantization alone loses the most come
-    first. ``layers`` defaults to every Conv/Linear module."""
+    first. ``layers`` defaults to every Conv/Linear module (of a ``.pt2``, found through its graph: see
+    :func:`quantizable_layers`); a name in ``layers`` that is no module of the model raises ConfigError."""
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -127,7 +151,7 @@ def diagnose_int8(model: Any, example_inputs: tuple[Any, ...], calibration: Sequ
     typed = dataclasses.replace(typed, exclude=())
     if isinstance(typed, StaticInt8):
         typed = dataclasses.replace(typed, ops=())
-    from edgecart.exporters.calibrate import keep_in_float, quantization_config
+    from edgecart.exporters.calibrate import check_module_names, keep_in_float, quantization_config
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -139,8 +163,9 @@ def diagnose_int8(model: Any, example_inputs: tuple[Any, ...], calibration: Sequ
     with torch.no_grad():
         graph = torch.export.export(model, tuple(example_inputs)).module()
     followers = _fused_followers(graph)
-    candidates = list(layers) if layers is not None else quantizable_layers(model)
     every = quantizable_layers(model)
+    candidates = list(layers) if layers is not None else every
+    check_module_names(candidates, [*every, *(n for n, _m in model.named_modules())], "diagnose_int8 layers")
     results = []
     for name in candidates:
         if progress:

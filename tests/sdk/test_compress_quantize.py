@@ -56,3 +56,25 @@ def test_qat_and_dynamic_recipes_export_and_run(tmp_path, data, fmt, recipe):
     got = load(tmp_path / "b", backend, precision="int8").run(val[4][0].numpy())["embedding"].ravel()
     want = model(val[4][0]).detach().numpy().ravel()
     assert float(got @ want / np.linalg.norm(got) / np.linalg.norm(want)) > 0.98
+
+
+def test_the_int8_rescue_finds_the_layers_of_a_pt2_model(tmp_path):
+    """A torch.export'ed (.pt2) model has no nn.Conv/nn.Linear objects: its layers are found through the graph, so
+    the diagnosis ranks them and the rescue keeps the worst in float by that name."""
+    from edgecart.compress import diagnose_int8, rescue_plan
+    from edgecart.compress.quantization import quantizable_layers
+    from edgecart.compress.user_model import load_model
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 6 * 6, 4)).eval()
+    calib = [(torch.randn(1, 3, 6, 6),) for _ in range(4)]
+    torch.export.save(torch.export.export(model, calib[0]), str(tmp_path / "m.pt2"))
+    pt2, _ = load_model(str(tmp_path / "m.pt2"))
+    assert quantizable_layers(pt2) == quantizable_layers(model) == ["0", "3"]
+    diag = diagnose_int8(pt2, calib[0], calib)
+    assert sorted(d.layer for d in diag) == ["0", "3"]
+    plans, _ = rescue_plan(pt2, calib[0], calib, StaticInt8(), keep_float=1, qat=None, diagnosis=diag)
+    assert [p.exclude for p in plans] == [(diag[0].layer,)]
+    q = quantize(pt2, plans[0], calib[0], calib)
+    assert q(*calib[0]).shape == (1, 4)
