@@ -26,22 +26,24 @@ ACTIVATIONS = ("auto", "int8", "uint8")
 OP_KINDS = ("conv", "linear")
 
 
-def _exclude(kind: str, names: Any) -> tuple[str, ...]:
-    """``exclude`` as a tuple of module names; a plain string (which would be split into characters) is refused."""
+def module_names(where: str, names: Any) -> tuple[str, ...]:
+    """``names`` as a tuple of module names (``features.0``), for ``exclude`` here and pruning's ``ignore``: a plain
+    string (which would be split into characters), a non-iterable or an item that is not a name is a ConfigError
+    naming ``where``."""
     if isinstance(names, str):
-        raise ConfigError(f"{kind}.exclude is a list of module names, e.g. [{names!r}], not the string {names!r}")
+        raise ConfigError(f"{where} is a list of module names, e.g. [{names!r}], not the string {names!r}")
     try:
         out = tuple(names)
     except TypeError:
-        raise ConfigError(f"{kind}.exclude is a list of module names such as ['features.0'], got {names!r}") from None
-    _check_names(kind, out)
+        raise ConfigError(f"{where} is a list of module names, e.g. ['features.0'], got {names!r}") from None
+    bad = [n for n in out if not isinstance(n, str) or not n or n != n.strip()]
+    if bad:
+        raise ConfigError(f"{where}: {bad} are not module names such as 'features.0'")
     return out
 
 
-def _check_names(kind: str, names: tuple[str, ...]) -> None:
-    for n in names:
-        if not isinstance(n, str) or not n or n != n.strip():
-            raise ConfigError(f"{kind}.exclude: {n!r} is not a module name such as 'features.0'")
+def _exclude(kind: str, names: Any) -> tuple[str, ...]:
+    return module_names(f"{kind}.exclude", names)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,6 @@ class StaticInt8:
         bad = [o for o in self.ops if o not in OP_KINDS]
         if bad:
             raise ConfigError(f"static_int8.ops {bad} unknown; known: {list(OP_KINDS)}")
-        _check_names("static_int8", self.exclude)
 
     @property
     def name(self) -> str:
@@ -102,7 +103,6 @@ class DynamicInt8:
         object.__setattr__(self, "exclude", _exclude("dynamic_int8", self.exclude))
         if not isinstance(self.per_channel, bool):
             raise ConfigError("dynamic_int8.per_channel must be true or false")
-        _check_names("dynamic_int8", self.exclude)
 
     @property
     def name(self) -> str:
@@ -198,7 +198,6 @@ class QAT:
             raise ConfigError(f"qat.ema must lie in [0, 1) (0 = no averaging), got {self.ema!r}")
         if not (isinstance(self.holdout, (int, float)) and 0 < self.holdout < 1):
             raise ConfigError(f"qat.holdout must lie in (0, 1), got {self.holdout!r}")
-        _check_names("qat", self.exclude)
 
     @property
     def name(self) -> str:

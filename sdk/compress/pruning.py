@@ -16,24 +16,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from edgecart.config import ConfigError, from_dict, to_dict
+from edgecart.exporters.recipes import module_names as _names
 from edgecart.runtime.registry import Registry
 
 IMPORTANCES = ("l2", "l1", "random")
 MODULE_KINDS = ("conv", "linear")
-
-
-def _names(where: str, names: Any) -> tuple[str, ...]:
-    """A tuple of module names; a plain string (which would be split into characters) is refused."""
-    if isinstance(names, str):
-        raise ConfigError(f"{where} is a list of module names, e.g. [{names!r}], not the string {names!r}")
-    try:
-        out = tuple(names)
-    except TypeError:
-        raise ConfigError(f"{where} is a list of module names, e.g. ['features.0'], got {names!r}") from None
-    bad = [n for n in out if not isinstance(n, str) or not n]
-    if bad:
-        raise ConfigError(f"{where}: {bad} are not module names such as 'features.0'")
-    return out
 
 
 def _unknown_names(where: str, names: Sequence[str], model: Any) -> None:
