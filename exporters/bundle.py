@@ -55,10 +55,15 @@ def _refuse_non_bundle(out: Path) -> None:
                           "replacing it would delete it; remove it yourself or choose another --out")
     extra = unlisted_files(out)
     if extra:
-        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        shown = some_paths(extra)
         raise BundleError(f"refusing to replace {out}: it holds {len(extra)} file(s) its manifest does not list "
                           f"({shown}), which replacing the bundle would delete; move them out of the bundle folder "
                           "first, or choose another --out")
+
+
+def some_paths(paths: list[str], n: int = 5) -> str:
+    """The first ``n`` of ``paths`` for a message, and how many more there are."""
+    return ", ".join(paths[:n]) + (f" and {len(paths) - n} more" if len(paths) > n else "")
 
 
 def unlisted_files(bundle: Path) -> list[str]:

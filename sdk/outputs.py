@@ -36,12 +36,12 @@ def check_out(out: Path, cache: Path | None, bundle: str = "bundle") -> list[Pat
         remove_made(made)
         raise BuildOutputError(f"--out {out}: {b} is not an edgecart bundle (no manifest.json), and the build would "
                                "replace it, deleting it; move it away or choose another --out")
-    from edgecart.exporters.bundle import unlisted_files  # here: bench's --out check needs none of the exporters
+    from edgecart.exporters.bundle import some_paths, unlisted_files  # here: bench's --out check needs no exporter
 
     extra = unlisted_files(b) if b.is_dir() else []
     if extra:
         remove_made(made)
-        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        shown = some_paths(extra)
         raise BuildOutputError(f"--out {out}: the bundle {b} holds {len(extra)} file(s) its manifest does not list "
                                f"({shown}), which the build's new bundle would delete; move them out of {b} first, "
                                "or choose another --out")
