@@ -35,7 +35,7 @@ def nodes_in_modules(model_path: Path, modules: Sequence[str]) -> list[str]:
         seen.update(str(s) for s in scopes)
         if any(s == m or str(s).startswith(m + ".") for s in scopes for m in modules):
             out.append(node.name)
-    from .calibrate import check_module_names
+    from .recipes import check_module_names
 
     check_module_names(modules, sorted(seen), "the recipe's exclude")  # a misspelt name must not pass unnoticed
     return out

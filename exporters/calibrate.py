@@ -11,11 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edgecart.config import ConfigError
-
 from ._pt2e_patterns import reused_pattern_graphs
 from .base import ExportRequest, QATData, UnsupportedRecipeError, is_toolchain_error
-from .recipes import QAT, QAT_LOSSES, DynamicInt8, QuantRecipe, StaticInt8
+from .recipes import QAT, QAT_LOSSES, DynamicInt8, QuantRecipe, StaticInt8, check_module_names
 
 #: ``get_config(is_per_channel=..., is_qat=..., is_dynamic=...)`` of a PT2E quantizer module.
 GetConfig = Callable[..., Any]
@@ -80,17 +78,6 @@ def graph_module_names(graph_module: Any) -> list[str]:
             if path:
                 seen[path] = None
     return list(seen)
-
-
-def check_module_names(names: Sequence[str], known: Sequence[str], where: str = "exclude") -> None:
-    """A ConfigError listing the ``names`` that match none of the module names ``known`` (a name covers its
-    submodules) and a few known ones: a misspelt name must not leave every layer quantized without a word. The
-    ONNX path can call it with ``[n for n, _ in model.named_modules()]``."""
-    known = [k for k in known if k]
-    unknown = [n for n in names if not any(k == n or k.startswith(n + ".") for k in known)]
-    if unknown:
-        raise ConfigError(f"{where} names modules the model does not have (or in which no op runs): {unknown}; "
-                          f"its modules include {known[:8]}")
 
 
 def keep_in_float(quantizer: Any, names: Sequence[str]) -> Any:

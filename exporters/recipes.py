@@ -12,6 +12,7 @@ an unknown name raises :class:`~edgecart.runtime.errors.UnknownNameError` listin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,6 +41,17 @@ def module_names(where: str, names: Any) -> tuple[str, ...]:
     if bad:
         raise ConfigError(f"{where}: {bad} are not module names such as 'features.0'")
     return out
+
+
+def check_module_names(names: Sequence[str], known: Sequence[str], where: str = "exclude") -> None:
+    """A ConfigError listing the ``names`` that match none of the module names ``known`` (a name covers its
+    submodules) and a few known ones: a misspelt name must not leave every layer quantized (or pruned) without a
+    word. Pruning and the ONNX path call it with ``[n for n, _ in model.named_modules()]``."""
+    known = [k for k in known if k]
+    unknown = [n for n in names if not any(k == n or k.startswith(n + ".") for k in known)]
+    if unknown:
+        raise ConfigError(f"{where} names modules the model does not have (or in which no op runs): {unknown}; "
+                          f"its modules include {known[:8]}")
 
 
 def _exclude(kind: str, names: Any) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from edgecart.config import ConfigError, from_dict, to_dict
+from edgecart.exporters.recipes import check_module_names
 from edgecart.exporters.recipes import module_names as _names
 from edgecart.runtime.registry import Registry
 
@@ -24,11 +25,7 @@ MODULE_KINDS = ("conv", "linear")
 
 
 def _unknown_names(where: str, names: Sequence[str], model: Any) -> None:
-    """A ConfigError listing the ``names`` that are no module of ``model`` (and a few that are)."""
-    known = [n for n, _m in model.named_modules() if n]
-    unknown = [n for n in names if n not in set(known)]
-    if unknown:
-        raise ConfigError(f"{where} names unknown modules {unknown}; the model's modules include {known[:8]}")
+    check_module_names(names, [n for n, _m in model.named_modules()], where)
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,8 @@ def diagnose_int8(model: Any, example_inputs: tuple[Any, ...], calibration: Sequ
     typed = dataclasses.replace(typed, exclude=())
     if isinstance(typed, StaticInt8):
         typed = dataclasses.replace(typed, ops=())
-    from edgecart.exporters.calibrate import check_module_names, keep_in_float, quantization_config
+    from edgecart.exporters.calibrate import keep_in_float, quantization_config
+    from edgecart.exporters.recipes import check_module_names
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
