@@ -28,6 +28,10 @@ def _unknown_names(where: str, names: Sequence[str], model: Any) -> None:
     check_module_names(names, [n for n, _m in model.named_modules()], where)
 
 
+def _whole(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
 @dataclass(frozen=True)
 class StructuredPruning:
     """Remove ``ratio`` of the channels of every prunable layer group (or of the whole net with ``global_pruning``).
@@ -35,7 +39,8 @@ class StructuredPruning:
     ``ignore``: module names never pruned (a list of names; an unknown name is an error). The layers that produce the
     model's outputs (every one of them, for a model with several outputs) are always kept whole, so the I/O spec
     does not change; the output shapes are checked after pruning, and a changed shape is an error. ``round_to``:
-    keep channel counts multiples of this (vector-friendly, e.g. 8).
+    keep channel counts multiples of this (vector-friendly, e.g. 8); the kept count is rounded down, so a small
+    layer may lose more than ``ratio`` (8 channels at ratio 0.3 and ``round_to`` 4 keep 4).
     ``heads``: ``(module name, number of heads)`` of each fused q/k/v projection of an attention layer: its output
     is pruned head by head (the same channels of every head, keeping the head count), and a ``head_dim`` attribute
     of the module that holds it is updated to the new per-head width. ``protect_outputs``: keep the layer that
@@ -68,14 +73,19 @@ class StructuredPruning:
         object.__setattr__(self, "heads", heads)
         if not isinstance(self.protect_outputs, bool):
             raise ConfigError("structured.protect_outputs must be true or false")
-        if not (isinstance(self.ratio, (int, float)) and 0 < self.ratio < 1):
+        if not (isinstance(self.ratio, (int, float)) and not isinstance(self.ratio, bool) and 0 < self.ratio < 1):
             raise ConfigError("structured.ratio must lie in (0, 1), e.g. 0.5 removes half of the channels")
         if self.importance not in IMPORTANCES:
             raise ConfigError(f"structured.importance {self.importance!r} unknown; known: {list(IMPORTANCES)}")
-        if self.round_to is not None and self.round_to < 1:
-            raise ConfigError("structured.round_to must be >= 1")
-        if self.iterative_steps < 1:
-            raise ConfigError("structured.iterative_steps must be >= 1")
+        if self.round_to is not None and not _whole(self.round_to, 1):
+            raise ConfigError(f"structured.round_to must be a whole number >= 1 (e.g. 8) or absent, got "
+                              f"{self.round_to!r}")
+        if not _whole(self.iterative_steps, 1):
+            raise ConfigError(f"structured.iterative_steps must be a whole number >= 1, got {self.iterative_steps!r}")
+        if not _whole(self.seed, 0):
+            raise ConfigError(f"structured.seed must be a whole number >= 0, got {self.seed!r}")
+        if not isinstance(self.global_pruning, bool):
+            raise ConfigError(f"structured.global_pruning must be true or false, got {self.global_pruning!r}")
 
 
 @dataclass(frozen=True)

@@ -129,3 +129,19 @@ def test_structured_pruning_refuses_bad_heads_and_changed_outputs(model):
     x = torch.randn(1, 1, 28, 28)
     with pytest.raises(ConfigError, match="output shapes"):  # the CNN's output layer would lose units
         prune(model, StructuredPruning(ratio=0.5, protect_outputs=False), (x,))
+
+
+@pytest.mark.parametrize("field, value", [("round_to", "8"), ("round_to", 2.5), ("round_to", True),
+                                          ("iterative_steps", "2"), ("iterative_steps", 1.5), ("seed", "0"),
+                                          ("ratio", True), ("global_pruning", "yes")])
+def test_structured_pruning_refuses_ill_typed_fields_with_a_config_error(field, value):
+    from edgecart.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"structured.{field}"):
+        StructuredPruning(**{field: value})
+
+
+def test_structured_pruning_round_to_rounds_the_kept_channels_down_as_documented(model):
+    x = torch.randn(1, 1, 28, 28)
+    small = prune(model, StructuredPruning(ratio=0.3, round_to=4), (x,))
+    assert small.features[0].out_channels == 4  # 8 * 0.7 = 5.6 kept, rounded down to a multiple of 4
