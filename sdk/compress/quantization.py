@@ -39,7 +39,13 @@ def quantize(model: Any, recipe: QuantRecipe | str, example_inputs: tuple[Any, .
 
     typed = resolve_recipe(recipe)
     if not pt2e_supports(typed):
-        raise ConfigError(f"quantize() simulates PT2E recipes; {typed.name} is applied by the ONNX exporter only")
+        from edgecart.exporters import EXPORTERS
+
+        fmts = [f for f in EXPORTERS.names() if EXPORTERS[f].supports(typed)]
+        who = (f"the {' and '.join(fmts)} exporter{'s' if len(fmts) > 1 else ''} only" if fmts
+               else "no exporter")
+        raise ConfigError(f"quantize() simulates PT2E recipes; {typed.name} is applied by {who} (export it with "
+                          "edgecart.exporters.export and measure the file instead)")
     if not calibration:
         raise ConfigError("quantize() needs calibration inputs: a list of input tuples")
     req = ExportRequest(model, tuple(example_inputs), ("x",) * len(example_inputs), ("y",), "int8", typed,

@@ -35,8 +35,16 @@ def test_quantize_simulates_the_recipe_close_to_float(data, recipe):
 
 def test_quantize_refuses_recipes_only_onnx_runtime_applies(data):
     model, calib, _ = data
-    with pytest.raises(ConfigError, match="ONNX exporter"):
+    with pytest.raises(ConfigError, match=r"applied by the onnx exporter only\b"):
         quantize(model, StaticInt8(calibration="percentile"), calib[0], calib)
+
+
+def test_quantize_names_every_exporter_that_applies_weight_only_int8(data):
+    from edgecart.compress import WeightOnlyInt8
+
+    model, calib, _ = data
+    with pytest.raises(ConfigError, match=r"applied by the onnx and tflite exporters\b"):
+        quantize(model, WeightOnlyInt8(), calib[0], calib)
 
 
 @pytest.mark.parametrize("fmt,recipe", [("executorch", QAT(steps=4, lr=1e-4)), ("onnx", DynamicInt8())],
