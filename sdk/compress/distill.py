@@ -209,6 +209,12 @@ def distill(student: Any, teacher: Any, data: DistillData, config: DistillConfig
     resumed = 0
     if resume and ckpt is not None and ckpt.is_file():
         resumed = _load_checkpoint(ckpt, student, projections, opt, sched, state, config)
+        if resumed and (validate is not None) != bool(state["scores"]):
+            was, now, harm = (("with", "without", "bring back an earlier best epoch instead of the last")
+                              if state["scores"] else
+                              ("without", "with", "pick a best epoch among epochs never scored"))
+            raise DistillError(f"{ckpt} was written by a run {was} validate=; resuming it {now} one would {harm}; "
+                               f"resume {was} validate=, or delete the checkpoint to start over")
     if teacher is not None and hasattr(teacher, "eval"):
         teacher.eval()
     stopped = False

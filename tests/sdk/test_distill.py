@@ -201,6 +201,34 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
         distill(fresh(), teacher, DistillData(x), other, checkpoint_dir=tmp_path, resume=True, progress=False)
 
 
+def test_resume_refuses_to_switch_model_selection_on_or_off(tmp_path):
+    x, teacher = _toy(4)
+    cfg = DistillConfig(losses=(MSE(),), epochs=3, batch_size=16, lr=5e-3)
+
+    def fresh():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, 6))
+
+    def crash_at_second(_m, calls={"n": 0}):  # noqa: B006 - a counter kept across calls
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return 1.0
+
+    with pytest.raises(KeyboardInterrupt):
+        distill(fresh(), teacher, DistillData(x), cfg, checkpoint_dir=tmp_path / "v", validate=crash_at_second,
+                progress=False)
+    # without validate the old best epoch's weights would come back instead of the last epoch's
+    with pytest.raises(DistillError, match="validate"):
+        distill(fresh(), teacher, DistillData(x), cfg, checkpoint_dir=tmp_path / "v", resume=True, progress=False)
+
+    # and a run checkpointed without validation cannot pick a best epoch among epochs it never scored
+    distill(fresh(), teacher, DistillData(x), cfg, checkpoint_dir=tmp_path / "u", progress=False)
+    with pytest.raises(DistillError, match="validate"):
+        distill(fresh(), teacher, DistillData(x), cfg, checkpoint_dir=tmp_path / "u", resume=True,
+                validate=lambda m: 1.0, progress=False)
+
+
 _DDP_SCRIPT = textwrap.dedent("""
     import os, sys, torch
     from edgecart.compress import Cosine, MSE, KLDivergence, DistillConfig, DistillData, distill
