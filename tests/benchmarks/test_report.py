@@ -92,6 +92,18 @@ def test_markdown_table(report):
     assert "edgecart bench m" in md
 
 
+def test_times_fastest_compares_rows_at_the_same_thread_count(report):
+    four = from_raw({**_raw("onnxruntime", 0.5), "threads": 4}, "local", "local", BootstrapConfig(resamples=200))
+    md = to_markdown(BenchReport.create("bench", SimpleNamespace(name="m", version="1", task="image_search",
+                                                                 quality={}),
+                                        report.config, [*report.results, four], target="local"))
+    rows = [line for line in md.splitlines() if line.startswith("| m.fp32.")]
+    ratio = {(r.split("|")[2].strip(), r.split("|")[3].strip()): r.rstrip(" |").split("|")[-1].strip() for r in rows}
+    assert ratio[("litert", "1")] == "1.00" and ratio[("onnxruntime", "4")] == "1.00"
+    assert ratio[("onnxruntime", "1")].startswith(("1.9", "2.0", "2.1"))
+    assert "× fastest at its threads" in md
+
+
 def test_plots_are_written_even_without_quality_or_results(report, tmp_path):
     paths = write_report(report, tmp_path, stem="r")
     for key in ("latency_png", "tradeoff_png"):
