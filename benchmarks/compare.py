@@ -20,8 +20,8 @@ def interleave(clients: list[WorkerClient], level: str, rounds: int, per_round: 
                bar: Any = None, by_round: dict[int, list[list[float]]] | None = None,
                ) -> tuple[dict[int, list[float]], list[list[str]]]:
     """Run ``rounds`` rounds; in round r the clients go in order rotated by r. Returns samples per client index and
-    the schedule actually run (backend names per round); ``by_round``, when given, receives each client's samples
-    round by round (for the block bootstrap of :func:`ratios`)."""
+    the schedule actually run (``artifact · backend`` per round); ``by_round``, when given, receives each client's
+    samples round by round (for the block bootstrap of :func:`ratios`)."""
     samples: dict[int, list[float]] = {i: [] for i in range(len(clients))}
     schedule: list[list[str]] = []
     live = [i for i, c in enumerate(clients) if c.error is None]
@@ -37,7 +37,7 @@ def interleave(clients: list[WorkerClient], level: str, rounds: int, per_round: 
                 samples[i].extend(got)
                 if by_round is not None:
                     by_round.setdefault(i, [[] for _ in range(rounds)])[r] = list(got)
-                schedule[-1].append(c.job.backend)
+                schedule[-1].append(f"{c.job.artifact} · {c.job.backend}")
             except RuntimeError:
                 pass
         if bar is not None:
