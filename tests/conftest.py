@@ -33,6 +33,14 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
+def keys(tmp_path_factory):
+    """An Ed25519 key pair (private PEM path, public PEM path) for the signing tests."""
+    from edgecart.runtime.signing import generate_keypair
+
+    return generate_keypair(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="session")
 def tiny_inputs():
     rng = np.random.default_rng(0)
     return [rng.standard_normal((1, 1, 28, 28)).astype(np.float32) for _ in range(6)]

@@ -232,13 +232,6 @@ def test_pack_leaves_no_partial_file_and_cleans_dead_ones(tiny_bundle, tmp_path)
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    from edgecart.runtime.signing import generate_keypair
-
-    return generate_keypair(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture(scope="module")
 def schema():
     return json.loads(resources.files("edgecart.runtime").joinpath("manifest.schema.json").read_text())
 

@@ -23,11 +23,6 @@ from edgecart.runtime.signing import (
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    return generate_keypair(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture(scope="module")
 def other_keys(tmp_path_factory):
     return generate_keypair(tmp_path_factory.mktemp("other-keys"))
 

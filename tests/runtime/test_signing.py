@@ -12,17 +12,11 @@ from edgecart.runtime import BundleError, SignatureError, load, open_bundle
 pytest.importorskip("cryptography")
 
 from edgecart.runtime.signing import (  # noqa: E402
-    generate_keypair,
     key_id,
     load_private_key,
     load_public_key,
     sign_bundle,
 )
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    return generate_keypair(tmp_path_factory.mktemp("keys"))
 
 
 def test_signing_a_missing_bundle_says_no_such_bundle(tmp_path, keys):
