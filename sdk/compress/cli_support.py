@@ -101,10 +101,13 @@ def export_user_model(model_spec: str, *, out: str, formats: Sequence[str], reci
     else:
         unbatch = False
     pre = parse_preprocessing(preprocessing)
+    early = None
     if pre is not None:  # checked against the model's first input now, not when the bundle is written at the end
-        check_preprocessing(pre, infer_io_spec(model, tuple(example), names, output_names).inputs)
+        early = infer_io_spec(model, tuple(example), names, output_names)
+        check_preprocessing(pre, early.inputs)
     record: dict[str, Any] = {}
-    if rec is not None and (rec.prune is not None or rec.distill is not None):
+    staged = rec is not None and (rec.prune is not None or rec.distill is not None)
+    if staged:
         context: dict[str, Any] = {}
         if rec.distill is not None:
             from .distill import DistillData
@@ -118,8 +121,12 @@ def export_user_model(model_spec: str, *, out: str, formats: Sequence[str], reci
             context["data"] = DistillData(inputs=tuple(cols) if len(cols) > 1 else cols[0])
         model, record = rec.apply(model, example, progress=say, **context)
     declared = getattr(model, "io_spec", None)
-    io = declared if declared is not None and not names and not output_names else infer_io_spec(
-        model, tuple(example), names, output_names)
+    if declared is not None and not names and not output_names:
+        io = declared
+    elif early is not None and not staged:  # no float stage ran: the model is the one the early spec saw
+        io = early
+    else:
+        io = infer_io_spec(model, tuple(example), names, output_names)
     manifest = export_compressed(model, tuple(example), out=out, formats=formats, recipe=rec, calibration=calib,
                                  validation=val, golden_inputs=gold, io_spec=io,
                                  preprocessing=pre, name=name, version=version,

@@ -253,3 +253,25 @@ def test_preprocessing_that_does_not_fit_the_model_is_refused_before_any_stage(f
     with pytest.raises(ManifestError, match=r"preprocessing.*\(N, 3, 32, 32\).*\(1, 3, 8, 8\)"):
         cli_support.export_user_model(str(files / "cnn.pt2"), out=str(tmp_path / "b"), formats=["onnx"],
                                       preprocessing={"kind": "image", "size": [32, 32]})
+
+
+def test_preprocessing_checked_early_costs_no_second_io_spec_pass(files, tmp_path, monkeypatch):
+    import edgecart.exporters as exporters
+    from edgecart.compress import cli_support
+
+    calls, seen = [], {}
+    real = exporters.infer_io_spec
+    monkeypatch.setattr(exporters, "infer_io_spec", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    class Done(Exception):
+        pass
+
+    def capture(*_a, **k):
+        seen["io"] = k["io_spec"]
+        raise Done
+
+    monkeypatch.setattr("edgecart.compress.pipeline.export_compressed", capture)
+    with pytest.raises(Done):
+        cli_support.export_user_model(str(files / "cnn.pt2"), out=str(tmp_path / "b"), formats=["onnx"],
+                                      preprocessing={"kind": "image", "size": [8, 8]})
+    assert len(calls) == 1 and tuple(seen["io"].inputs[0].shape) == (1, 3, 8, 8)
