@@ -69,11 +69,10 @@ def fit(args: argparse.Namespace) -> int:
     set_torch_threads(1)
     data = _load(args.dataset, 5)
     split = leave_last_out(data)
-    if args.augment_copies:
-        split = _augmented(split, args.augment_copies, args.augment_drop, args.seed)
     tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, weight_decay=args.wd, seed=args.seed,
                        patience=args.patience or None, schedule=args.schedule,
-                       label_smoothing=args.label_smoothing, exclude_seen=args.exclude_seen)
+                       label_smoothing=args.label_smoothing, exclude_seen=args.exclude_seen,
+                       augment_copies=args.augment_copies, augment_drop=args.augment_drop)
     mcfg = SASRecConfig(data.num_items, args.max_len, args.dim, args.heads, args.layers, 2, args.dropout)
     torch.manual_seed(args.seed)
     model = SASRec(mcfg)
@@ -83,9 +82,10 @@ def fit(args: argparse.Namespace) -> int:
         teachers = load_fits(args.teacher, args.scores)
         distill = DistillConfig(top_k=args.top_k, temperature=args.temperature, alpha=args.alpha, hint=args.hint,
                                 pca_init=args.pca_init != "none")
-        windows, _ = training_windows(split.train, args.max_len)
         from edgecart.models.sasrec import as_teacher
-        from edgecart.recs.train import teacher_soft_targets
+        from edgecart.recs.train import teacher_soft_targets, training_split
+
+        windows, _ = training_windows(training_split(split, tcfg).train, args.max_len)
 
         kw = {"soft": teacher_soft_targets(as_teacher(teachers), windows, distill,
                                            exclude_seen=args.exclude_seen or args.soft_exclude_seen),
@@ -109,30 +109,8 @@ def fit(args: argparse.Namespace) -> int:
     record_fit(args, model, mcfg, tcfg, split, OUT, _command(), {
         "teacher": args.teacher or None, "distill": dataclasses.asdict(kw["distill"]) if kw else None,
         "best_epoch": log.best_epoch, "epochs_run": len(log.losses), "valid_curve": list(log.valid_ndcg),
-        "cpu_s": cpu, "wall_s": log.seconds,
-        **({"augment": {"copies": args.augment_copies, "drop": args.augment_drop}} if args.augment_copies else {})})
+        "cpu_s": cpu, "wall_s": log.seconds})
     return 0
-
-
-def _augmented(split, copies: int, drop: float, seed: int):
-    """``split`` whose training sequences are followed by ``copies`` altered copies of each: every item dropped
-    with probability ``drop`` (order kept; a copy keeps at least 2 items). Validation and test are untouched. With a
-    teacher, its soft targets are computed on the copies' windows too, so the student matches it on histories the log
-    never held (function matching on consistent views: Beyer et al., "Knowledge distillation: a good teacher is
-    patient and consistent", CVPR 2022); without one, the copies' own next items are the labels."""
-    import dataclasses
-
-    if not 0 < drop < 1:
-        raise SystemExit("--augment-drop must be in (0, 1)")
-    rng = np.random.default_rng(1_000_003 + seed)
-    extra = []
-    for _ in range(copies):
-        for s in split.train:
-            keep = rng.random(len(s)) >= drop
-            if keep.sum() < 2:
-                keep[-2:] = True
-            extra.append(np.asarray(s)[keep])
-    return dataclasses.replace(split, train=tuple(split.train) + tuple(extra))
 
 
 def _pca_init(model, teachers: list, how: str) -> None:
@@ -307,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--pca-init", default="none", choices=("none", "first", "concat"),
                    help="the student's item table from the teacher's: the first member's, or all members' side by side")
     s.add_argument("--augment-copies", type=int, default=0,
-                   help="train on this many item-dropped copies of each training sequence as well")
-    s.add_argument("--augment-drop", type=float, default=0.2, help="each copy drops each item with this probability")
+                   help="TrainConfig.augment_copies: item-dropped copies of each training history (rounds 16-17)")
+    s.add_argument("--augment-drop", type=float, default=0.2, help="TrainConfig.augment_drop")
     s.add_argument("--future", type=int, default=1, help="train each position on its next N items (label term)")
     s.add_argument("--future-decay", type=float, default=1.0)
     s.add_argument("--future-weight", type=float, default=0.5, help="weight of the next-N term (1 - it: next item)")

@@ -151,6 +151,24 @@ def training_windows(train: tuple[np.ndarray, ...], max_len: int) -> tuple[np.nd
     return np.stack(ins), np.stack(outs)
 
 
+def drop_copies(train: tuple[np.ndarray, ...], copies: int, drop: float, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """``copies`` altered copies of every training sequence (all of the first copy's sequences first): each item
+    dropped with probability ``drop``, the order kept; where fewer than 2 items would survive, the last 2 are kept
+    (a window needs an input and a target). The same ``seed`` gives the same copies."""
+    if copies < 0 or not 0 < drop < 1:
+        raise ValueError(f"copies must be >= 0 and drop in (0, 1), got {copies} and {drop}")
+    rng = np.random.default_rng(1_000_003 + seed)
+    out = []
+    for _ in range(copies):
+        for s in train:
+            s = np.asarray(s, np.int64)
+            keep = rng.random(len(s)) >= drop
+            if keep.sum() < 2:
+                keep[-2:] = True
+            out.append(s[keep])
+    return tuple(out)
+
+
 def future_targets(train: tuple[np.ndarray, ...], max_len: int, window: int,
                    decay: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """For the windows of :func:`training_windows`: at each position the next ``window`` items of the user's

@@ -18,7 +18,10 @@ class TrainConfig:
     cross-entropy (0 = none). ``exclude_seen``: rank only what the user has not seen, as the runtime does by
     default — at each position the items earlier in the window (never the position's own target) are left out of
     the softmax, and validation NDCG@10 leaves the user's seen items out; for logs where items are not repeated
-    (ratings, views of unique items), not for re-orders."""
+    (ratings, views of unique items), not for re-orders. ``augment_copies``: train on this many altered copies of
+    each training history as well (each item dropped with probability ``augment_drop``, order kept; the copies'
+    next items are their labels, and a distilled student gets the teacher's soft targets on them too); 0 = none.
+    Each copy adds one pass over the log to every epoch."""
 
     epochs: int = 20
     batch_size: int = 128
@@ -29,8 +32,16 @@ class TrainConfig:
     schedule: str = "constant"
     label_smoothing: float = 0.0
     exclude_seen: bool = False
+    augment_copies: int = 0
+    augment_drop: float = 0.2
 
     def __post_init__(self) -> None:
+        if self.augment_copies < 0:
+            raise ValueError(f"augment_copies (altered copies of each training history) must be >= 0, got "
+                             f"{self.augment_copies}")
+        if not 0.0 < self.augment_drop < 1.0:
+            raise ValueError(f"augment_drop (the chance that a copy drops an item) must lie in (0, 1), got "
+                             f"{self.augment_drop}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.schedule not in ("constant", "cosine"):

@@ -30,7 +30,7 @@ from .bundle import ArtifactRow, write_bundle
 from .config import RecsConfig
 from .metrics import evaluate_scores, format_ratio, paired_bootstrap, rank_metrics, target_ranks, user_ndcg
 from .teacher import _with_width, fingerprint, model_config, teacher_key, train_teacher
-from .train import eager_scores, pca_init, teacher_soft_targets, train
+from .train import eager_scores, pca_init, teacher_soft_targets, train, training_split
 
 Progress = Callable[[str], None] | None
 
@@ -217,7 +217,7 @@ def run_dataset(data: SequenceData, cfg: RecsConfig, out: Path | None, cache: Pa
                 if cfg.distill.alpha > 0 or cfg.distill.hint > 0:
                     from edgecart.data.sequences import training_windows
 
-                    windows, _ = training_windows(split.train, cfg.max_len)
+                    windows, _ = training_windows(training_split(split, cfg.student_train).train, cfg.max_len)
                     soft = teacher_soft_targets(teacher, windows, cfg.distill,
                                                 exclude_seen=cfg.student_train.exclude_seen)
                     kw = {"soft": soft, "distill": cfg.distill}

@@ -65,6 +65,9 @@ def train_key(train_cfg: Any) -> dict[str, Any]:
     for name, default in (("schedule", "constant"), ("label_smoothing", 0.0), ("exclude_seen", False)):
         if name in d and d[name] == default:
             d.pop(name)
+    if not d.get("augment_copies"):  # no copies: their drop rate is moot
+        d.pop("augment_copies", None)
+        d.pop("augment_drop", None)
     return d
 
 

@@ -8,6 +8,7 @@ epoch's weights are kept — the test targets are never looked at.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from edgecart.compress.distill import DistillConfig as SharedConfig
 from edgecart.compress.distill import DistillData
 from edgecart.compress.distill import distill as distill_
 from edgecart.compress.losses import LossTerm, MaskedHint, MaskedRankingKD, SequenceLabelCE
-from edgecart.data.sequences import Split, pad_batch, training_windows
+from edgecart.data.sequences import Split, drop_copies, pad_batch, training_windows
 from edgecart.models.sasrec import SASRec, SASRecEnsemble
 
 from .config import DistillConfig, TrainConfig
@@ -97,6 +98,18 @@ def teacher_soft_targets(teacher: SASRec | SASRecEnsemble, inputs: np.ndarray, c
     return SoftTargets(np.concatenate(idx), np.concatenate(wts), np.concatenate(hid) if hid else None)
 
 
+def training_split(split: Split, cfg: TrainConfig) -> Split:
+    """What :func:`train` learns from: ``split`` with ``cfg.augment_copies`` item-dropped copies of each training
+    history after the originals (:func:`edgecart.data.sequences.drop_copies`, seeded by ``cfg.seed``); validation
+    and test untouched; ``split`` itself without copies. Soft targets for a distilled student are made on its
+    windows, so the student matches the teacher on histories the log never held (matching a teacher on altered
+    inputs: Beyer et al., "Knowledge distillation: a good teacher is patient and consistent", CVPR 2022)."""
+    if not cfg.augment_copies:
+        return split
+    extra = drop_copies(split.train, cfg.augment_copies, cfg.augment_drop, cfg.seed)
+    return dataclasses.replace(split, train=tuple(split.train) + extra)
+
+
 def pca_init(student: SASRec, teacher: SASRec | SASRecEnsemble) -> None:
     """Set the student's item table to the teacher's projected on its top ``student dim`` principal directions
     (uncentred SVD, so dot products between items are kept as well as a rank-d table can), rescaled to the spread
@@ -169,13 +182,14 @@ def train(model: SASRec, split: Split, cfg: TrainConfig, *, soft: SoftTargets | 
     validation NDCG@10 is kept; ``cfg.patience`` stops early."""
     if (soft is None) != (distill is None):
         raise ValueError("pass both soft targets and a DistillConfig for distillation, or neither")
-    inputs, targets = training_windows(split.train, model.cfg.max_len)
+    inputs, targets = training_windows(training_split(split, cfg).train, model.cfg.max_len)
     if len(inputs) == 0:
         raise ValueError("no training windows: every training sequence is shorter than 2 items")
     if not np.array_equal(inputs == 0, targets == 0):
         raise ValueError("training windows must pad inputs and targets at the same positions")
     if soft is not None and soft.index.shape[:2] != inputs.shape:
-        raise ValueError("soft targets were made for other training windows")
+        raise ValueError("soft targets were made for other training windows (make them on the windows of "
+                         "training_split(split, cfg).train)")
     terms = loss_terms(distill, cfg.label_smoothing)
     cached = None
     if soft is not None and distill is not None:
