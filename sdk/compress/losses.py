@@ -303,25 +303,67 @@ class MaskedRankingKD(LossTerm):
         _check_top_k_temperature(self)
 
     def __call__(self, s, t, labels=None, projection=None):
+        from torch.nn import functional as F  # noqa: N812
+
+        idx, w = _soft_positives(self, t, labels, self.temperature)
+        s = _labelled(s, labels, self.ignore_index)
+        logp = F.log_softmax(s / self.temperature if self.temperature != 1 else s, dim=-1)
+        return -(logp.gather(1, idx) * w).sum(1).mean() * self.temperature ** 2
+
+
+def _soft_positives(term: Any, t: Any, labels: Any, temperature: float) -> tuple[Any, Any]:
+    """The teacher's soft positives at the labelled positions, (index [M, K], weight [M, K]): from its scores (the
+    top ``term.top_k`` columns, ``term.ignore_index`` excluded, weighted by their softmax at ``temperature``) or
+    from a dict computed once ahead of training (``index``, ``weight``)."""
+    import torch
+
+    if isinstance(t, dict):
+        if "index" not in t or "weight" not in t:
+            raise ValueError(f"{term.name}: precomputed teacher top-K needs 'index' and 'weight', got {sorted(t)}")
+        return (_labelled(t["index"], labels, term.ignore_index).long(),
+                _labelled(t["weight"], labels, term.ignore_index).float())
+    tt = _labelled(t, labels, term.ignore_index).float().clone()
+    excluded = 0 <= term.ignore_index < tt.shape[-1]
+    if excluded:
+        tt[:, term.ignore_index] = -torch.inf
+    top, idx = torch.topk(tt, min(term.top_k, tt.shape[-1] - int(excluded)), dim=-1)
+    return idx, torch.softmax(top / temperature, dim=-1)
+
+
+@_register
+@dataclass(frozen=True)
+class MaskedLabelRankingKD(LossTerm):
+    """The label cross-entropy and the ranking distillation of :class:`MaskedRankingKD` at temperature 1, over one
+    log-softmax of the student's scores: ``(1 - alpha) * CE(labels) + alpha * CE(soft positives)`` at the labelled
+    positions. Equal to ``SequenceLabelCE(weight=1 - alpha)`` plus ``MaskedRankingKD(weight=alpha, temperature=1)``
+    up to rounding, at about half their cost over a large catalogue (the full softmax, forward and backward, is most
+    of a small recommender's training step). ``t`` as for :class:`MaskedRankingKD`."""
+
+    alpha: float = 0.5
+    top_k: int = 50
+    ignore_index: int = 0
+    name: ClassVar[str] = "masked_label_ranking"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not _is_number(self.alpha) or not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"{self.name}: alpha must be a number in [0, 1], got {self.alpha!r}")
+        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 1:
+            raise ConfigError(f"{self.name}: top_k must be an integer >= 1, got {self.top_k!r}")
+
+    def __call__(self, s, t, labels=None, projection=None):
         import torch
         from torch.nn import functional as F  # noqa: N812
 
-        s = _labelled(s, labels, self.ignore_index)
-        if isinstance(t, dict):
-            if "index" not in t or "weight" not in t:
-                raise ValueError(f"masked_ranking: precomputed teacher top-K needs 'index' and 'weight', got "
-                                 f"{sorted(t)}")
-            idx = _labelled(t["index"], labels, self.ignore_index).long()
-            w = _labelled(t["weight"], labels, self.ignore_index).float()
-        else:
-            tt = _labelled(t, labels, self.ignore_index).float().clone()
-            excluded = 0 <= self.ignore_index < tt.shape[-1]
-            if excluded:
-                tt[:, self.ignore_index] = -torch.inf
-            top, idx = torch.topk(tt, min(self.top_k, tt.shape[-1] - int(excluded)), dim=-1)
-            w = torch.softmax(top / self.temperature, dim=-1)
-        logp = F.log_softmax(s / self.temperature, dim=-1)
-        return -(logp.gather(1, idx) * w).sum(1).mean() * self.temperature ** 2
+        if labels is None:
+            raise ValueError(f"the {self.name!r} loss needs labels: pass DistillData(labels=...)")
+        idx, w = _soft_positives(self, t, labels, 1.0)
+        y = labels.reshape(-1)
+        y = y[y != self.ignore_index].long()
+        logp = F.log_softmax(_labelled(s, labels, self.ignore_index), dim=-1)
+        cols = torch.cat([y[:, None], idx], dim=1)
+        weights = torch.cat([torch.full_like(w[:, :1], 1.0 - self.alpha), w * self.alpha], dim=1)
+        return -(logp.gather(1, cols) * weights).sum(1).mean()
 
 
 @_register
@@ -343,7 +385,7 @@ class MaskedHint(Hint):
         return F.mse_loss(projection(s), t.to(s.dtype))
 
 
-__all__ += ["MaskedHint", "MaskedRankingKD", "SequenceLabelCE"]  # noqa: PLE0605
+__all__ += ["MaskedHint", "MaskedLabelRankingKD", "MaskedRankingKD", "SequenceLabelCE"]  # noqa: PLE0605
 
 
 @_register

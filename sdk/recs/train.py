@@ -17,7 +17,7 @@ import torch
 from edgecart.compress.distill import DistillConfig as SharedConfig
 from edgecart.compress.distill import DistillData
 from edgecart.compress.distill import distill as distill_
-from edgecart.compress.losses import LossTerm, MaskedHint, MaskedRankingKD, SequenceLabelCE
+from edgecart.compress.losses import LossTerm, MaskedHint, MaskedLabelRankingKD, MaskedRankingKD, SequenceLabelCE
 from edgecart.data.sequences import Split, drop_copies, pad_batch, training_windows
 from edgecart.models.sasrec import SASRec, SASRecEnsemble
 
@@ -161,14 +161,21 @@ def loss_terms(distill: DistillConfig | None, label_smoothing: float = 0.0) -> t
     """The shared trainer's loss terms for a recommendations run: masked label cross-entropy over the full catalogue
     (weight ``1 - alpha`` when distilling), ranking KD over the teacher's top-K at ``temperature`` (weight
     ``alpha``), a hint on the hidden states through a projection (weight ``hint``); terms of weight 0 are left out;
-    ``label_smoothing`` smooths the label term."""
+    ``label_smoothing`` smooths the label term. At temperature 1 without label smoothing the label and ranking
+    terms are one :class:`~edgecart.compress.losses.MaskedLabelRankingKD` (the same loss over one full softmax
+    instead of two: a distilled step costs about 1.2 label-only ones instead of 2)."""
     if distill is None:
         return (SequenceLabelCE(student="logits", label_smoothing=label_smoothing),)
-    terms: list[LossTerm] = [SequenceLabelCE(weight=1.0 - distill.alpha, student="logits",
-                                             label_smoothing=label_smoothing)] if distill.alpha < 1 else []
-    if distill.alpha > 0:
-        terms.append(MaskedRankingKD(weight=distill.alpha, top_k=distill.top_k, temperature=distill.temperature,
-                                     student="logits"))
+    terms: list[LossTerm] = []
+    if 0 < distill.alpha < 1 and distill.temperature == 1 and not label_smoothing:
+        terms.append(MaskedLabelRankingKD(alpha=distill.alpha, top_k=distill.top_k, student="logits"))
+    else:
+        if distill.alpha < 1:
+            terms.append(SequenceLabelCE(weight=1.0 - distill.alpha, student="logits",
+                                         label_smoothing=label_smoothing))
+        if distill.alpha > 0:
+            terms.append(MaskedRankingKD(weight=distill.alpha, top_k=distill.top_k,
+                                         temperature=distill.temperature, student="logits"))
     if distill.hint > 0:
         terms.append(MaskedHint(weight=distill.hint, student="hidden", teacher="hidden"))
     return tuple(terms)

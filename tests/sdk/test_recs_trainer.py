@@ -67,6 +67,50 @@ def test_masked_ranking_kd_matches_the_formula_and_the_cached_form():
         term(s, {"weight": cached["weight"]}, labels)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
+def test_fused_label_ranking_term_is_the_sum_of_the_two_terms(alpha):
+    """One log-softmax for both terms: the same loss and the same gradient as the label term plus the ranking term
+    at temperature 1, from the teacher's scores and from its cached top-K, at every position or the labelled ones."""
+    import torch
+    from edgecart.compress.losses import MaskedLabelRankingKD, MaskedRankingKD, SequenceLabelCE
+
+    s, t, labels = _batch(3)
+    keep = labels.reshape(-1) != 0
+    ref = [SequenceLabelCE(weight=1 - alpha), MaskedRankingKD(weight=alpha, top_k=3, temperature=1.0)]
+    fused = MaskedLabelRankingKD(alpha=alpha, top_k=3)
+    tt = t.clone()
+    tt[..., 0] = -torch.inf
+    top, idx = torch.topk(tt, 3, dim=-1)
+    cached = {"index": idx, "weight": torch.softmax(top, -1)}
+    for student in (s, s.reshape(-1, N + 1)[keep]):
+        for teacher in (t, cached):
+            a = student.detach().clone().requires_grad_(True)
+            b = student.detach().clone().requires_grad_(True)
+            want = sum(term.weight * term(a, teacher, labels) for term in ref)
+            got = fused(b, teacher, labels)
+            torch.testing.assert_close(got, want)
+            want.backward()
+            got.backward()
+            torch.testing.assert_close(b.grad, a.grad)
+
+
+def test_fused_label_ranking_term_refuses_bad_options_and_missing_inputs():
+    import torch
+    from edgecart.compress.losses import MaskedLabelRankingKD, loss_from_dict
+    from edgecart.config import ConfigError
+
+    s, t, labels = _batch()
+    with pytest.raises(ConfigError, match="alpha"):
+        MaskedLabelRankingKD(alpha=1.5)
+    with pytest.raises(ConfigError, match="top_k"):
+        MaskedLabelRankingKD(top_k=0)
+    with pytest.raises(ValueError, match="labels"):
+        MaskedLabelRankingKD()(s, t, None)
+    with pytest.raises(ValueError, match="index"):
+        MaskedLabelRankingKD()(s, {"weight": torch.ones(3, 4, 2)}, labels)
+    assert loss_from_dict({"name": "masked_label_ranking", "alpha": 0.25}) == MaskedLabelRankingKD(alpha=0.25)
+
+
 def test_masked_hint_reads_labelled_positions_only():
     import torch
     from edgecart.compress.losses import Hint, MaskedHint
@@ -91,6 +135,11 @@ def test_loss_terms_follow_the_distill_config():
     assert [(t.name, t.weight) for t in terms] == [("sequence_label", 0.75), ("masked_ranking", 0.25),
                                                    ("masked_hint", 2.0)]
     assert terms[1].top_k == 7 and terms[1].temperature == 3.0
+    # at temperature 1 the label and ranking terms share one softmax (label smoothing keeps them apart)
+    fused = loss_terms(DistillConfig(top_k=7, temperature=1.0, alpha=0.25, hint=2.0))
+    assert [(t.name, t.weight) for t in fused] == [("masked_label_ranking", 1.0), ("masked_hint", 2.0)]
+    assert fused[0].alpha == 0.25 and fused[0].top_k == 7
+    assert [t.name for t in loss_terms(DistillConfig(temperature=1.0), 0.1)] == ["sequence_label", "masked_ranking"]
     assert [t.name for t in loss_terms(DistillConfig(alpha=1.0))] == ["masked_ranking"]
     assert [t.name for t in loss_terms(DistillConfig(alpha=0.0, pca_init=True))] == ["sequence_label"]
 
