@@ -69,15 +69,20 @@ def resize_matrix(n_in: int, n_out: int, method: str = "bilinear") -> np.ndarray
 
 
 def resize_batch(images: np.ndarray, size: tuple[int, int], method: str = "bilinear") -> np.ndarray:
-    """Resize (N, H, W) or (N, H, W, C) images to ``size`` (float32 out; the input is returned as float if equal)."""
+    """Resize (N, H, W) or (N, H, W, C) images to ``size`` (float32 out; the input is returned as float if equal).
+
+    The sums run in float64: in float32 the order a machine's BLAS kernel adds in moved a few pixels per hundred
+    thousand across a rounding boundary, so the stored uint8 pictures, and the cache keys hashed from them, differed
+    between an AVX2 and an AVX-512 machine."""
     h, w = images.shape[1], images.shape[2]
-    x = images.astype(np.float32, copy=False)
     if (h, w) == tuple(size):
-        return x
-    ry, rx = resize_matrix(h, size[0], method), resize_matrix(w, size[1], method)
+        return images.astype(np.float32, copy=False)
+    x = images.astype(np.float64, copy=False)
+    ry, rx = (resize_matrix(h, size[0], method).astype(np.float64),
+              resize_matrix(w, size[1], method).astype(np.float64))
     if x.ndim == 3:
-        return np.einsum("oh,nhw,pw->nop", ry, x, rx, optimize=True).astype(np.float32, copy=False)
-    return np.einsum("oh,nhwc,pw->nopc", ry, x, rx, optimize=True).astype(np.float32, copy=False)
+        return np.einsum("oh,nhw,pw->nop", ry, x, rx, optimize=True).astype(np.float32)
+    return np.einsum("oh,nhwc,pw->nopc", ry, x, rx, optimize=True).astype(np.float32)
 
 
 #: the most pixels one picture may have (Pillow's own decompression-bomb threshold, applied to arrays as well)

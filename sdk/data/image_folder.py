@@ -99,6 +99,10 @@ def concat(*sets: ImageSet) -> ImageSet:
                     tuple(x for s in sets for x in s.skipped))
 
 
+#: pixel values resized in one batched call (float64 inside the resize: about 0.5 GB)
+_RESIZE_VALUES = 64_000_000
+
+
 def read_pictures(paths: list[Path], pre: ImagePreprocessing, desc: str = "read pictures"
                   ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
     """Decode and resize ``paths``: (uint8 pictures of those read, their positions in ``paths``, skipped).
@@ -119,8 +123,9 @@ def read_pictures(paths: list[Path], pre: ImagePreprocessing, desc: str = "read 
     for j, a in enumerate(raw):
         groups.setdefault(a.shape, []).append(j)
     for members in groups.values():
-        for s in range(0, len(members), 256):
-            chunk = members[s:s + 256]
+        step = max(1, min(256, _RESIZE_VALUES // raw[members[0]].size))  # phone photos: a few at a time
+        for s in range(0, len(members), step):
+            chunk = members[s:s + step]
             out[chunk] = to_model_uint8(np.stack([raw[j] for j in chunk]), pre)
     return out, kept, skipped
 

@@ -94,6 +94,23 @@ def test_resize_is_an_antialiased_triangle_filter_like_pils_bilinear():
     assert np.abs(up - pil_up).max() <= 1.0
 
 
+def test_resized_pixels_do_not_depend_on_the_order_of_the_sums():
+    """The stored pixels key the caches (a shipped teacher is found by a hash of them), so they must come out the
+    same on every machine, whatever order its BLAS kernel adds in: the float32 sums did not (an AVX-512 machine
+    rounded some pixels the other way, and the demo no longer found its shipped teacher)."""
+    from edgecart.runtime.preprocess import resize_matrix
+
+    rng = np.random.default_rng(0)
+    pics = rng.integers(0, 256, (64, 300, 200, 3), dtype=np.uint8)  # float32 sums rounded 6-7 of these wrongly
+    ours = to_model_uint8(pics, ImagePreprocessing((64, 64), "rgb"))
+    ry = resize_matrix(300, 64).astype(np.float64)
+    rx = resize_matrix(200, 64).astype(np.float64)
+    # the other order: columns first, then rows
+    cols = np.tensordot(pics.astype(np.float64), rx, axes=([2], [1]))  # n, h, c, p
+    other = np.tensordot(ry, cols, axes=([1], [1])).transpose(1, 0, 3, 2)  # n, o, p, c
+    assert np.array_equal(ours, np.clip(np.rint(other.astype(np.float32)), 0, 255).astype(np.uint8))
+
+
 @pytest.fixture(scope="module")
 def vector_bundle(tmp_path_factory):
     torch = pytest.importorskip("torch")
