@@ -124,10 +124,15 @@ class KLDivergence(LossTerm):
                         log_target=True) * tt * tt
 
 
-def _check_top_k_temperature(term: Any) -> None:
-    """The shared checks of the top-K ranking terms, naming the term in the message."""
+def _check_top_k(term: Any) -> None:
+    """A ConfigError naming the term unless its ``top_k`` is an integer >= 1."""
     if not isinstance(term.top_k, int) or isinstance(term.top_k, bool) or term.top_k < 1:
         raise ConfigError(f"{term.name}: top_k must be an integer >= 1, got {term.top_k!r}")
+
+
+def _check_top_k_temperature(term: Any) -> None:
+    """The shared checks of the top-K ranking terms, naming the term in the message."""
+    _check_top_k(term)
     _check_positive(term, "temperature")
 
 
@@ -336,8 +341,9 @@ class MaskedLabelRankingKD(LossTerm):
     """The label cross-entropy and the ranking distillation of :class:`MaskedRankingKD` at temperature 1, over one
     log-softmax of the student's scores: ``(1 - alpha) * CE(labels) + alpha * CE(soft positives)`` at the labelled
     positions. Equal to ``SequenceLabelCE(weight=1 - alpha)`` plus ``MaskedRankingKD(weight=alpha, temperature=1)``
-    up to rounding, at about half their cost over a large catalogue (the full softmax, forward and backward, is most
-    of a small recommender's training step). ``t`` as for :class:`MaskedRankingKD`."""
+    up to rounding; a small recommender's training step with it costs about 0.62 of one with the two (the full
+    softmax, forward and backward, is most of such a step; ``edgecart.benchmarks.distill_step``). ``t`` as for
+    :class:`MaskedRankingKD`."""
 
     alpha: float = 0.5
     top_k: int = 50
@@ -348,8 +354,7 @@ class MaskedLabelRankingKD(LossTerm):
         super().__post_init__()
         if not _is_number(self.alpha) or not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"{self.name}: alpha must be a number in [0, 1], got {self.alpha!r}")
-        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 1:
-            raise ConfigError(f"{self.name}: top_k must be an integer >= 1, got {self.top_k!r}")
+        _check_top_k(self)
 
     def __call__(self, s, t, labels=None, projection=None):
         import torch
