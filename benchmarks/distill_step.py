@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .remote_runner import cpu_model
-from .search_speed import _interleaved, _p50
+from .stats import interleaved_times, p50_ms
 
 
 def _steps(dataset: str, dim: int, batch: int, top_k: int) -> tuple[dict[str, Callable[[], Any]], dict[str, Any]]:
@@ -86,8 +86,8 @@ def measure(dataset: str, *, dim: int = 16, batch: int = 64, top_k: int = 10, re
             budget_s: float = 120.0) -> dict[str, Any]:
     """Median milliseconds per step of each variant, and each one's ratio to label-only."""
     fns, info = _steps(dataset, dim, batch, top_k)
-    times = _interleaved(fns, reps, budget_s)
-    p50 = {n: _p50(ts) for n, ts in times.items()}
+    times = interleaved_times(fns, reps, budget_s)
+    p50 = {n: p50_ms(ts) for n, ts in times.items()}
     base = p50["label-only"]
     return {**info, "rounds": min(len(ts) for ts in times.values()),
             "p50_ms": p50, "vs_label_only": {n: v / base for n, v in p50.items()}}

@@ -24,6 +24,7 @@ import numpy as np
 
 from .catalogs import random_catalog, with_catalog
 from .remote_runner import cpu_model
+from .stats import interleaved_times, p50_ms
 from .task_level import busy_cores
 
 
@@ -33,28 +34,6 @@ def _old_scores(q: np.ndarray, emb: np.ndarray, scales: np.ndarray) -> np.ndarra
     s = q[None] @ emb.astype(np.float32, copy=False).T
     s *= scales[None, :]
     return s
-
-
-def _interleaved(fns: dict[str, Callable[[], Any]], reps: int, budget_s: float) -> dict[str, list[float]]:
-    """Each function once per round, order rotated each round; stops after ``reps`` rounds or ``budget_s``."""
-    names = list(fns)
-    for f in fns.values():
-        f()  # warm
-    out: dict[str, list[float]] = {n: [] for n in names}
-    t_end = time.perf_counter() + budget_s
-    for r in range(reps):
-        k = r % len(names)
-        for n in names[k:] + names[:k]:
-            t0 = time.perf_counter()
-            fns[n]()
-            out[n].append(time.perf_counter() - t0)
-        if time.perf_counter() > t_end and r >= 4:
-            break
-    return out
-
-
-def _p50(xs: Sequence[float]) -> float:
-    return float(np.median(xs)) * 1e3
 
 
 def measure_size(n: int, dim: int, *, reps: int, budget_s: float, with_old: bool, ivf: bool,
@@ -106,8 +85,8 @@ def measure_size(n: int, dim: int, *, reps: int, budget_s: float, with_old: bool
         for p in (4, 16, 32):
             fns[f"IVF int8 rows, nprobe={p}"] = (lambda p=p: cat_ivf.search_one(nextq(), 10, approximate=True,
                                                                                   nprobe=p))
-    samples = _interleaved(fns, reps, budget_s)
-    row["p50_ms"] = {k: round(_p50(v), 3) for k, v in samples.items()}
+    samples = interleaved_times(fns, reps, budget_s)
+    row["p50_ms"] = {k: round(p50_ms(v), 3) for k, v in samples.items()}
     row["min_ms"] = {k: round(float(np.min(v)) * 1e3, 3) for k, v in samples.items()}
     row["n"] = {k: len(v) for k, v in samples.items()}
     return row

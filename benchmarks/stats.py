@@ -5,7 +5,8 @@ use :func:`block_ratio_ci`, which resamples whole rounds, because calls within a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -179,3 +180,28 @@ def summarize(samples_s: Sequence[float] | np.ndarray, config: BootstrapConfig =
 __all__ = ["DEFAULT_BOOTSTRAP", "PERCENTILES", "BootstrapConfig", "LatencyStats", "block_ratio_ci", "bootstrap_ci",
            "percentile", "ratio_ci",
            "reliable_percentiles", "summarize"]
+
+
+def interleaved_times(fns: dict[str, Callable[[], Any]], reps: int, budget_s: float) -> dict[str, list[float]]:
+    """Seconds per call of each function, timed in rounds (each function once per round, the order rotated each
+    round, so slow spells of a busy machine fall on all of them); one warm-up call each first; stops after ``reps``
+    rounds, or after ``budget_s`` once 5 rounds are done."""
+    names = list(fns)
+    for f in fns.values():
+        f()
+    out: dict[str, list[float]] = {n: [] for n in names}
+    t_end = time.perf_counter() + budget_s
+    for r in range(reps):
+        k = r % len(names)
+        for n in names[k:] + names[:k]:
+            t0 = time.perf_counter()
+            fns[n]()
+            out[n].append(time.perf_counter() - t0)
+        if time.perf_counter() > t_end and r >= 4:
+            break
+    return out
+
+
+def p50_ms(seconds: Sequence[float]) -> float:
+    """The median of per-call times given in seconds, in milliseconds."""
+    return float(np.median(seconds)) * 1e3

@@ -7,6 +7,8 @@ import pytest
 from edgecart.benchmarks.stats import (
     BootstrapConfig,
     bootstrap_ci,
+    interleaved_times,
+    p50_ms,
     percentile,
     ratio_ci,
     reliable_percentiles,
@@ -121,3 +123,21 @@ def test_block_bootstrap_edge_cases():
     with pytest.raises(ValueError):
         block_ratio_ci([[1.0]], [[1.0], [2.0]])  # rounds must pair up
     assert block_ratio_ci([[1.0], [], [3.0]], [[1.0], [5.0], [1.0]])[0] == pytest.approx(2.0)  # empty round skipped
+
+
+def test_interleaved_times_rotates_the_order_each_round_and_warms_each_function_once():
+    calls: list[str] = []
+    fns = {n: (lambda n=n: calls.append(n)) for n in ("a", "b", "c")}
+    times = interleaved_times(fns, reps=3, budget_s=60.0)
+    assert calls == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert {n: len(t) for n, t in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert all(t >= 0 for ts in times.values() for t in ts)
+
+
+def test_interleaved_times_stops_on_its_budget_after_five_rounds():
+    times = interleaved_times({"a": lambda: None}, reps=1000, budget_s=0.0)
+    assert len(times["a"]) == 5
+
+
+def test_p50_ms_is_the_median_in_milliseconds():
+    assert p50_ms([0.001, 0.003, 0.002]) == pytest.approx(2.0)
