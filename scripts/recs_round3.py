@@ -73,6 +73,9 @@ def fit(args: argparse.Namespace) -> int:
                        patience=args.patience or None, schedule=args.schedule,
                        label_smoothing=args.label_smoothing, exclude_seen=args.exclude_seen,
                        augment_copies=args.augment_copies, augment_drop=args.augment_drop)
+    recorded_tcfg, extra_note = tcfg, {}
+    if args.extra_1m:
+        split, tcfg, extra_note = _with_movielens_1m(data, split, tcfg)
     mcfg = SASRecConfig(data.num_items, args.max_len, args.dim, args.heads, args.layers, 2, args.dropout)
     torch.manual_seed(args.seed)
     model = SASRec(mcfg)
@@ -106,11 +109,30 @@ def fit(args: argparse.Namespace) -> int:
     cpu = time.process_time() - c0
     import dataclasses
 
-    record_fit(args, model, mcfg, tcfg, split, OUT, _command(), {
+    record_fit(args, model, mcfg, recorded_tcfg, split, OUT, _command(), {**extra_note,
         "teacher": args.teacher or None, "distill": dataclasses.asdict(kw["distill"]) if kw else None,
         "best_epoch": log.best_epoch, "epochs_run": len(log.losses), "valid_curve": list(log.valid_ndcg),
         "cpu_s": cpu, "wall_s": log.seconds})
     return 0
+
+
+def _with_movielens_1m(data, split, tcfg):
+    """Round 21: MovieLens-100K's training histories (with their item-dropped copies, made as the trainer makes
+    them) followed by MovieLens-1M's users' sequences in MovieLens-100K's items (matched by title;
+    :func:`edgecart.data.movielens.movielens_1m_on`), no copies of those. Validation and test stay MovieLens-100K's.
+    Returns the split to train on, the TrainConfig with its copies already made, and a note for the fit's line."""
+    import dataclasses
+
+    from edgecart.data.movielens import load_movielens_1m, movielens_1m_on, movielens_100k_titles
+    from edgecart.recs.train import training_split
+
+    if data.name != "movielens-100k":
+        raise SystemExit("--extra-1m adds MovieLens-1M's users to MovieLens-100K only")
+    extra = movielens_1m_on(data, movielens_100k_titles(), load_movielens_1m())
+    own = training_split(split, tcfg).train
+    note = {"extra_train": {"source": "movielens-1m", "sequences": len(extra),
+                            "interactions": int(sum(len(s) for s in extra))}}
+    return dataclasses.replace(split, train=tuple(own) + extra), dataclasses.replace(tcfg, augment_copies=0), note
 
 
 def _pca_init(model, teachers: list, how: str) -> None:
@@ -287,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--augment-copies", type=int, default=0,
                    help="TrainConfig.augment_copies: item-dropped copies of each training history (rounds 16-17)")
     s.add_argument("--augment-drop", type=float, default=0.2, help="TrainConfig.augment_drop")
+    s.add_argument("--extra-1m", action="store_true",
+                   help="also train on MovieLens-1M's users, matched to MovieLens-100K's items by title (round 21)")
     s.add_argument("--future", type=int, default=1, help="train each position on its next N items (label term)")
     s.add_argument("--future-decay", type=float, default=1.0)
     s.add_argument("--future-weight", type=float, default=0.5, help="weight of the next-N term (1 - it: next item)")

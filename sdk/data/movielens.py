@@ -81,3 +81,52 @@ def load_movielens_1m(path: str | os.PathLike[str] | None = None, *, min_item_co
             ts.append(float(parts[ct]))
     return build_sequences("movielens-1m", np.asarray(users, np.int64), np.asarray(items), [np.asarray(ts)],
                            min_item_count=min_item_count, min_length=min_length, source=str(p))
+
+
+_ITEMS_100K = "recbole/dataset_example/ml-100k/ml-100k.item"
+
+
+def movielens_100k_titles(path: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """MovieLens-100K item id (as text) -> ``"Title (year)"``, the way MovieLens-1M names its items."""
+    p = Path(path) if path is not None else locate_package_file("recbole", _ITEMS_100K, INSTALL_HINT)
+    with open(p, encoding="utf-8") as f:
+        header = [h.split(":")[0] for h in f.readline().rstrip("\n").split("\t")]
+        try:
+            ci, ct, cy = (header.index(c) for c in ("item_id", "movie_title", "release_year"))
+        except ValueError:
+            raise DatasetMissingError(f"{p}: unexpected header {header}; reinstall with: {INSTALL_HINT}") from None
+        rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+    return {r[ci]: f"{r[ct]} ({r[cy]})" for r in rows if len(r) > max(ci, ct, cy)}
+
+
+def _title_key(title: str) -> str:
+    """A looser key for titles the two releases spell differently: the part before a subtitle (``Star Wars (1977)``
+    and ``Star Wars: Episode IV - A New Hope (1977)``), lower case, with the year."""
+    name, _, year = title.rpartition(" (")
+    return f"{name.split(':')[0].strip().lower()} ({year}"
+
+
+def movielens_1m_on(target: SequenceData, titles: dict[str, str], source: SequenceData) -> tuple[np.ndarray, ...]:
+    """``source``'s (MovieLens-1M's) sequences in ``target``'s (MovieLens-100K's) item indices, for training on
+    both: each 1M title is matched to the one 100K item of the same title and year (``titles``: 100K id ->
+    title), else of the same looser key (:func:`_title_key`); titles that match no item or several are dropped
+    from the sequences, and sequences left shorter than 2 items are dropped. Order within a sequence is kept."""
+    exact: dict[str, list[int]] = {}
+    loose: dict[str, list[int]] = {}
+    for index, item in enumerate(target.item_ids, start=1):
+        title = titles.get(str(item))
+        if title is not None:
+            exact.setdefault(title, []).append(index)
+            loose.setdefault(_title_key(title), []).append(index)
+    lookup = np.zeros(len(source.item_ids) + 1, np.int64)
+    for index, title in enumerate(source.item_ids, start=1):
+        hit = exact.get(str(title)) or loose.get(_title_key(str(title)), [])
+        if len(hit) == 1:
+            lookup[index] = hit[0]
+    out = []
+    for s in source.sequences:
+        m = lookup[s]
+        m = m[m > 0]
+        if len(m) >= 2:
+            out.append(m)
+    return tuple(out)
