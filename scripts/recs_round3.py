@@ -74,11 +74,14 @@ def fit(args: argparse.Namespace) -> int:
                        label_smoothing=args.label_smoothing, exclude_seen=args.exclude_seen,
                        augment_copies=args.augment_copies, augment_drop=args.augment_drop)
     recorded_tcfg, extra_note = tcfg, {}
-    if args.extra_1m:
-        split, tcfg, extra_note = _with_movielens_1m(data, split, tcfg)
+    if args.extra_1m or args.only_1m:
+        split, tcfg, extra_note = _with_movielens_1m(data, split, tcfg, only=args.only_1m)
     mcfg = SASRecConfig(data.num_items, args.max_len, args.dim, args.heads, args.layers, 2, args.dropout)
     torch.manual_seed(args.seed)
     model = SASRec(mcfg)
+    if args.init:  # fine-tune a saved fit of the same shape (round 21: pre-trained on MovieLens-1M)
+        model.load_state_dict(torch.load(args.scores / f"{args.init}.pt"))
+        extra_note["init"] = args.init
     kw = {}
     if args.teacher:
         # soft targets of a (possibly ensembled) teacher: averaged log-probabilities of the saved teacher models
@@ -116,11 +119,12 @@ def fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_movielens_1m(data, split, tcfg):
+def _with_movielens_1m(data, split, tcfg, *, only: bool = False):
     """Round 21: MovieLens-100K's training histories (with their item-dropped copies, made as the trainer makes
     them) followed by MovieLens-1M's users' sequences in MovieLens-100K's items (matched by title;
-    :func:`edgecart.data.movielens.movielens_1m_on`), no copies of those. Validation and test stay MovieLens-100K's.
-    Returns the split to train on, the TrainConfig with its copies already made, and a note for the fit's line."""
+    :func:`edgecart.data.movielens.movielens_1m_on`), no copies of those; ``only``: MovieLens-1M's alone (a
+    pre-training). Validation and test stay MovieLens-100K's. Returns the split to train on, the TrainConfig with
+    its copies already made, and a note for the fit's line."""
     import dataclasses
 
     from edgecart.data.movielens import load_movielens_1m, movielens_1m_on, movielens_100k_titles
@@ -129,8 +133,8 @@ def _with_movielens_1m(data, split, tcfg):
     if data.name != "movielens-100k":
         raise SystemExit("--extra-1m adds MovieLens-1M's users to MovieLens-100K only")
     extra = movielens_1m_on(data, movielens_100k_titles(), load_movielens_1m())
-    own = training_split(split, tcfg).train
-    note = {"extra_train": {"source": "movielens-1m", "sequences": len(extra),
+    own = () if only else training_split(split, tcfg).train
+    note = {"extra_train": {"source": "movielens-1m", "only": only, "sequences": len(extra),
                             "interactions": int(sum(len(s) for s in extra))}}
     return dataclasses.replace(split, train=tuple(own) + extra), dataclasses.replace(tcfg, augment_copies=0), note
 
@@ -311,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--augment-drop", type=float, default=0.2, help="TrainConfig.augment_drop")
     s.add_argument("--extra-1m", action="store_true",
                    help="also train on MovieLens-1M's users, matched to MovieLens-100K's items by title (round 21)")
+    s.add_argument("--only-1m", action="store_true",
+                   help="train on MovieLens-1M's users alone (matched as --extra-1m): a pre-training for --init")
+    s.add_argument("--init", default="", help="start from this saved fit's weights (same shape): a fine-tuning")
     s.add_argument("--future", type=int, default=1, help="train each position on its next N items (label term)")
     s.add_argument("--future-decay", type=float, default=1.0)
     s.add_argument("--future-weight", type=float, default=0.5, help="weight of the next-N term (1 - it: next item)")
