@@ -65,20 +65,10 @@ def load_movielens_1m(path: str | os.PathLike[str] | None = None, *, min_item_co
     p = Path(path) if path is not None else movielens_1m_path()
     if not p.is_file():
         raise DatasetMissingError(f"{p}: no such file; install MovieLens-1M with: {INSTALL_HINT_1M}")
-    users, items, ts = [], [], []
-    with open(p, encoding="utf-8") as f:
-        header = [h.split(":")[0] for h in f.readline().rstrip("\n").split("\t")]
-        try:
-            cu, ci, ct = (header.index(c) for c in ("user_id", "item_id", "timestamp"))
-        except ValueError:
-            raise DatasetMissingError(f"{p}: unexpected header {header}; reinstall with: {INSTALL_HINT_1M}") from None
-        for line in f:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) < len(header):
-                continue
-            users.append(int(parts[cu].removeprefix("1m_")))
-            items.append(parts[ci])
-            ts.append(float(parts[ct]))
+    rows = _read_atomic(p, ("user_id", "item_id", "timestamp"), INSTALL_HINT_1M)
+    users = [int(u.removeprefix("1m_")) for u, _, _ in rows]
+    items = [i for _, i, _ in rows]
+    ts = [float(t) for _, _, t in rows]
     return build_sequences("movielens-1m", np.asarray(users, np.int64), np.asarray(items), [np.asarray(ts)],
                            min_item_count=min_item_count, min_length=min_length, source=str(p))
 
@@ -89,14 +79,20 @@ _ITEMS_100K = "recbole/dataset_example/ml-100k/ml-100k.item"
 def movielens_100k_titles(path: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """MovieLens-100K item id (as text) -> ``"Title (year)"``, the way MovieLens-1M names its items."""
     p = Path(path) if path is not None else locate_package_file("recbole", _ITEMS_100K, INSTALL_HINT)
+    return {i: f"{t} ({y})" for i, t, y in _read_atomic(p, ("item_id", "movie_title", "release_year"), INSTALL_HINT)}
+
+
+def _read_atomic(p: Path, columns: tuple[str, ...], install: str) -> list[list[str]]:
+    """The ``columns`` of a RecBole atomic file (tab-separated, header ``name:type``), as text, one list per row;
+    rows with fewer fields than the header are skipped."""
     with open(p, encoding="utf-8") as f:
         header = [h.split(":")[0] for h in f.readline().rstrip("\n").split("\t")]
         try:
-            ci, ct, cy = (header.index(c) for c in ("item_id", "movie_title", "release_year"))
+            cols = [header.index(c) for c in columns]
         except ValueError:
-            raise DatasetMissingError(f"{p}: unexpected header {header}; reinstall with: {INSTALL_HINT}") from None
-        rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
-    return {r[ci]: f"{r[ct]} ({r[cy]})" for r in rows if len(r) > max(ci, ct, cy)}
+            raise DatasetMissingError(f"{p}: unexpected header {header}; reinstall with: {install}") from None
+        rows = [line.rstrip("\n").split("\t") for line in f]
+    return [[r[c] for c in cols] for r in rows if len(r) >= len(header)]
 
 
 def _title_key(title: str) -> str:
