@@ -316,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--extra-1m", action="store_true",
                    help="also train on MovieLens-1M's users, matched to MovieLens-100K's items by title (round 21)")
     s.add_argument("--only-1m", action="store_true",
-                   help="train on MovieLens-1M's users alone (matched as --extra-1m): a pre-training for --init")
+                   help="train on MovieLens-1M's users alone (matched as --extra-1m): a pre-training for --init; "
+                   "--augment-copies has no effect then (the fit's line still records it)")
     s.add_argument("--init", default="", help="start from this saved fit's weights (same shape): a fine-tuning")
     s.add_argument("--future", type=int, default=1, help="train each position on its next N items (label term)")
     s.add_argument("--future-decay", type=float, default=1.0)
