@@ -91,8 +91,8 @@ def _read_atomic(p: Path, columns: tuple[str, ...], install: str) -> list[list[s
             cols = [header.index(c) for c in columns]
         except ValueError:
             raise DatasetMissingError(f"{p}: unexpected header {header}; reinstall with: {install}") from None
-        rows = [line.rstrip("\n").split("\t") for line in f]
-    return [[r[c] for c in cols] for r in rows if len(r) >= len(header)]
+        rows = (line.rstrip("\n").split("\t") for line in f)
+        return [[r[c] for c in cols] for r in rows if len(r) >= len(header)]
 
 
 def _title_key(title: str) -> str:
